@@ -1,0 +1,58 @@
+/* A configuration snapshot: everything compiled from one bootstrap.
+ *
+ * The snapshot is immutable and reference-counted; workers get it by message
+ * and requests keep the objects they started with. xDS replaces single
+ * listeners, route tables and clusters with the per-resource compilers
+ * (tn_listener_compile, tn_route_table_compile, tn_cluster_compile) and the
+ * same cross-checks (tn_config_check_routes). */
+#ifndef TN_CONFIG_H
+#define TN_CONFIG_H
+
+#include <stdbool.h>
+
+#include "dataplane/accesslog.h"
+#include "dataplane/address.h"
+#include "dataplane/cluster.h"
+#include "dataplane/err.h"
+#include "dataplane/listener.h"
+#include "xds/bootstrap.h"
+
+enum tn_xds_api {
+    TN_XDS_NONE = 0,
+    TN_XDS_GRPC,
+    TN_XDS_DELTA_GRPC,
+};
+
+struct tn_config {
+    unsigned refcnt;
+    struct tn_pool pool;
+    tn_pb_bootstrap *bootstrap; /* owned: what /config_dump prints */
+    struct tn_listener **listeners;
+    size_t n_listeners;
+    struct tn_cluster **clusters;
+    size_t n_clusters;
+    bool has_admin;
+    struct tn_address admin_addr;
+    struct tn_access_log *admin_logs;
+    size_t n_admin_logs;
+    /* dynamic_resources.ads_config: where the control plane is */
+    enum tn_xds_api ads_api;
+    const char *ads_cluster; /* envoy_grpc.cluster_name, a static cluster */
+    const char *ads_target;  /* google_grpc.target_uri */
+    bool lds_dynamic, cds_dynamic;
+};
+
+/* Compiles a bootstrap, taking ownership of it (freed with the config, or at
+ * once on failure). A config with one reference, or NULL with err set. */
+struct tn_config *tn_config_compile(tn_pb_bootstrap *b, struct tn_err *err);
+struct tn_config *tn_config_ref(struct tn_config *c);
+void tn_config_unref(struct tn_config *c);
+
+/* The cluster named `name`, or NULL. */
+struct tn_cluster *tn_config_cluster(const struct tn_config *c, const char *name);
+
+/* Checks that every cluster a statically-validated route table names exists
+ * among the config's clusters (Envoy's validate_clusters); 0 or -1 with err. */
+int tn_config_check_routes(const struct tn_config *c, const struct tn_route_table *t, struct tn_err *err);
+
+#endif

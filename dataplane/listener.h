@@ -1,0 +1,69 @@
+/* Compiled listeners (envoy.config.listener.v3.Listener) with their HTTP
+ * connection managers and HTTP filter chains. Immutable, reference-counted. */
+#ifndef TN_LISTENER_H
+#define TN_LISTENER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataplane/accesslog.h"
+#include "dataplane/address.h"
+#include "dataplane/err.h"
+#include "dataplane/pool.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "filters/filter.h"
+#include "filters/route.h"
+
+typedef Envoy__Config__Listener__V3__Listener tn_pb_listener;
+
+struct tn_http_filter {
+    const char *name; /* as configured */
+    const struct tn_filter_factory *factory;
+    void *config; /* the factory's, freed with its destroy_config */
+};
+
+enum tn_codec {
+    TN_CODEC_AUTO = 0,
+    TN_CODEC_HTTP1,
+    TN_CODEC_HTTP2,
+};
+
+/* One HttpConnectionManager. */
+struct tn_hcm {
+    const char *stat_prefix;
+    enum tn_codec codec;
+    struct tn_route_table *routes; /* inline route_config, or NULL with rds_name set */
+    const char *rds_name;
+    struct tn_http_filter *filters;
+    size_t n_filters;
+    struct tn_access_log *access_logs;
+    size_t n_access_logs;
+    const char *server_name;
+    int server_header_transformation; /* OVERWRITE = 0, APPEND_IF_ABSENT, PASS_THROUGH */
+    uint32_t max_request_headers_kb;
+    uint64_t stream_idle_timeout_ms, request_timeout_ms, request_headers_timeout_ms, idle_timeout_ms;
+    uint64_t drain_timeout_ms, delayed_close_timeout_ms;
+    bool use_remote_address, skip_xff_append, generate_request_id, preserve_external_request_id;
+    bool always_set_request_id_in_response, normalize_path, merge_slashes;
+    uint32_t xff_num_trusted_hops;
+    const char *via;
+};
+
+struct tn_listener {
+    unsigned refcnt;
+    struct tn_pool pool;
+    const char *name;
+    const char *stat_prefix; /* stat_prefix, or the address as Envoy names listener stats */
+    struct tn_address addr;
+    uint32_t per_connection_buffer_limit;
+    bool reuse_port;
+    struct tn_hcm hcm; /* tern serves one HTTP filter chain per listener */
+};
+
+/* Compiles one listener; err's path should point at it. A listener with one
+ * reference, or NULL with err set. */
+struct tn_listener *tn_listener_compile(const tn_pb_listener *pb, struct tn_err *err);
+struct tn_listener *tn_listener_ref(struct tn_listener *l);
+void tn_listener_unref(struct tn_listener *l);
+
+#endif

@@ -1,0 +1,45 @@
+/* Compiled string and header matchers (envoy.type.matcher.v3.StringMatcher,
+ * route HeaderMatcher), shared by routes, the cache and access-log filters. */
+#ifndef TN_MATCHER_H
+#define TN_MATCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/err.h"
+#include "dataplane/pool.h"
+#include "envoy/type/matcher/v3/string.pb-c.h"
+
+enum tn_match_kind {
+    TN_MATCH_EXACT = 0,
+    TN_MATCH_PREFIX,
+    TN_MATCH_SUFFIX,
+    TN_MATCH_CONTAINS,
+    TN_MATCH_REGEX,
+    TN_MATCH_PRESENT,
+    TN_MATCH_RANGE,
+};
+
+struct tn_string_matcher {
+    enum tn_match_kind kind;
+    bool ignore_case;
+    const char *value; /* EXACT..CONTAINS */
+    size_t len;
+    struct pcre2_real_code_8 *re; /* REGEX: anchored, must match the whole string */
+};
+
+/* Compiles a regex that must match a whole input (RE2 full-match semantics as
+ * Envoy's safe_regex); the code is freed with the pool. NULL with err set if
+ * the pattern does not compile. */
+struct pcre2_real_code_8 *tn_regex_compile(struct tn_pool *pool, const char *pattern, bool anchored,
+                                           struct tn_err *err);
+
+/* Fills m from a StringMatcher; 0 or -1 with err set. */
+int tn_string_matcher_compile(struct tn_pool *pool, const Envoy__Type__Matcher__V3__StringMatcher *pb,
+                              struct tn_string_matcher *m, struct tn_err *err);
+
+/* Whether s (len bytes) matches. */
+bool tn_string_matcher_match(const struct tn_string_matcher *m, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,36 @@
+#include "filters/filter.h"
+
+#include <string.h>
+
+#include "cache/cache.h"
+#include "filters/router.h"
+#include "xds/types.h"
+
+/* Every HTTP filter tern has. Listed by hand: a static library's linker
+ * would drop self-registering constructors nothing references. */
+#define TN_FILTERS(X)                                                                                                  \
+    X(tn_router_factory)                                                                                               \
+    X(tn_cache_factory)
+
+static const struct tn_filter_factory *const factories[] = {
+#define TN_X(f) &f,
+    TN_FILTERS(TN_X)
+#undef TN_X
+};
+
+const struct tn_filter_factory *tn_filter_factory_by_type(const char *type_url)
+{
+    const char *name = tn_type_name(type_url);
+    for (size_t i = 0; i < sizeof(factories) / sizeof(factories[0]); i++)
+        if (strcmp(factories[i]->config_type->name, name) == 0)
+            return factories[i];
+    return NULL;
+}
+
+const struct tn_filter_factory *tn_filter_factory_by_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(factories) / sizeof(factories[0]); i++)
+        if (strcmp(factories[i]->name, name) == 0)
+            return factories[i];
+    return NULL;
+}

@@ -1,0 +1,75 @@
+#include "xds/types.h"
+
+#include <string.h>
+
+#include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
+#include "envoy/extensions/access_loggers/stream/v3/stream.pb-c.h"
+#include "envoy/extensions/filters/http/cache/v3/cache.pb-c.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/extensions/http/cache/simple_http_cache/v3/config.pb-c.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
+#include "google/protobuf/any.pb-c.h"
+
+/* Every message type that may appear inside an Any. */
+#define TN_TYPES(X)                                                                                                    \
+    X(envoy__config__bootstrap__v3__bootstrap__descriptor)                                                             \
+    X(envoy__config__listener__v3__listener__descriptor)                                                               \
+    X(envoy__config__route__v3__route_configuration__descriptor)                                                       \
+    X(envoy__config__cluster__v3__cluster__descriptor)                                                                 \
+    X(envoy__config__endpoint__v3__cluster_load_assignment__descriptor)                                                \
+    X(envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor)           \
+    X(envoy__extensions__filters__http__router__v3__router__descriptor)                                                \
+    X(envoy__extensions__filters__http__cache__v3__cache_config__descriptor)                                           \
+    X(envoy__extensions__http__cache__simple_http_cache__v3__simple_http_cache_config__descriptor)                     \
+    X(envoy__extensions__access_loggers__file__v3__file_access_log__descriptor)                                        \
+    X(envoy__extensions__access_loggers__stream__v3__stdout_access_log__descriptor)                                    \
+    X(envoy__extensions__access_loggers__stream__v3__stderr_access_log__descriptor)                                    \
+    X(envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor)
+
+static const ProtobufCMessageDescriptor *const types[] = {
+#define TN_X(d) &d,
+    TN_TYPES(TN_X)
+#undef TN_X
+};
+
+const char *tn_type_name(const char *type_url)
+{
+    const char *slash = strrchr(type_url, '/');
+    return slash ? slash + 1 : type_url;
+}
+
+const ProtobufCMessageDescriptor *tn_type_find(const char *type_url)
+{
+    const char *name = tn_type_name(type_url);
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(types[i]->name, name) == 0)
+            return types[i];
+    return NULL;
+}
+
+ProtobufCMessage *tn_any_unpack(const ProtobufCMessage *msg, const ProtobufCMessageDescriptor *expect,
+                                struct tn_err *err)
+{
+    const Google__Protobuf__Any *any = (const Google__Protobuf__Any *)msg;
+    const char *url = any->type_url ? any->type_url : "";
+    const ProtobufCMessageDescriptor *d = tn_type_find(url);
+
+    if (d == NULL) {
+        tn_err_fail(err, "unknown or unsupported type '%s'", url);
+        return NULL;
+    }
+    if (expect != NULL && d != expect) {
+        tn_err_fail(err, "expected type '%s', got '%s'", expect->name, d->name);
+        return NULL;
+    }
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, any->value.len, any->value.data);
+    if (m == NULL)
+        tn_err_fail(err, "invalid serialized '%s'", d->name);
+    return m;
+}
