@@ -425,7 +425,9 @@ static int conv_repeated(struct conv *c, ProtobufCMessage *m, const ProtobufCFie
     for (size_t i = 0; i < count; i++) {
         yaml_node_t *item = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
         size_t mark = tn_err_push(c->err, "[%zu]", i);
-        if (is_null(item))
+        if (is_null(item) && !(f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                               strcmp(((const ProtobufCMessageDescriptor *)f->descriptor)->name,
+                                      "google.protobuf.Value") == 0))
             return fail(c, item, "list item must not be null%s", "");
         if (conv_value(c, arr + i * esz, f, item))
             return -1;
@@ -600,7 +602,8 @@ static int conv_fields(struct conv *c, yaml_node_t *n, const ProtobufCMessageDes
         yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
         if (k->type != YAML_SCALAR_NODE)
             return fail(c, k, "field name must be a scalar, got %s", kind_name(k));
-        if (k->tag && strcmp((const char *)k->tag, "!ignore") == 0)
+        if ((k->tag && strcmp((const char *)k->tag, "!ignore") == 0) ||
+            (v->tag && strcmp((const char *)v->tag, "!ignore") == 0))
             continue;
         const char *key = scalar(k);
         if (skip_type && strcmp(key, "@type") == 0)

@@ -1,0 +1,15 @@
+/* Every Check suite of the unit runner (libuv's test-list.h shape). */
+#ifndef TN_TEST_SUITES_H
+#define TN_TEST_SUITES_H
+
+#include <check.h>
+
+#define TN_SUITES(X)                                                                                                   \
+    X(pbconv_suite)                                                                                                    \
+    X(compiler_suite)
+
+#define TN_X(s) Suite *s(void);
+TN_SUITES(TN_X)
+#undef TN_X
+
+#endif
