@@ -502,8 +502,8 @@ static int conv_struct_value(struct conv *c, yaml_node_t *n, ProtobufCMessage *m
         f = field_named(d, "null_value");
     else if (is_plain(n) && (strcmp(scalar(n), "true") == 0 || strcmp(scalar(n), "false") == 0))
         f = field_named(d, "bool_value");
-    else if (is_plain(n) && parse_double(scalar(n), &dv) == 0)
-        f = field_named(d, "number_value");
+    else if (is_plain(n) && parse_double(scalar(n), &dv) == 0 && isfinite(dv) && isdigit((unsigned char)scalar(n)[strlen(scalar(n)) - 1]))
+        f = field_named(d, "number_value"); /* JSON numbers only: NaN and Infinity stay strings */
     else
         f = field_named(d, "string_value");
 
