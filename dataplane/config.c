@@ -50,6 +50,7 @@ static int compile_listeners(struct tn_config *c, const Envoy__Config__Bootstrap
                                    c->listeners[j]->name);
             }
         }
+        tn_err_push(err, "%s", l->route_config_path);
         if (l->hcm.routes && tn_config_check_routes(c, l->hcm.routes, err))
             return -1;
         tn_err_pop(err, mark);
@@ -67,7 +68,7 @@ static int check_cluster(void *arg, const char *cluster, const char *where)
     struct check_ctx *x = arg;
     if (tn_config_cluster(x->c, cluster) != NULL)
         return 0;
-    size_t mark = tn_err_push(x->err, ".filter_chains[0].filters[0].typed_config.route_config.%s", where);
+    size_t mark = tn_err_push(x->err, ".%s", where);
     tn_err_fail(x->err, "unknown cluster '%s'", cluster);
     tn_err_pop(x->err, mark);
     return -1;
@@ -136,7 +137,7 @@ static int compile_ads(struct tn_config *c, const Envoy__Config__Bootstrap__V3__
             c->ads_cluster = tn_pool_strdup(&c->pool, name);
             if (tn_config_cluster(c, name) == NULL) {
                 tn_err_push(err, ".envoy_grpc.cluster_name");
-                return tn_err_fail(err, "unknown cluster '%s': the control plane must be a static cluster", name);
+                return tn_err_fail(err, "unknown cluster '%s': the control plane's cluster must be in static_resources.clusters", name);
             }
         } else if (g->target_specifier_case == ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_GOOGLE_GRPC) {
             if (*g->google_grpc->target_uri == '\0') {
@@ -177,7 +178,7 @@ static int compile_admin(struct tn_config *c, const Envoy__Config__Bootstrap__V3
     for (size_t i = 0; i < c->n_listeners; i++)
         if (tn_address_same(&c->listeners[i]->addr, &c->admin_addr)) {
             tn_err_push(err, ".address");
-            return tn_err_fail(err, "the admin address %s is also listener '%s''s", c->admin_addr.text,
+            return tn_err_fail(err, "the admin address %s is also the address of listener '%s'", c->admin_addr.text,
                                c->listeners[i]->name);
         }
     tn_err_pop(err, mark);

@@ -1,5 +1,6 @@
 #include "dataplane/listener.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,11 +67,13 @@ static int compile_http_filters(struct tn_listener *l, const pb_hcm *pb, struct 
             return -1;
         h->n_filters++;
         tn_err_pop(err, mark);
+        tn_err_push(err, ".http_filters[%zu]", i);
         bool last = i + 1 == pb->n_http_filters;
         if (o->factory->terminal && !last)
             return tn_err_fail(err, "terminal filter '%s' must be the last filter in the http filter chain", f->name);
         if (!o->factory->terminal && last)
             return tn_err_fail(err, "non-terminal filter '%s' is the last filter in the http filter chain", f->name);
+        tn_err_pop(err, mark);
     }
     return 0;
 }
@@ -194,11 +197,14 @@ static int compile_listener(struct tn_listener *l, const tn_pb_listener *pb, str
         return tn_err_fail(err, "tern serves one filter chain per listener, got %zu",
                            pb->n_filter_chains + (fc != NULL));
     }
-    if (pb->n_filter_chains == 1) {
+    const char *chain = pb->n_filter_chains == 1 ? ".filter_chains[0]" : ".default_filter_chain";
+    if (pb->n_filter_chains == 1)
         fc = pb->filter_chains[0];
-        tn_err_push(err, ".filter_chains[0]");
-    } else if (fc != NULL) {
-        tn_err_push(err, ".default_filter_chain");
+    if (fc != NULL) {
+        char path[128];
+        tn_err_push(err, "%s", chain);
+        snprintf(path, sizeof(path), "%s.filters[0].typed_config.route_config", chain);
+        l->route_config_path = tn_pool_strdup(&l->pool, path);
     } else {
         return tn_err_fail(err, "filter_chains: at least one filter chain is required");
     }

@@ -58,6 +58,7 @@ struct tn_listener {
     uint32_t per_connection_buffer_limit;
     bool reuse_port;
     struct tn_hcm hcm; /* tern serves one HTTP filter chain per listener */
+    const char *route_config_path; /* ".filter_chains[0]...route_config", for errors found later */
 };
 
 /* Compiles one listener; err's path should point at it. A listener with one

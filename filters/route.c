@@ -605,7 +605,8 @@ static int compile_direct(struct ctx *c, const pb_direct *pb, struct tn_route *r
     return 0;
 }
 
-static int compile_route(struct ctx *c, const pb_route *pb, const pb_vhost *vh, struct tn_route *r, uint32_t max_body)
+static int compile_route(struct ctx *c, const pb_route *pb, const struct tn_vhost *vh, struct tn_route *r,
+                         uint32_t max_body)
 {
     r->name = tn_pool_strdup(&c->t->pool, pb->name);
     if (pb->match == NULL) {
@@ -619,9 +620,11 @@ static int compile_route(struct ctx *c, const pb_route *pb, const pb_vhost *vh, 
         if (compile_action(c, pb->route, r))
             return -1;
         /* The most specific non-empty mirror list wins; lists are not merged. */
-        if (r->n_mirrors == 0 && compile_mirrors(c, vh->request_mirror_policies, vh->n_request_mirror_policies,
-                                                 &r->mirrors, &r->n_mirrors))
-            return -1;
+        if (r->n_mirrors == 0 && vh->n_mirrors > 0) {
+            r->mirrors = vh->mirrors;
+            r->n_mirrors = vh->n_mirrors;
+            r->mirrors_from_vhost = true;
+        }
         break;
     case ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_REDIRECT:
         if (compile_redirect(c, pb->redirect, r))
@@ -725,10 +728,13 @@ static int compile_vhosts(struct ctx *c, const tn_pb_route_config *pb, uint32_t 
             return -1;
         if (pv->retry_policy && compile_retry(c, pv->retry_policy, &vh->retry))
             return -1;
+        if (compile_mirrors(c, pv->request_mirror_policies, pv->n_request_mirror_policies, &vh->mirrors,
+                            &vh->n_mirrors))
+            return -1;
         vh->routes = tn_pool_alloc(&t->pool, pv->n_routes * sizeof(*vh->routes) + 1);
         for (size_t j = 0; j < pv->n_routes; j++) {
             size_t m2 = tn_err_push(c->err, ".routes[%zu]", j);
-            if (compile_route(c, pv->routes[j], pv, &vh->routes[j], max_body))
+            if (compile_route(c, pv->routes[j], vh, &vh->routes[j], max_body))
                 return -1;
             if (!vh->routes[j].retry.set && vh->retry.set) /* the route's policy replaces the vhost's whole */
                 vh->routes[j].retry = vh->retry;
@@ -876,14 +882,24 @@ int tn_route_table_each_cluster(const struct tn_route_table *t, int (*fn)(void *
         for (size_t j = 0; j < vh->n_routes; j++) {
             const struct tn_route *r = &vh->routes[j];
             int rc = 0;
-            snprintf(where, sizeof(where), "virtual_hosts[%zu].routes[%zu].route", i, j);
-            if (r->kind == TN_ROUTE_CLUSTER)
+            if (r->kind == TN_ROUTE_CLUSTER) {
+                snprintf(where, sizeof(where), "virtual_hosts[%zu].routes[%zu].route.cluster", i, j);
                 rc = fn(arg, r->cluster, where);
-            for (size_t k = 0; rc == 0 && k < r->n_weighted; k++)
+            }
+            for (size_t k = 0; rc == 0 && k < r->n_weighted; k++) {
+                snprintf(where, sizeof(where), "virtual_hosts[%zu].routes[%zu].route.weighted_clusters.clusters[%zu].name",
+                         i, j, k);
                 rc = fn(arg, r->weighted[k].name, where);
-            for (size_t k = 0; rc == 0 && k < r->n_mirrors; k++)
+            }
+            for (size_t k = 0; rc == 0 && k < r->n_mirrors; k++) {
+                if (r->mirrors_from_vhost)
+                    snprintf(where, sizeof(where), "virtual_hosts[%zu].request_mirror_policies[%zu].cluster", i, k);
+                else
+                    snprintf(where, sizeof(where), "virtual_hosts[%zu].routes[%zu].route.request_mirror_policies[%zu].cluster",
+                             i, j, k);
                 if (r->mirrors[k].cluster)
                     rc = fn(arg, r->mirrors[k].cluster, where);
+            }
             if (rc)
                 return rc;
         }

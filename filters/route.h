@@ -138,6 +138,7 @@ struct tn_route {
     struct tn_retry_policy retry;
     struct tn_mirror_policy *mirrors; /* the effective list: the route's, else the vhost's */
     size_t n_mirrors;
+    bool mirrors_from_vhost;
     struct tn_hash_policy *hashes;
     size_t n_hashes;
     /* redirect */
@@ -164,6 +165,8 @@ struct tn_vhost {
     size_t n_routes;
     struct tn_header_mutations headers_mut;
     struct tn_retry_policy retry;
+    struct tn_mirror_policy *mirrors; /* request_mirror_policies of the vhost itself */
+    size_t n_mirrors;
 };
 
 struct tn_domain {

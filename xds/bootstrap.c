@@ -228,8 +228,14 @@ tn_pb_bootstrap *tn_bootstrap_load(const char *path, const char *overlay, struct
     if (path != NULL && load_file(path, &base, err))
         return NULL;
     if (overlay != NULL &&
-        tn_pbconv_yaml(overlay, strlen(overlay), &envoy__config__bootstrap__v3__bootstrap__descriptor, &over, err))
+        tn_pbconv_yaml(overlay, strlen(overlay), &envoy__config__bootstrap__v3__bootstrap__descriptor, &over, err)) {
+        /* Say the error is the overlay's, not the file's. */
+        char msg[sizeof(err->msg)];
+        snprintf(msg, sizeof(msg), "--config-yaml: %s", err->msg);
+        memcpy(err->msg, msg, sizeof(msg));
+        err->line = 0;
         goto out;
+    }
     b = unpack(&base);
     o = over.data ? unpack(&over) : NULL;
     if (b == NULL || (over.data && o == NULL) || (o && merge(&b->base, &o->base))) {
