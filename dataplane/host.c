@@ -1,5 +1,6 @@
 #include "dataplane/host.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
