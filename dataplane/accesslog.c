@@ -18,11 +18,17 @@ static int compile_format(struct tn_pool *pool, const pb_format *f, struct tn_ac
     switch (f->format_case) {
     case ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_TEXT_FORMAT:
         o->format = tn_pool_strdup(pool, f->text_format);
+        tn_err_push(err, ".text_format");
+        if (tn_alog_format_compile(pool, o->format, &o->formatter, err))
+            return -1;
         break;
     case ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_TEXT_FORMAT_SOURCE:
         if (f->text_format_source->specifier_case != ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING)
             return tn_err_fail(err, "text_format_source: only inline_string is supported");
         o->format = tn_pool_strdup(pool, f->text_format_source->inline_string);
+        tn_err_push(err, ".text_format_source.inline_string");
+        if (tn_alog_format_compile(pool, o->format, &o->formatter, err))
+            return -1;
         break;
     case ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_JSON_FORMAT: {
         struct tn_buf b;
@@ -31,6 +37,9 @@ static int compile_format(struct tn_pool *pool, const pb_format *f, struct tn_ac
         o->format = tn_pool_strdup(pool, b.data ? b.data : "{}");
         o->json = 1;
         tn_buf_dispose(&b);
+        tn_err_push(err, ".json_format");
+        if (tn_alog_format_compile_json(pool, f->json_format, &o->formatter, err))
+            return -1;
         break;
     }
     default:
@@ -60,9 +69,13 @@ static int compile_one(struct tn_pool *pool, const Envoy__Config__Accesslog__V3_
         }
         o->path = tn_pool_strdup(pool, f->path);
         if (f->access_log_format_case ==
-            ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_FORMAT)
+            ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_FORMAT) {
             o->format = tn_pool_strdup(pool, f->format);
-        else if (f->access_log_format_case ==
+            size_t fmark = tn_err_push(err, ".format");
+            if (tn_alog_format_compile(pool, o->format, &o->formatter, err))
+                goto out;
+            tn_err_pop(err, fmark);
+        } else if (f->access_log_format_case ==
                  ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_LOG_FORMAT) {
             if (compile_format(pool, f->log_format, o, err))
                 goto out;
@@ -83,6 +96,8 @@ static int compile_one(struct tn_pool *pool, const Envoy__Config__Accesslog__V3_
         tn_err_fail(err, "'%s' is not an access logger", m->descriptor->name);
         goto out;
     }
+    if (o->formatter == NULL && tn_alog_format_compile(pool, NULL, &o->formatter, err))
+        goto out;
     tn_err_pop(err, mark);
     rc = 0;
 out:

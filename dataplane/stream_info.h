@@ -71,6 +71,7 @@ struct tn_stream_info {
     const char *upstream_host;    /* "127.0.0.1:8081", NULL when none */
     struct sockaddr_storage downstream_remote, downstream_local;
     uint32_t upstream_attempts; /* tries made (1 + retries) */
+    const char *scheme;         /* "http" or "https" (%REQ(:SCHEME)%), NULL when unknown */
 };
 
 /* The short names of the flags set in `flags`, comma separated ("UF,URX"),
