@@ -6,6 +6,7 @@
 #ifndef TN_CLUSTER_H
 #define TN_CLUSTER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,7 +42,7 @@ struct tn_endpoint {
 };
 
 struct tn_endpoint_set {
-    unsigned refcnt;
+    atomic_uint refcnt; /* shared by the main thread and workers */
     struct tn_pool pool;
     struct tn_endpoint *endpoints;
     size_t n_endpoints;
@@ -68,7 +69,7 @@ struct tn_outlier {
 };
 
 struct tn_cluster {
-    unsigned refcnt;
+    atomic_uint refcnt; /* shared by the main thread and workers */
     struct tn_pool pool;
     const char *name;
     const char *stat_name; /* alt_stat_name or name */
@@ -91,6 +92,10 @@ struct tn_cluster {
     size_t n_health_checks;
     struct tn_outlier outlier;
     struct tn_endpoint_set *endpoints; /* from load_assignment; EDS replaces it */
+    /* Circuit breaker resources in use, across all workers (run-time state
+     * kept beside the settings: a replaced cluster starts from zero, as in
+     * Envoy). */
+    atomic_uint rc_cx, rc_pending, rc_rq, rc_retries;
 };
 
 /* Compiles one cluster. err's path should point at it. A cluster with one

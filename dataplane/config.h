@@ -8,6 +8,7 @@
 #ifndef TN_CONFIG_H
 #define TN_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "dataplane/accesslog.h"
@@ -24,7 +25,7 @@ enum tn_xds_api {
 };
 
 struct tn_config {
-    unsigned refcnt;
+    atomic_uint refcnt; /* shared by the main thread and workers */
     struct tn_pool pool;
     tn_pb_bootstrap *bootstrap; /* owned: what /config_dump prints */
     struct tn_listener **listeners;

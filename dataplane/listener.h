@@ -3,6 +3,7 @@
 #ifndef TN_LISTENER_H
 #define TN_LISTENER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -50,7 +51,7 @@ struct tn_hcm {
 };
 
 struct tn_listener {
-    unsigned refcnt;
+    atomic_uint refcnt; /* shared by the main thread and workers */
     struct tn_pool pool;
     const char *name;
     const char *stat_prefix; /* stat_prefix, or the address as Envoy names listener stats */

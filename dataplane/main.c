@@ -7,6 +7,7 @@
 
 #include "dataplane/config.h"
 #include "dataplane/log.h"
+#include "dataplane/server.h"
 #include "xds/bootstrap.h"
 
 struct options {
@@ -203,10 +204,10 @@ int main(int argc, char **argv)
         tn_config_unref(cfg);
         return 0;
     }
-    TN_LOG(TN_LOG_CRITICAL, main,
-           "configuration '%s' OK, but serving is not built yet: the data plane arrives with the next change "
-           "(use --mode validate)",
-           what);
+    TN_LOG(TN_LOG_INFO, main, "tern %s starting: configuration '%s', %ld worker%s", TN_VERSION, what,
+           o.concurrency, o.concurrency == 1 ? "" : "s");
+    struct tn_server_options so = {.concurrency = (unsigned)o.concurrency, .drain_time_s = (unsigned)o.drain_time_s};
+    int rc = tn_server_run(cfg, &so);
     tn_config_unref(cfg);
-    return 1;
+    return rc;
 }

@@ -9,10 +9,43 @@
 #define TN_FILTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <protobuf-c/protobuf-c.h>
 
 #include "dataplane/err.h"
+#include "dataplane/slice.h"
+
+struct tn_stream;
+struct tn_response;
+
+enum tn_filter_status {
+    TN_FILTER_CONTINUE = 0, /* go on to the next filter */
+    TN_FILTER_STOP,         /* this filter holds the stream (it answered, or will resume it) */
+};
+
+/* A filter's per-stream operations (Envoy's StreamFilter in C). `ctx` is
+ * ctx_size zeroed bytes owned by the stream; `config` is what create_config
+ * returned. Every callback may be NULL (the filter lets that event pass). */
+struct tn_filter_ops {
+    size_t ctx_size;
+    /* Request headers arrived (end_stream: no body follows). */
+    enum tn_filter_status (*on_request_headers)(struct tn_stream *s, void *config, void *ctx, bool end_stream);
+    /* A request body slice; the filter takes over the slice's reference when
+     * it returns STOP, else the next filter gets it. */
+    enum tn_filter_status (*on_request_body)(struct tn_stream *s, void *config, void *ctx, struct tn_slice *data,
+                                             bool end_stream);
+    /* Response headers / body passing back towards the client. */
+    enum tn_filter_status (*on_response_headers)(struct tn_stream *s, void *config, void *ctx,
+                                                 struct tn_response *r);
+    enum tn_filter_status (*on_response_body)(struct tn_stream *s, void *config, void *ctx, struct tn_slice *data,
+                                              bool end_stream);
+    /* The client's write side drained below its low watermark. */
+    void (*on_downstream_drained)(struct tn_stream *s, void *config, void *ctx);
+    /* The stream is going away (response done, or the client left): release
+     * everything, never touch s again. */
+    void (*on_destroy)(struct tn_stream *s, void *config, void *ctx);
+};
 
 struct tn_filter_factory {
     const char *name;                              /* Envoy's canonical filter name */
@@ -22,6 +55,7 @@ struct tn_filter_factory {
      * it, or NULL with err set. Never keeps a pointer into msg. */
     void *(*create_config)(const ProtobufCMessage *msg, struct tn_err *err);
     void (*destroy_config)(void *config);
+    const struct tn_filter_ops *ops; /* NULL: the filter is configuration only (yet) */
 };
 
 /* The factory for a type URL or full message name, NULL if none. */

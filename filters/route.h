@@ -8,6 +8,7 @@
 #ifndef TN_ROUTE_H
 #define TN_ROUTE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -177,7 +178,7 @@ struct tn_domain {
 };
 
 struct tn_route_table {
-    unsigned refcnt; /* touched only by the thread that owns the snapshot holding it */
+    atomic_uint refcnt; /* shared by the main thread and workers */
     struct tn_pool pool;
     const char *name;
     struct tn_vhost *vhosts;

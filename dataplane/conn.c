@@ -1,0 +1,1145 @@
+/* Downstream HTTP/1.1 connections and the connection manager.
+ *
+ * One connection serves one request at a time: http_parser reads ahead, and
+ * a pipelined request waits (parser paused, reading stopped) until the
+ * response before it is complete, so responses leave in request order. The
+ * stream lives inside the connection and is reset for each request; its
+ * headers are collected into a buffer the connection reuses, and its body
+ * moves as slices of the read blocks. */
+#include "dataplane/conn.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+
+#include "dataplane/accesslog.h"
+#include "dataplane/h1.h"
+#include "dataplane/listener.h"
+#include "dataplane/log.h"
+#include "dataplane/outq.h"
+#include "dataplane/stream.h"
+#include "filters/filter.h"
+
+#define MAX_FILTERS 16
+#define CTX_MEM 2048
+#define SCRATCH 512
+
+struct tn_stream {
+    struct tn_dconn *conn;
+    struct tn_request rq;
+    struct tn_stream_info si;
+    uint64_t id;
+    char tag[48];
+    struct tn_header *hdrs; /* request headers to forward (owned, grows) */
+    size_t hdrs_cap;
+    char scratch[SCRATCH]; /* generated header values (request id, xff) */
+    size_t scratch_len;
+    struct tn_pool pool; /* anything else a filter keeps for the stream */
+    void *fctx[MAX_FILTERS];
+    _Alignas(16) char ctxmem[CTX_MEM];
+    unsigned n_filters;
+    bool active, req_done, resp_started, resp_done, resp_chunked, head_request, destroyed;
+    bool sent_continue;
+    uint32_t resp_flags;
+    struct tn_header *resp_hdrs; /* as sent, for the access log (pointing into resp_blk) */
+    size_t n_resp_hdrs, resp_hdrs_cap;
+    struct tn_block *resp_blk;
+};
+
+struct tn_dconn {
+    uv_tcp_t tcp;
+    struct tn_worker *w;
+    struct tn_listener *l; /* reference */
+    struct tn_dconn *next, *prev;
+    uint64_t id;
+    http_parser parser;
+    struct tn_h1_head head;
+    struct tn_outq out;
+    struct tn_timer timer; /* idle, request headers and stream idle timeouts */
+    struct tn_block *rblk; /* the block the next read lands in */
+    struct tn_block *cur_blk; /* the block the parser is reading from */
+    struct tn_block *pend_blk; /* unparsed bytes of a pipelined request */
+    const char *pend_p;
+    size_t pend_len;
+    struct sockaddr_storage peer, local;
+    struct tn_stream s;
+    bool closing, reading, keepalive, in_parse, stream_ended_in_parse, drain, read_paused_by_filter, eof;
+};
+
+static http_parser_settings settings;
+
+/* --- connection lifecycle ----------------------------------------------- */
+
+static void on_closed(uv_handle_t *h)
+{
+    struct tn_dconn *c = h->data;
+    struct tn_worker *w = c->w;
+    tn_h1_head_dispose(&c->head);
+    free(c->s.hdrs);
+    free(c->s.resp_hdrs);
+    tn_listener_unref(c->l);
+    free(c);
+    tn_worker_conn_closed(w);
+}
+
+static void stream_destroy(struct tn_stream *s);
+
+static void conn_close(struct tn_dconn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->s.active)
+        stream_destroy(&c->s);
+    tn_timer_stop(&c->w->timers, &c->timer);
+    if (c->rblk)
+        tn_block_unref(c->rblk);
+    if (c->pend_blk)
+        tn_block_unref(c->pend_blk);
+    c->rblk = c->pend_blk = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* Closes once everything written so far has left. */
+static void close_after_flush(struct tn_dconn *c)
+{
+    c->keepalive = false;
+    if (c->out.inflight == 0)
+        conn_close(c);
+}
+
+static void on_out_empty(struct tn_outq *q)
+{
+    struct tn_dconn *c = q->data;
+    if (!c->keepalive && (!c->s.active || c->s.resp_done))
+        conn_close(c);
+}
+
+static void on_out_error(struct tn_outq *q, int status)
+{
+    struct tn_dconn *c = q->data;
+    TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] write error: %s", c->id, uv_strerror(status));
+    if (c->s.active && !c->s.resp_done)
+        c->s.si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
+    conn_close(c);
+}
+
+static void on_out_low(struct tn_outq *q)
+{
+    struct tn_dconn *c = q->data;
+    struct tn_stream *s = &c->s;
+    if (!s->active)
+        return;
+    const struct tn_hcm *hcm = &c->l->hcm;
+    for (unsigned i = s->n_filters; i-- > 0;) {
+        const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        if (ops && ops->on_downstream_drained)
+            ops->on_downstream_drained(s, hcm->filters[i].config, s->fctx[i]);
+    }
+}
+
+static void arm_idle(struct tn_dconn *c)
+{
+    const struct tn_hcm *hcm = &c->l->hcm;
+    if (hcm->idle_timeout_ms)
+        tn_timer_start(&c->w->timers, &c->timer, hcm->idle_timeout_ms);
+    else
+        tn_timer_stop(&c->w->timers, &c->timer);
+}
+
+/* --- reading -------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct tn_dconn *c = h->data;
+    (void)hint;
+    if (c->rblk == NULL)
+        c->rblk = tn_block_new(TN_BLOCK_SIZE);
+    *buf = c->rblk ? uv_buf_init(c->rblk->data, c->rblk->cap) : uv_buf_init(NULL, 0);
+}
+
+static void read_start(struct tn_dconn *c);
+static void read_stop(struct tn_dconn *c);
+static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_t n);
+static void local_reply(struct tn_stream *s, int status, const char *body, uint32_t flags, const char *details,
+                        bool close);
+
+static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
+{
+    struct tn_dconn *c = h->data;
+    (void)buf;
+    if (n == 0)
+        return;
+    if (n < 0) {
+        if (c->s.active && !c->s.req_done) {
+            c->s.si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
+            c->w->stats.rx_reset++;
+        }
+        if (n == UV_EOF && c->s.active && c->s.req_done && !c->s.resp_done) {
+            /* half-close after a complete request: finish the response */
+            c->eof = true;
+            c->keepalive = false;
+            read_stop(c);
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    /* the block may be kept by slices; the next read takes a fresh one */
+    struct tn_block *blk = c->rblk;
+    c->rblk = NULL;
+    parse(c, blk, blk->data, (size_t)n);
+    tn_block_unref(blk);
+}
+
+static void read_start(struct tn_dconn *c)
+{
+    if (!c->reading && !c->closing && !c->eof && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+static void read_stop(struct tn_dconn *c)
+{
+    if (c->reading)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+}
+
+static void parse_error(struct tn_dconn *c)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] malformed request: %s", c->id, http_errno_description(e));
+    c->w->stats.protocol_error++;
+    if (c->s.active && c->s.resp_started) {
+        conn_close(c);
+        return;
+    }
+    if (!c->s.active) {
+        /* the error came before a message began: answer on a fresh stream */
+        c->s.active = true;
+        c->s.si.start_ns = uv_hrtime();
+    }
+    c->s.req_done = true;
+    local_reply(&c->s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.codec_error", true);
+}
+
+/* Feeds bytes to the parser until they run out or a pipelined request has
+ * to wait; what is left is kept with a block reference. */
+static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_t n)
+{
+    while (n > 0 && !c->closing) {
+        c->in_parse = true;
+        c->stream_ended_in_parse = false;
+        c->cur_blk = blk; /* on_body slices reference it */
+        size_t used = http_parser_execute(&c->parser, &settings, p, n);
+        c->cur_blk = NULL;
+        c->in_parse = false;
+        if (c->closing)
+            return;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            parse_error(c);
+            return;
+        }
+        if (e == HPE_PAUSED)
+            http_parser_pause(&c->parser, 0);
+        p += used;
+        n -= used;
+        if (e == HPE_PAUSED && c->s.active) {
+            /* a complete request is in flight: keep the rest for later */
+            read_stop(c);
+            if (n > 0) {
+                if (c->pend_blk)
+                    tn_block_unref(c->pend_blk);
+                c->pend_blk = tn_block_ref(blk);
+                c->pend_p = p;
+                c->pend_len = n;
+            }
+            return;
+        }
+        if (c->parser.upgrade) {
+            local_reply(&c->s, 400, "upgrade not supported", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "upgrade_failed", true);
+            return;
+        }
+    }
+}
+
+/* A response finished and the request too: next request, or close. */
+static void resume_after_stream(struct tn_dconn *c)
+{
+    if (c->closing)
+        return;
+    if (!c->keepalive || c->drain) {
+        close_after_flush(c);
+        return;
+    }
+    arm_idle(c);
+    if (c->in_parse)
+        return; /* parse() continues with the bytes it holds */
+    if (c->pend_blk) {
+        struct tn_block *b = c->pend_blk;
+        const char *p = c->pend_p;
+        size_t n = c->pend_len;
+        c->pend_blk = NULL;
+        parse(c, b, p, n);
+        tn_block_unref(b);
+    }
+    if (!c->s.active || !c->s.req_done)
+        read_start(c);
+}
+
+/* --- streams ---------------------------------------------------------------- */
+
+static void stream_log(struct tn_stream *s)
+{
+    struct tn_dconn *c = s->conn;
+    const struct tn_hcm *hcm = &c->l->hcm;
+    s->si.end_ns = uv_hrtime();
+    s->si.resp_headers = s->resp_hdrs;
+    s->si.n_resp_headers = s->n_resp_hdrs;
+    struct tn_worker_stats *st = &c->w->stats;
+    int code = s->si.response_code;
+    st->rq_total++;
+    if (code >= 100 && code < 600)
+        (&st->rq_1xx)[code / 100 - 1]++;
+    for (size_t i = 0; i < hcm->n_access_logs; i++)
+        tn_alog_write(c->w->alog, &hcm->access_logs[i], &s->si);
+}
+
+static void stream_destroy(struct tn_stream *s)
+{
+    struct tn_dconn *c = s->conn;
+    const struct tn_hcm *hcm = &c->l->hcm;
+    if (!s->active)
+        return;
+    s->destroyed = true;
+    for (unsigned i = s->n_filters; i-- > 0;) {
+        const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        if (ops && ops->on_destroy)
+            ops->on_destroy(s, hcm->filters[i].config, s->fctx[i]);
+    }
+    if (s->si.response_code || s->si.response_flags)
+        stream_log(s);
+    if (s->resp_blk)
+        tn_block_unref(s->resp_blk);
+    s->resp_blk = NULL;
+    tn_pool_dispose(&s->pool);
+    s->active = false;
+    tn_timer_stop(&c->w->timers, &c->timer);
+}
+
+static void stream_maybe_done(struct tn_stream *s)
+{
+    struct tn_dconn *c = s->conn;
+    if (!s->active || !s->resp_done)
+        return;
+    if (!s->req_done) {
+        /* answered before the request ended: the rest cannot be trusted */
+        c->keepalive = false;
+        stream_destroy(s);
+        close_after_flush(c);
+        return;
+    }
+    stream_destroy(s);
+    resume_after_stream(c);
+}
+
+static void on_stream_timer(struct tn_timer *t)
+{
+    struct tn_dconn *c = (struct tn_dconn *)((char *)t - offsetof(struct tn_dconn, timer));
+    struct tn_stream *s = &c->s;
+    if (!s->active) {
+        TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] idle timeout", c->id);
+        conn_close(c);
+        return;
+    }
+    if (!s->req_done && s->rq.method == NULL) {
+        TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] request headers timeout", c->id);
+        c->w->stats.rq_timeout++;
+        s->req_done = true;
+        local_reply(s, 408, "request headers timeout", TN_RF_STREAM_IDLE_TIMEOUT, "request_header_timeout", true);
+        return;
+    }
+    TN_LOG(TN_LOG_DEBUG, http, "%s stream idle timeout", s->tag);
+    c->w->stats.rq_timeout++;
+    if (s->resp_started) {
+        s->si.response_flags |= TN_RF_STREAM_IDLE_TIMEOUT;
+        conn_close(c);
+        return;
+    }
+    local_reply(s, 408, "stream timeout", TN_RF_STREAM_IDLE_TIMEOUT, "stream_idle_timeout", true);
+}
+
+/* Any progress on the stream pushes its idle timeout back. */
+static void stream_touch(struct tn_stream *s)
+{
+    uint64_t ms = s->conn->l->hcm.stream_idle_timeout_ms;
+    if (ms)
+        tn_timer_start(&s->conn->w->timers, &s->conn->timer, ms);
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct tn_dconn *c = p->data;
+    struct tn_stream *s = &c->s;
+    struct tn_header *hdrs = s->hdrs, *rh = s->resp_hdrs;
+    size_t hc = s->hdrs_cap, rc = s->resp_hdrs_cap;
+    memset(s, 0, offsetof(struct tn_stream, ctxmem));
+    s->hdrs = hdrs;
+    s->hdrs_cap = hc;
+    s->resp_hdrs = rh;
+    s->resp_hdrs_cap = rc;
+    s->conn = c;
+    s->active = true;
+    s->id = tn_worker_random(c->w) >> 1;
+    snprintf(s->tag, sizeof(s->tag), "[C%" PRIu64 "][S%" PRIu64 "]", c->id, s->id);
+    tn_pool_init(&s->pool);
+    s->si.start_ns = uv_hrtime();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->si.start_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    s->si.protocol = "HTTP/1.1";
+    memcpy(&s->si.downstream_remote, &c->peer, sizeof(c->peer));
+    memcpy(&s->si.downstream_local, &c->local, sizeof(c->local));
+    tn_h1_head_reset(&c->head);
+    const struct tn_hcm *hcm = &c->l->hcm;
+    uint64_t ms = hcm->request_headers_timeout_ms ? hcm->request_headers_timeout_ms : hcm->stream_idle_timeout_ms;
+    if (ms)
+        tn_timer_start(&c->w->timers, &c->timer, ms);
+    else
+        tn_timer_stop(&c->w->timers, &c->timer);
+    return 0;
+}
+
+static int too_large(struct tn_dconn *c)
+{
+    c->w->stats.too_large++;
+    c->s.req_done = true;
+    local_reply(&c->s, 431, "Request Header Fields Too Large", TN_RF_DOWNSTREAM_PROTOCOL_ERROR,
+                "http1.headers_too_large", true);
+    return -1;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    struct tn_dconn *c = p->data;
+    return tn_h1_head_url(&c->head, at, n) ? too_large(c) : 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct tn_dconn *c = p->data;
+    return tn_h1_head_field(&c->head, at, n) ? too_large(c) : 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct tn_dconn *c = p->data;
+    return tn_h1_head_value(&c->head, at, n) ? too_large(c) : 0;
+}
+
+static char *scratch(struct tn_stream *s, size_t n)
+{
+    if (s->scratch_len + n <= SCRATCH) {
+        char *p = s->scratch + s->scratch_len;
+        s->scratch_len += n;
+        return p;
+    }
+    return tn_pool_alloc(&s->pool, n);
+}
+
+static int add_header(struct tn_stream *s, const char *name, size_t nl, const char *v, size_t vl)
+{
+    if (s->rq.n_headers == s->hdrs_cap) {
+        size_t cap = s->hdrs_cap ? s->hdrs_cap * 2 : 32;
+        struct tn_header *h = realloc(s->hdrs, cap * sizeof(*h));
+        if (h == NULL)
+            return -1;
+        s->hdrs = h;
+        s->hdrs_cap = cap;
+        s->rq.headers = h;
+    }
+    s->hdrs[s->rq.n_headers++] = (struct tn_header){.name = name, .name_len = nl, .value = v, .value_len = vl};
+    return 0;
+}
+
+static struct tn_header *find_header(struct tn_stream *s, const char *name)
+{
+    return (struct tn_header *)tn_headers_find(s->rq.headers, s->rq.n_headers, name, strlen(name));
+}
+
+static void remove_header(struct tn_stream *s, const char *name)
+{
+    size_t n = strlen(name), j = 0;
+    for (size_t i = 0; i < s->rq.n_headers; i++)
+        if (!(s->hdrs[i].name_len == n && memcmp(s->hdrs[i].name, name, n) == 0))
+            s->hdrs[j++] = s->hdrs[i];
+    s->rq.n_headers = j;
+}
+
+static bool addr_internal(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+        return (a >> 24) == 10 || (a >> 24) == 127 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const unsigned char *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+        static const unsigned char lo[16] = {[15] = 1};
+        return memcmp(b, lo, 16) == 0 || (b[0] & 0xfe) == 0xfc;
+    }
+    return false;
+}
+
+static size_t peer_ip(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    const void *a = ss->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                                              : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+    if (inet_ntop(ss->ss_family, a, out, len) == NULL)
+        return 0;
+    return strlen(out);
+}
+
+/* Envoy's request id: a random UUID v4. */
+static void make_request_id(struct tn_worker *w, char out[36])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = tn_worker_random(w), b = tn_worker_random(w);
+    unsigned char r[16];
+    memcpy(r, &a, 8);
+    memcpy(r + 8, &b, 8);
+    r[6] = (r[6] & 0x0f) | 0x40;
+    r[8] = (r[8] & 0x3f) | 0x80;
+    for (int i = 0, j = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[j++] = '-';
+        out[j++] = hex[r[i] >> 4];
+        out[j++] = hex[r[i] & 15];
+    }
+}
+
+/* Splits the target: origin form, or absolute form whose authority wins
+ * over Host (RFC 9112 3.2.2). */
+static int split_target(struct tn_stream *s, const char *u, size_t n)
+{
+    if (n > 0 && (u[0] == '/' || (n == 1 && u[0] == '*'))) {
+        s->rq.path = u;
+        s->rq.path_len = n;
+        return 0;
+    }
+    struct http_parser_url pu;
+    http_parser_url_init(&pu);
+    if (http_parser_parse_url(u, n, s->rq.method_id == HTTP_CONNECT, &pu))
+        return -1;
+    if (pu.field_set & (1 << UF_HOST)) {
+        size_t hs = pu.field_data[UF_HOST].off, he = hs + pu.field_data[UF_HOST].len;
+        if (pu.field_set & (1 << UF_PORT))
+            he = pu.field_data[UF_PORT].off + pu.field_data[UF_PORT].len;
+        if (hs > 0 && u[hs - 1] == '[')
+            hs--; /* keep an IPv6 literal's brackets */
+        s->rq.host = u + hs;
+        s->rq.host_len = he - hs;
+    }
+    if (pu.field_set & (1 << UF_PATH)) {
+        s->rq.path = u + pu.field_data[UF_PATH].off;
+        s->rq.path_len = n - pu.field_data[UF_PATH].off;
+    } else {
+        s->rq.path = "/";
+        s->rq.path_len = 1;
+    }
+    return 0;
+}
+
+/* Envoy's request header handling (ConnectionManagerUtility): hop-by-hop
+ * headers out, x-forwarded-for/-proto, x-request-id, internal-only. */
+static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
+{
+    const struct tn_hcm *hcm = &c->l->hcm;
+    struct tn_h1_head *hd = &c->head;
+    const struct tn_header *conn_hdr = NULL;
+    const struct tn_header *host = NULL;
+
+    s->rq.method_id = c->parser.method;
+    s->rq.method = http_method_str(c->parser.method);
+    s->rq.method_len = strlen(s->rq.method);
+    s->rq.scheme = "http";
+    s->rq.headers = s->hdrs;
+    for (size_t i = 0; i < hd->n; i++) {
+        const struct tn_header *h = &hd->h[i];
+        if (h->name_len == 10 && memcmp(h->name, "connection", 10) == 0)
+            conn_hdr = h;
+        else if (h->name_len == 4 && memcmp(h->name, "host", 4) == 0) {
+            if (host && (host->value_len != h->value_len || memcmp(host->value, h->value, h->value_len)))
+                return -1; /* two different Host headers */
+            host = h;
+        }
+    }
+    for (size_t i = 0; i < hd->n; i++) {
+        const struct tn_header *h = &hd->h[i];
+        if (h == host || tn_h1_hop_by_hop(h, conn_hdr) ||
+            (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0))
+            continue;
+        if (h->name_len == 6 && memcmp(h->name, "expect", 6) == 0 &&
+            tn_h1_has_token(h->value, h->value_len, "100-continue")) {
+            s->rq.expect_continue = true;
+            continue;
+        }
+        if (add_header(s, h->name, h->name_len, h->value, h->value_len))
+            return -1;
+    }
+    if (host) {
+        s->rq.host = host->value;
+        s->rq.host_len = host->value_len;
+    }
+    if (split_target(s, tn_h1_head_urlp(hd), hd->url_len))
+        return -1;
+    if (s->rq.host_len == 0 && (c->parser.http_major > 1 || c->parser.http_minor >= 1))
+        return -1; /* HTTP/1.1 requires Host */
+    s->rq.chunked = (c->parser.flags & F_CHUNKED) != 0;
+    s->rq.content_length = (c->parser.flags & F_CONTENTLENGTH) ? (int64_t)c->parser.content_length : -1;
+    s->rq.has_body = s->rq.chunked || s->rq.content_length > 0;
+    s->head_request = s->rq.method_id == HTTP_HEAD;
+
+    /* internal or external origin (Envoy's rule) */
+    struct tn_header *xff = find_header(s, "x-forwarded-for");
+    if (hcm->use_remote_address)
+        s->rq.external = !addr_internal(&c->peer);
+    else
+        s->rq.external = xff == NULL || memchr(xff->value, ',', xff->value_len) != NULL;
+    const struct tn_route_table *rt = hcm->routes;
+    if (s->rq.external && rt)
+        for (size_t i = 0; i < rt->n_internal_only_headers; i++)
+            remove_header(s, rt->internal_only_headers[i]);
+
+    if (hcm->use_remote_address) {
+        char ip[INET6_ADDRSTRLEN];
+        size_t il = peer_ip(&c->peer, ip, sizeof(ip));
+        xff = find_header(s, "x-forwarded-for");
+        if (!hcm->skip_xff_append && il) {
+            if (xff) {
+                char *v = scratch(s, xff->value_len + 2 + il);
+                if (v == NULL)
+                    return -1;
+                memcpy(v, xff->value, xff->value_len);
+                memcpy(v + xff->value_len, ", ", 2);
+                memcpy(v + xff->value_len + 2, ip, il);
+                xff->value = v;
+                xff->value_len += 2 + il;
+            } else {
+                char *v = scratch(s, il);
+                if (v == NULL)
+                    return -1;
+                memcpy(v, ip, il);
+                add_header(s, "x-forwarded-for", 15, v, il);
+            }
+        }
+        remove_header(s, "x-forwarded-proto");
+        add_header(s, "x-forwarded-proto", 17, s->rq.scheme, strlen(s->rq.scheme));
+    } else if (find_header(s, "x-forwarded-proto") == NULL) {
+        add_header(s, "x-forwarded-proto", 17, s->rq.scheme, strlen(s->rq.scheme));
+    }
+
+    struct tn_header *rid = find_header(s, "x-request-id");
+    if (rid && s->rq.external && hcm->use_remote_address && !hcm->preserve_external_request_id) {
+        remove_header(s, "x-request-id");
+        rid = NULL;
+    }
+    if (rid == NULL && hcm->generate_request_id) {
+        char *v = scratch(s, 36);
+        if (v == NULL)
+            return -1;
+        make_request_id(c->w, v);
+        add_header(s, "x-request-id", 12, v, 36);
+        rid = find_header(s, "x-request-id");
+    }
+    if (rid) {
+        s->si.request_id = rid->value;
+        s->si.request_id_len = rid->value_len;
+    }
+    s->si.method = s->rq.method;
+    s->si.method_len = s->rq.method_len;
+    s->si.path = s->rq.path;
+    s->si.path_len = s->rq.path_len;
+    s->si.authority = s->rq.host;
+    s->si.authority_len = s->rq.host_len;
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct tn_dconn *c = p->data;
+    struct tn_stream *s = &c->s;
+    const struct tn_hcm *hcm = &c->l->hcm;
+
+    if (tn_h1_head_finish(&c->head) || prepare_request(c, s)) {
+        c->w->stats.protocol_error++;
+        s->req_done = true;
+        local_reply(s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.invalid_request", true);
+        return -1;
+    }
+    c->keepalive = http_should_keep_alive(p) && !c->drain;
+    s->si.req_headers = s->rq.headers;
+    s->si.n_req_headers = s->rq.n_headers;
+    stream_touch(s);
+    s->rq.end_stream = !s->rq.has_body;
+    if (s->rq.end_stream)
+        s->req_done = true;
+    s->n_filters = hcm->n_filters;
+    size_t off = 0;
+    for (unsigned i = 0; i < s->n_filters; i++) {
+        const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        size_t sz = ops ? (ops->ctx_size + 15) & ~(size_t)15 : 0;
+        if (off + sz <= CTX_MEM) {
+            s->fctx[i] = s->ctxmem + off;
+            memset(s->fctx[i], 0, sz);
+            off += sz;
+        } else {
+            s->fctx[i] = tn_pool_alloc(&s->pool, sz);
+        }
+    }
+    for (unsigned i = 0; i < s->n_filters && s->active && !s->destroyed; i++) {
+        const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        if (ops && ops->on_request_headers &&
+            ops->on_request_headers(s, hcm->filters[i].config, s->fctx[i], s->rq.end_stream) == TN_FILTER_STOP)
+            break;
+    }
+    return 0;
+}
+
+static void request_body(struct tn_stream *s, struct tn_slice *data, bool end)
+{
+    const struct tn_hcm *hcm = &s->conn->l->hcm;
+    s->si.bytes_received += data->len;
+    if (end) {
+        s->req_done = true;
+        s->rq.end_stream = true;
+    }
+    if (s->resp_done || !s->active) {
+        tn_slice_release(data);
+        return;
+    }
+    stream_touch(s);
+    for (unsigned i = 0; i < s->n_filters; i++) {
+        const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        if (ops && ops->on_request_body &&
+            ops->on_request_body(s, hcm->filters[i].config, s->fctx[i], data, end) == TN_FILTER_STOP)
+            return;
+    }
+    tn_slice_release(data);
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct tn_dconn *c = p->data;
+    struct tn_slice sl = tn_slice_of(c->cur_blk, at, n);
+    request_body(&c->s, &sl, false);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct tn_dconn *c = p->data;
+    struct tn_stream *s = &c->s;
+    if (s->active && !s->req_done) {
+        struct tn_slice sl = {0};
+        request_body(s, &sl, true);
+    }
+    s->req_done = true;
+    if (s->active && s->resp_done)
+        stream_maybe_done(s);
+    if (s->active || c->closing)
+        http_parser_pause(p, 1);
+    return 0;
+}
+
+/* --- responses ------------------------------------------------------------ */
+
+static int put_status(char *b, size_t cap, size_t *pos, int status)
+{
+    int n = snprintf(b + *pos, cap - *pos, "HTTP/1.1 %d %s\r\n", status, tn_h1_reason(status));
+    if (n < 0 || (size_t)n >= cap - *pos)
+        return -1;
+    *pos += (size_t)n;
+    return 0;
+}
+
+static void record_resp_header(struct tn_stream *s, const char *base, size_t before, size_t nl, size_t vl)
+{
+    if (s->n_resp_hdrs == s->resp_hdrs_cap) {
+        size_t cap = s->resp_hdrs_cap ? s->resp_hdrs_cap * 2 : 16;
+        struct tn_header *h = realloc(s->resp_hdrs, cap * sizeof(*h));
+        if (h == NULL)
+            return;
+        s->resp_hdrs = h;
+        s->resp_hdrs_cap = cap;
+    }
+    s->resp_hdrs[s->n_resp_hdrs++] =
+        (struct tn_header){.name = base + before, .name_len = nl, .value = base + before + nl + 2, .value_len = vl};
+}
+
+static int put(struct tn_stream *s, struct tn_block *b, size_t *pos, const char *n, size_t nl, const char *v,
+               size_t vl)
+{
+    size_t before = *pos;
+    if (tn_h1_put_header(b->data, b->cap, pos, n, nl, v, vl))
+        return -1;
+    record_resp_header(s, b->data, before, nl, vl);
+    return 0;
+}
+#define PUT(s, b, pos, lit, v, vl) put((s), (b), (pos), lit, sizeof(lit) - 1, (v), (vl))
+
+/* Writes the response head: the filters' headers, then what the connection
+ * manager owns (server, date, framing, connection). */
+static int write_head(struct tn_stream *s, struct tn_response *r)
+{
+    struct tn_dconn *c = s->conn;
+    const struct tn_hcm *hcm = &c->l->hcm;
+    size_t need = 512;
+    for (size_t i = 0; i < r->n_headers; i++)
+        need += r->headers[i].name_len + r->headers[i].value_len + 4;
+    struct tn_block *b = tn_block_new(need);
+    size_t pos = 0;
+    bool has_server = false, has_date = false;
+    if (b == NULL || put_status(b->data, b->cap, &pos, r->status))
+        goto fail;
+    s->n_resp_hdrs = 0;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct tn_header *h = &r->headers[i];
+        if (h->name_len == 6 && memcmp(h->name, "server", 6) == 0) {
+            if (hcm->server_header_transformation == 0)
+                continue; /* OVERWRITE */
+            has_server = true;
+        }
+        if (h->name_len == 4 && memcmp(h->name, "date", 4) == 0)
+            has_date = true;
+        if (put(s, b, &pos, h->name, h->name_len, h->value, h->value_len))
+            goto fail;
+    }
+    if (!has_server && hcm->server_header_transformation != 2 &&
+        PUT(s, b, &pos, "server", hcm->server_name, strlen(hcm->server_name)))
+        goto fail;
+    if (!has_date) {
+        const char *d = tn_worker_date(c->w);
+        if (PUT(s, b, &pos, "date", d, strlen(d)))
+            goto fail;
+    }
+    bool no_body = r->status < 200 || r->status == 204 || r->status == 304;
+    s->resp_chunked = false;
+    if (r->content_length >= 0 && !no_body) {
+        char num[24];
+        int nl = snprintf(num, sizeof(num), "%" PRId64, r->content_length);
+        if (PUT(s, b, &pos, "content-length", num, (size_t)nl))
+            goto fail;
+    } else if (!no_body && !s->head_request) {
+        if (r->end_stream) {
+            if (PUT(s, b, &pos, "content-length", "0", 1))
+                goto fail;
+        } else if (c->parser.http_minor >= 1 || c->parser.http_major > 1) {
+            s->resp_chunked = true;
+            if (PUT(s, b, &pos, "transfer-encoding", "chunked", 7))
+                goto fail;
+        } else {
+            c->keepalive = false; /* HTTP/1.0: the body ends with the connection */
+        }
+    }
+    if (hcm->always_set_request_id_in_response && s->si.request_id &&
+        tn_headers_find(r->headers, r->n_headers, "x-request-id", 12) == NULL &&
+        PUT(s, b, &pos, "x-request-id", s->si.request_id, s->si.request_id_len))
+        goto fail;
+    if (!c->keepalive || c->drain) {
+        c->keepalive = false;
+        if (PUT(s, b, &pos, "connection", "close", 5))
+            goto fail;
+    } else if (c->parser.http_major == 1 && c->parser.http_minor == 0) {
+        if (PUT(s, b, &pos, "connection", "keep-alive", 10))
+            goto fail;
+    }
+    if (pos + 2 > b->cap)
+        goto fail;
+    memcpy(b->data + pos, "\r\n", 2);
+    pos += 2;
+    s->resp_started = true;
+    s->si.response_code = r->status;
+    if (s->resp_blk)
+        tn_block_unref(s->resp_blk);
+    s->resp_blk = tn_block_ref(b);
+    struct tn_slice sl = tn_slice_of(b, b->data, pos);
+    tn_block_unref(b);
+    if (tn_outq_write(&c->out, NULL, 0, &sl, 1, NULL, 0))
+        return -1;
+    return 0;
+fail:
+    if (b)
+        tn_block_unref(b);
+    return -1;
+}
+
+static void finish_response(struct tn_stream *s)
+{
+    struct tn_dconn *c = s->conn;
+    if (s->resp_chunked && tn_outq_write(&c->out, "0\r\n\r\n", 5, NULL, 0, NULL, 0))
+        c->keepalive = false;
+    s->resp_done = true;
+    if (c->in_parse)
+        c->stream_ended_in_parse = true;
+    stream_maybe_done(s);
+}
+
+/* Sends the response head through the filters before `from` (reverse
+ * order), then to the client. */
+static void encode_headers_from(struct tn_stream *s, unsigned from, struct tn_response *r)
+{
+    const struct tn_hcm *hcm = &s->conn->l->hcm;
+    for (unsigned i = from; i-- > 0;) {
+        const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        if (ops && ops->on_response_headers &&
+            ops->on_response_headers(s, hcm->filters[i].config, s->fctx[i], r) == TN_FILTER_STOP)
+            return;
+    }
+    if (write_head(s, r)) {
+        conn_close(s->conn);
+        return;
+    }
+    if (r->end_stream || s->head_request || r->status == 204 || r->status == 304)
+        finish_response(s);
+}
+
+static void local_reply(struct tn_stream *s, int status, const char *body, uint32_t flags, const char *details,
+                        bool close)
+{
+    struct tn_dconn *c = s->conn;
+    if (!s->active || s->resp_done)
+        return;
+    s->si.response_flags |= flags;
+    s->si.response_code_details = details;
+    if (close)
+        c->keepalive = false;
+    if (s->resp_started) {
+        conn_close(c); /* too late for a clean answer */
+        return;
+    }
+    if (close || !s->req_done)
+        c->keepalive = false;
+    size_t bl = body ? strlen(body) : 0;
+    struct tn_header h[1] = {{.name = "content-type", .name_len = 12, .value = "text/plain", .value_len = 10}};
+    struct tn_response r = {
+        .status = status, .headers = h, .n_headers = bl ? 1 : 0, .content_length = (int64_t)bl, .end_stream = bl == 0};
+    if (write_head(s, &r)) {
+        conn_close(c);
+        return;
+    }
+    if (bl && !s->head_request) {
+        struct tn_block *b = tn_block_new(bl);
+        if (b == NULL) {
+            conn_close(c);
+            return;
+        }
+        memcpy(b->data, body, bl);
+        struct tn_slice sl = tn_slice_of(b, b->data, bl);
+        tn_block_unref(b);
+        s->si.bytes_sent += bl;
+        tn_outq_write(&c->out, NULL, 0, &sl, 1, NULL, 0);
+    }
+    finish_response(s);
+}
+
+/* --- the stream API ----------------------------------------------------------- */
+
+struct tn_request *tn_stream_request(struct tn_stream *s)
+{
+    return &s->rq;
+}
+
+struct tn_stream_info *tn_stream_info(struct tn_stream *s)
+{
+    return &s->si;
+}
+
+const struct tn_hcm *tn_stream_hcm(struct tn_stream *s)
+{
+    return &s->conn->l->hcm;
+}
+
+struct tn_route_table *tn_stream_routes(struct tn_stream *s)
+{
+    return s->conn->l->hcm.routes;
+}
+
+struct tn_worker *tn_stream_worker(struct tn_stream *s)
+{
+    return s->conn->w;
+}
+
+const char *tn_stream_tag(struct tn_stream *s)
+{
+    return s->tag;
+}
+
+char *tn_stream_strdup(struct tn_stream *s, const char *p, size_t n)
+{
+    char *d = tn_pool_alloc(&s->pool, n + 1);
+    if (d) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+void tn_stream_local_reply(struct tn_stream *s, int status, const char *body, uint32_t flags, const char *details)
+{
+    local_reply(s, status, body, flags, details, false);
+}
+
+void tn_stream_encode_headers(struct tn_stream *s, struct tn_response *r)
+{
+    if (!s->active || s->resp_started)
+        return;
+    stream_touch(s);
+    s->si.response_code_details = s->si.response_code_details ? s->si.response_code_details : "via_upstream";
+    encode_headers_from(s, s->n_filters ? s->n_filters - 1 : 0, r);
+}
+
+void tn_stream_encode_data(struct tn_stream *s, struct tn_slice *data, bool end_stream)
+{
+    struct tn_dconn *c = s->conn;
+    if (!s->active || s->resp_done || c->closing) {
+        tn_slice_release(data);
+        return;
+    }
+    stream_touch(s);
+    if (data->len && !s->head_request) {
+        s->si.bytes_sent += data->len;
+        int rc;
+        if (s->resp_chunked) {
+            char pre[24];
+            int pl = snprintf(pre, sizeof(pre), "%zx\r\n", data->len);
+            rc = tn_outq_write(&c->out, pre, (size_t)pl, data, 1, "\r\n", 2);
+        } else {
+            rc = tn_outq_write(&c->out, NULL, 0, data, 1, NULL, 0);
+        }
+        if (rc) {
+            conn_close(c);
+            return;
+        }
+    } else {
+        tn_slice_release(data);
+    }
+    if (end_stream)
+        finish_response(s);
+}
+
+void tn_stream_reset(struct tn_stream *s, uint32_t flags)
+{
+    s->si.response_flags |= flags;
+    s->conn->w->stats.tx_reset++;
+    conn_close(s->conn);
+}
+
+bool tn_stream_downstream_above(struct tn_stream *s)
+{
+    return tn_outq_above(&s->conn->out);
+}
+
+void tn_stream_request_pause(struct tn_stream *s, bool pause)
+{
+    struct tn_dconn *c = s->conn;
+    c->read_paused_by_filter = pause;
+    if (pause)
+        read_stop(c);
+    else if (!s->req_done && !c->in_parse)
+        read_start(c);
+}
+
+void tn_stream_send_continue(struct tn_stream *s)
+{
+    if (s->sent_continue || !s->rq.expect_continue || s->resp_started)
+        return;
+    s->sent_continue = true;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    tn_outq_write(&s->conn->out, cont, sizeof(cont) - 1, NULL, 0, NULL, 0);
+}
+
+/* --- accept and drain --------------------------------------------------------- */
+
+void tn_conn_accept(struct tn_wlistener *wl)
+{
+    struct tn_worker *w = wl->w;
+    struct tn_dconn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        TN_LOG(TN_LOG_ERROR, connection, "out of memory accepting a connection");
+        return;
+    }
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    c->w = w;
+    if (uv_accept((uv_stream_t *)&wl->tcp, (uv_stream_t *)&c->tcp)) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return;
+    }
+    c->l = tn_listener_ref(wl->l);
+    c->id = ++w->next_conn_id * 64 + w->id;
+    w->n_conns++;
+    w->stats.cx_total++;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    int len = sizeof(c->peer);
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
+    len = sizeof(c->local);
+    uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &len);
+    uv_tcp_nodelay(&c->tcp, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    tn_h1_head_init(&c->head, (size_t)c->l->hcm.max_request_headers_kb * 1024);
+    tn_outq_init(&c->out, (uv_stream_t *)&c->tcp, c->l->per_connection_buffer_limit, c);
+    c->out.on_low = on_out_low;
+    c->out.on_error = on_out_error;
+    c->out.on_empty = on_out_empty;
+    tn_timer_init(&c->timer, on_stream_timer);
+    c->keepalive = true;
+    c->drain = w->draining;
+    arm_idle(c);
+    read_start(c);
+    TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] new connection", c->id);
+}
+
+void tn_conn_drain_all(struct tn_worker *w)
+{
+    struct tn_dconn *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        c->drain = true;
+        if (!c->s.active)
+            conn_close(c);
+    }
+}
+
+void tn_conn_close_all(struct tn_worker *w)
+{
+    while (w->conns)
+        conn_close(w->conns);
+}
+
+static http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};

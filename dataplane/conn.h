@@ -1,0 +1,19 @@
+/* Downstream HTTP/1.1 connections and the HTTP connection manager (Envoy's
+ * HCM) that runs a listener's filters on each request. */
+#ifndef TN_CONN_H
+#define TN_CONN_H
+
+#include "dataplane/worker.h"
+
+/* Accepts one connection on a worker listener (from its connection
+ * callback). Errors are logged and counted; nothing is returned. */
+void tn_conn_accept(struct tn_wlistener *wl);
+
+/* Draining: idle connections close now, busy ones after their current
+ * response (which carries "Connection: close"). */
+void tn_conn_drain_all(struct tn_worker *w);
+
+/* Closes every connection at once (shutdown after the drain time). */
+void tn_conn_close_all(struct tn_worker *w);
+
+#endif

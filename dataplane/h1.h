@@ -1,0 +1,58 @@
+/* HTTP/1.1 pieces both directions share: collecting a message head from
+ * http_parser callbacks (which may split any token across reads) into one
+ * buffer reused for every message of a connection, and hop-by-hop rules. */
+#ifndef TN_H1_H
+#define TN_H1_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/http.h"
+
+struct tn_h1_head {
+    char *buf; /* url/status text and header bytes, names lower-cased */
+    size_t len, cap;
+    size_t limit; /* bytes allowed; over it tn_h1_head_* return -1 */
+    struct tn_header *h; /* built by tn_h1_head_finish */
+    struct {
+        uint32_t no, nl, vo, vl;
+    } *e;
+    size_t n, ecap;
+    int state; /* 0: nothing yet, 1: in a name, 2: in a value */
+    uint32_t url_off, url_len;
+};
+
+void tn_h1_head_init(struct tn_h1_head *hd, size_t limit);
+void tn_h1_head_dispose(struct tn_h1_head *hd);
+/* Forgets the previous message (keeps the memory). */
+void tn_h1_head_reset(struct tn_h1_head *hd);
+/* Appends parser data; 0, or -1 over the limit or out of memory. */
+int tn_h1_head_url(struct tn_h1_head *hd, const char *p, size_t n);
+int tn_h1_head_field(struct tn_h1_head *hd, const char *p, size_t n);
+int tn_h1_head_value(struct tn_h1_head *hd, const char *p, size_t n);
+/* Fills hd->h (pointers into hd->buf, valid until the next reset); 0 or -1. */
+int tn_h1_head_finish(struct tn_h1_head *hd);
+static inline const char *tn_h1_head_urlp(const struct tn_h1_head *hd)
+{
+    return hd->buf + hd->url_off;
+}
+
+/* Whether a header (lower-case name) is hop-by-hop and never forwarded:
+ * connection, keep-alive, proxy-connection, transfer-encoding, upgrade, te,
+ * proxy-authenticate... (RFC 9110 7.6.1), or named in the Connection header
+ * value `conn` (may be NULL). content-length and host are handled by the
+ * caller. */
+bool tn_h1_hop_by_hop(const struct tn_header *h, const struct tn_header *conn);
+
+/* The reason phrase for a status code ("OK"), "Unknown" when none. */
+const char *tn_h1_reason(int status);
+
+/* Writes "name: value\r\n" into out (advancing *pos) if it fits; returns 0
+ * or -1 when out of room. */
+int tn_h1_put_header(char *out, size_t cap, size_t *pos, const char *name, size_t nl, const char *value, size_t vl);
+
+/* Case-insensitive token search in a comma-separated header value. */
+bool tn_h1_has_token(const char *v, size_t vl, const char *token);
+
+#endif

@@ -1,0 +1,233 @@
+/* The main thread: binds every listener once per worker (SO_REUSEPORT, so a
+ * port in use is found before anything starts), lets the cluster manager
+ * resolve the clusters, starts the workers, forwards host-set changes to
+ * them, and runs the drain on SIGTERM/SIGINT. */
+#include "dataplane/server.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "dataplane/cm.h"
+#include "dataplane/listener.h"
+#include "dataplane/log.h"
+#include "dataplane/worker.h"
+
+struct tn_server {
+    uv_loop_t *loop;
+    struct tn_config *cfg;
+    struct tn_server_options opts;
+    struct tn_cm *cm;
+    struct tn_worker **workers;
+    int *fds; /* [worker][listener] */
+    struct tn_host_set **sets; /* latest per cluster (references) */
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain_timer;
+    uv_async_t drained_async;
+    atomic_uint n_drained;
+    unsigned signals;
+    bool started, stopping;
+    int exit_code;
+};
+
+static int bind_one(const struct tn_listener *l, int *out)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&l->addr.sa;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (l->reuse_port)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, sa, len) || listen(fd, 4096)) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* Every worker gets its own socket per listener; with reuse_port off, one
+ * socket is shared (dup'ed) and the kernel balances accepts. */
+static int bind_all(struct tn_server *srv)
+{
+    struct tn_config *cfg = srv->cfg;
+    unsigned nw = srv->opts.concurrency;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct tn_listener *l = cfg->listeners[i];
+        for (unsigned w = 0; w < nw; w++) {
+            int *fd = &srv->fds[w * cfg->n_listeners + i];
+            int rc = (!l->reuse_port && w > 0) ? ((*fd = dup(srv->fds[i])) < 0 ? -errno : 0) : bind_one(l, fd);
+            if (rc) {
+                TN_LOG(TN_LOG_CRITICAL, main, "cannot listen on %s (listener '%s'): %s", l->addr.text, l->name,
+                       strerror(-rc));
+                return -1;
+            }
+        }
+        TN_LOG(TN_LOG_INFO, main, "listener '%s' listening on %s", l->name, l->addr.text);
+    }
+    return 0;
+}
+
+static size_t cluster_index(struct tn_server *srv, const struct tn_cluster *c)
+{
+    for (size_t i = 0; i < srv->cfg->n_clusters; i++)
+        if (srv->cfg->clusters[i] == c)
+            return i;
+    return (size_t)-1;
+}
+
+static void on_hosts(void *arg, const struct tn_cluster *c, struct tn_host_set *set)
+{
+    struct tn_server *srv = arg;
+    size_t i = cluster_index(srv, c);
+    if (i == (size_t)-1)
+        return;
+    if (srv->sets[i])
+        tn_host_set_unref(srv->sets[i]);
+    srv->sets[i] = tn_host_set_ref(set);
+    if (srv->started)
+        for (unsigned w = 0; w < srv->opts.concurrency; w++)
+            tn__worker_post_hosts(srv->workers[w], i, set);
+}
+
+static void stop(struct tn_server *srv);
+
+static void on_ready(void *arg)
+{
+    struct tn_server *srv = arg;
+    struct tn_config *cfg = srv->cfg;
+    if (srv->stopping)
+        return;
+    for (unsigned w = 0; w < srv->opts.concurrency; w++) {
+        srv->workers[w] = tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], srv->sets);
+        if (srv->workers[w] == NULL) {
+            TN_LOG(TN_LOG_CRITICAL, main, "cannot start worker %u", w);
+            srv->exit_code = 1;
+            stop(srv);
+            return;
+        }
+    }
+    srv->started = true;
+    TN_LOG(TN_LOG_INFO, main, "all clusters initialized; serving with %u worker%s", srv->opts.concurrency,
+           srv->opts.concurrency == 1 ? "" : "s");
+}
+
+static void stop(struct tn_server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        if (srv->workers[w])
+            tn__worker_post_exit(srv->workers[w]);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    uv_close((uv_handle_t *)&srv->drained_async, NULL);
+    if (srv->cm)
+        tn_cm_close(srv->cm);
+    srv->cm = NULL;
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct tn_server *srv = t->data;
+    TN_LOG(TN_LOG_INFO, main, "drain time over: closing the remaining connections");
+    stop(srv);
+}
+
+static void on_drained(uv_async_t *a)
+{
+    struct tn_server *srv = a->data;
+    if (atomic_load(&srv->n_drained) >= srv->opts.concurrency) {
+        TN_LOG(TN_LOG_INFO, main, "drained: every connection finished");
+        stop(srv);
+    }
+}
+
+void tn__server_worker_drained(struct tn_server *srv, unsigned id)
+{
+    (void)id;
+    atomic_fetch_add(&srv->n_drained, 1);
+    uv_async_send(&srv->drained_async);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct tn_server *srv = h->data;
+    if (++srv->signals > 1) {
+        TN_LOG(TN_LOG_WARN, main, "second signal (%s): exiting now", strsignal(signum));
+        _exit(1);
+    }
+    TN_LOG(TN_LOG_INFO, main, "caught %s: draining for up to %us (a second signal exits at once)", strsignal(signum),
+           srv->opts.drain_time_s);
+    if (!srv->started) {
+        stop(srv);
+        return;
+    }
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        tn__worker_post_drain(srv->workers[w]);
+    uv_timer_start(&srv->drain_timer, on_drain_timeout, (uint64_t)srv->opts.drain_time_s * 1000, 0);
+}
+
+int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
+{
+    struct tn_server srv = {.loop = uv_default_loop(), .cfg = tn_config_ref(cfg), .opts = *opts};
+    unsigned nw = srv.opts.concurrency ? srv.opts.concurrency : 1;
+    srv.opts.concurrency = nw;
+    srv.workers = calloc(nw, sizeof(*srv.workers));
+    srv.fds = calloc(nw * (cfg->n_listeners ? cfg->n_listeners : 1), sizeof(int));
+    srv.sets = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*srv.sets));
+    if (srv.workers == NULL || srv.fds == NULL || srv.sets == NULL) {
+        TN_LOG(TN_LOG_CRITICAL, main, "out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < nw * cfg->n_listeners; i++)
+        srv.fds[i] = -1;
+    signal(SIGPIPE, SIG_IGN);
+    if (bind_all(&srv)) {
+        srv.exit_code = 1;
+        goto out;
+    }
+    uv_signal_init(srv.loop, &srv.sigterm);
+    uv_signal_init(srv.loop, &srv.sigint);
+    srv.sigterm.data = srv.sigint.data = &srv;
+    uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv.sigint, on_signal, SIGINT);
+    uv_timer_init(srv.loop, &srv.drain_timer);
+    srv.drain_timer.data = &srv;
+    uv_async_init(srv.loop, &srv.drained_async, on_drained);
+    srv.drained_async.data = &srv;
+    srv.cm = tn_cm_new(srv.loop, cfg, on_hosts, on_ready, &srv);
+    if (srv.cm == NULL) {
+        TN_LOG(TN_LOG_CRITICAL, main, "cannot start the cluster manager");
+        srv.exit_code = 1;
+        stop(&srv);
+    }
+    uv_run(srv.loop, UV_RUN_DEFAULT);
+    for (unsigned w = 0; w < nw; w++)
+        if (srv.workers[w])
+            tn__worker_join(srv.workers[w]);
+    uv_run(srv.loop, UV_RUN_DEFAULT);
+out:
+    for (size_t i = 0; i < nw * cfg->n_listeners; i++)
+        if (srv.fds[i] >= 0 && !srv.started)
+            close(srv.fds[i]);
+    for (size_t i = 0; i < cfg->n_clusters; i++)
+        if (srv.sets[i])
+            tn_host_set_unref(srv.sets[i]);
+    free(srv.sets);
+    free(srv.fds);
+    free(srv.workers);
+    uv_loop_close(srv.loop);
+    tn_config_unref(srv.cfg);
+    return srv.exit_code;
+}

@@ -1,0 +1,39 @@
+/* The serving process: the main loop (cluster manager, signals) and the
+ * workers, from start to drained exit. */
+#ifndef TN_SERVER_H
+#define TN_SERVER_H
+
+#include "dataplane/config.h"
+
+struct tn_server_options {
+    unsigned concurrency;
+    unsigned drain_time_s;
+};
+
+/* Serves cfg until SIGTERM/SIGINT and a drain (or a second signal). Takes a
+ * reference on cfg for its own use. Returns the process exit code: 0 after a
+ * drain, 1 when it could not start (a port in use, ...) with the reason
+ * logged. */
+int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts);
+
+/* --- worker side (worker.c) ------------------------------------------------ */
+
+struct tn_worker;
+struct tn_host_set;
+struct tn_server;
+
+/* Starts a worker thread serving cfg with listener sockets fds[i] (one per
+ * cfg->listeners[i], already bound) and initial host sets sets[j] (one per
+ * cfg->clusters[j], may be NULL). NULL on failure. */
+struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
+                                   struct tn_host_set *const *sets);
+/* Messages to a worker (any thread). */
+void tn__worker_post_hosts(struct tn_worker *w, size_t cluster, struct tn_host_set *set);
+void tn__worker_post_drain(struct tn_worker *w);
+void tn__worker_post_exit(struct tn_worker *w);
+/* Waits for the thread and frees the worker. */
+void tn__worker_join(struct tn_worker *w);
+/* Called on a worker when it has drained (no connections left). */
+void tn__server_worker_drained(struct tn_server *srv, unsigned id);
+
+#endif

@@ -1,0 +1,329 @@
+#include "dataplane/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dataplane/accesslog.h"
+#include "dataplane/conn.h"
+#include "dataplane/log.h"
+#include "dataplane/outq.h"
+#include "dataplane/server.h"
+#include "dataplane/slice.h"
+#include "dataplane/upstream.h"
+
+enum msg_type {
+    MSG_HOSTS = 0,
+    MSG_DRAIN,
+    MSG_EXIT,
+};
+
+struct tn_msg {
+    enum msg_type type;
+    struct tn_msg *next;
+    size_t cluster;
+    struct tn_host_set *set;
+};
+
+/* --- clusters ------------------------------------------------------------- */
+
+/* Switches a cluster to a new host set; pools of hosts that stay are kept,
+ * those of hosts that left are retired (busy connections finish). */
+static void set_hosts(struct tn_wcluster *wc, struct tn_host_set *set)
+{
+    struct tn_hpool **pools = set && set->n_hosts ? calloc(set->n_hosts, sizeof(*pools)) : NULL;
+    size_t n_old = wc->hosts ? wc->hosts->n_hosts : 0;
+    if (set && set->n_hosts && pools == NULL) {
+        TN_LOG(TN_LOG_ERROR, upstream, "out of memory updating cluster %s", wc->c->name);
+        tn_host_set_unref(set);
+        return;
+    }
+    for (size_t i = 0; set && i < set->n_hosts; i++) {
+        for (size_t j = 0; j < n_old; j++)
+            if (wc->pools[j] && wc->hosts->hosts[j] == set->hosts[i]) {
+                pools[i] = wc->pools[j];
+                wc->pools[j] = NULL;
+                break;
+            }
+        if (pools[i] == NULL)
+            pools[i] = tn_hpool_new(wc, set->hosts[i]);
+    }
+    for (size_t j = 0; j < n_old; j++)
+        if (wc->pools[j])
+            tn_hpool_retire(wc->pools[j]);
+    free(wc->pools);
+    if (wc->hosts)
+        tn_host_set_unref(wc->hosts);
+    wc->pools = pools;
+    wc->hosts = set;
+}
+
+static int cmp_wcluster(const void *a, const void *b)
+{
+    const struct tn_wcluster *x = a, *y = b;
+    return strcmp(x->c->name, y->c->name);
+}
+
+struct tn_wcluster *tn_worker_cluster(struct tn_worker *w, const char *name)
+{
+    size_t lo = 0, hi = w->n_clusters;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(name, w->clusters[mid].c->name);
+        if (c == 0)
+            return &w->clusters[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+static struct tn_wcluster *cluster_at(struct tn_worker *w, size_t cfg_index)
+{
+    return tn_worker_cluster(w, w->cfg->clusters[cfg_index]->name);
+}
+
+/* --- small services ------------------------------------------------------------ */
+
+uint64_t tn_worker_random(struct tn_worker *w)
+{
+    /* xorshift64* */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+const char *tn_worker_date(struct tn_worker *w)
+{
+    uint64_t now = uv_now(&w->loop);
+    if (w->date[0] == '\0' || now - w->date_sec >= 500) {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        w->date_sec = now;
+    }
+    return w->date;
+}
+
+void tn_worker_conn_closed(struct tn_worker *w)
+{
+    w->n_conns--;
+    if (w->draining && w->n_conns == 0)
+        tn__server_worker_drained(w->server, w->id);
+}
+
+/* --- listeners ---------------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct tn_wlistener *wl = server->data;
+    if (status < 0) {
+        TN_LOG(TN_LOG_WARN, connection, "accept on %s: %s", wl->l->addr.text, uv_strerror(status));
+        return;
+    }
+    tn_conn_accept(wl);
+}
+
+static void close_listeners(struct tn_worker *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++)
+        if (w->listeners[i].open) {
+            w->listeners[i].open = false;
+            uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+        }
+}
+
+/* --- mailbox ------------------------------------------------------------------ */
+
+static void post(struct tn_worker *w, struct tn_msg *m)
+{
+    m->next = NULL;
+    uv_mutex_lock(&w->mu);
+    if (w->inbox_tail)
+        w->inbox_tail->next = m;
+    else
+        w->inbox = m;
+    w->inbox_tail = m;
+    uv_mutex_unlock(&w->mu);
+    uv_async_send(&w->async);
+}
+
+static void shutdown_worker(struct tn_worker *w)
+{
+    close_listeners(w);
+    tn_conn_close_all(w);
+    for (size_t i = 0; i < w->n_clusters; i++)
+        set_hosts(&w->clusters[i], NULL);
+    if (w->alog)
+        tn_alog_writer_close(w->alog);
+    w->alog = NULL;
+    tn_timers_close(&w->timers);
+    uv_close((uv_handle_t *)&w->async, NULL);
+}
+
+static void on_mail(uv_async_t *a)
+{
+    struct tn_worker *w = a->data;
+    uv_mutex_lock(&w->mu);
+    struct tn_msg *m = w->inbox;
+    w->inbox = w->inbox_tail = NULL;
+    uv_mutex_unlock(&w->mu);
+    while (m) {
+        struct tn_msg *next = m->next;
+        switch (m->type) {
+        case MSG_HOSTS: {
+            struct tn_wcluster *wc = cluster_at(w, m->cluster);
+            if (wc)
+                set_hosts(wc, m->set);
+            else
+                tn_host_set_unref(m->set);
+            break;
+        }
+        case MSG_DRAIN:
+            if (!w->draining) {
+                w->draining = true;
+                close_listeners(w);
+                tn_conn_drain_all(w);
+                if (w->n_conns == 0)
+                    tn__server_worker_drained(w->server, w->id);
+            }
+            break;
+        case MSG_EXIT:
+            free(m);
+            for (m = next; m; m = next) {
+                next = m->next;
+                if (m->type == MSG_HOSTS)
+                    tn_host_set_unref(m->set);
+                free(m);
+            }
+            shutdown_worker(w);
+            return;
+        }
+        free(m);
+        m = next;
+    }
+}
+
+void tn__worker_post_hosts(struct tn_worker *w, size_t cluster, struct tn_host_set *set)
+{
+    struct tn_msg *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return;
+    m->type = MSG_HOSTS;
+    m->cluster = cluster;
+    m->set = tn_host_set_ref(set);
+    post(w, m);
+}
+
+static void post_simple(struct tn_worker *w, enum msg_type type)
+{
+    struct tn_msg *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return;
+    m->type = type;
+    post(w, m);
+}
+
+void tn__worker_post_drain(struct tn_worker *w)
+{
+    post_simple(w, MSG_DRAIN);
+}
+
+void tn__worker_post_exit(struct tn_worker *w)
+{
+    post_simple(w, MSG_EXIT);
+}
+
+/* --- the thread ----------------------------------------------------------------- */
+
+static void run(void *arg)
+{
+    struct tn_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < w->n_clusters; i++) {
+        tn_lb_state_dispose(&w->clusters[i].lb);
+        tn_cluster_unref(w->clusters[i].c);
+    }
+    for (size_t i = 0; i < w->n_listeners; i++)
+        tn_listener_unref(w->listeners[i].l);
+    if (uv_loop_close(&w->loop))
+        TN_LOG(TN_LOG_WARN, main, "worker %u: loop closed with handles open", w->id);
+    tn_block_cache_drain();
+    tn_outq_cache_drain();
+}
+
+static uint64_t seed(unsigned id)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ (id + 1) * 0x9e3779b97f4a7c15ull;
+}
+
+struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
+                                   struct tn_host_set *const *sets)
+{
+    struct tn_worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->id = id;
+    w->server = srv;
+    w->cfg = tn_config_ref(cfg);
+    w->rng = seed(id);
+    uv_loop_init(&w->loop);
+    uv_mutex_init(&w->mu);
+    uv_async_init(&w->loop, &w->async, on_mail);
+    w->async.data = w;
+    tn_timers_init(&w->timers, &w->loop);
+    w->alog = tn_alog_writer_new(&w->loop);
+    w->n_clusters = cfg->n_clusters;
+    w->clusters = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*w->clusters));
+    w->n_listeners = cfg->n_listeners;
+    w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*w->listeners));
+    if (w->clusters == NULL || w->listeners == NULL)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_clusters; i++) {
+        struct tn_wcluster *wc = &w->clusters[i];
+        wc->c = tn_cluster_ref(cfg->clusters[i]);
+        wc->w = w;
+        tn_lb_state_init(&wc->lb, tn_worker_random(w));
+    }
+    qsort(w->clusters, w->n_clusters, sizeof(*w->clusters), cmp_wcluster);
+    for (size_t i = 0; i < cfg->n_clusters; i++)
+        if (sets[i])
+            set_hosts(cluster_at(w, i), tn_host_set_ref(sets[i]));
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct tn_wlistener *wl = &w->listeners[i];
+        wl->l = tn_listener_ref(cfg->listeners[i]);
+        wl->w = w;
+        uv_tcp_init(&w->loop, &wl->tcp);
+        wl->tcp.data = wl;
+        wl->open = true;
+        int rc = uv_tcp_open(&wl->tcp, fds[i]);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&wl->tcp, 4096, on_connection);
+        if (rc) {
+            TN_LOG(TN_LOG_CRITICAL, main, "listener %s (%s): %s", wl->l->name, wl->l->addr.text, uv_strerror(rc));
+            return NULL;
+        }
+    }
+    if (uv_thread_create(&w->thread, run, w))
+        return NULL;
+    return w;
+}
+
+void tn__worker_join(struct tn_worker *w)
+{
+    uv_thread_join(&w->thread);
+    uv_mutex_destroy(&w->mu);
+    tn_config_unref(w->cfg);
+    free(w->clusters);
+    free(w->listeners);
+    free(w);
+}

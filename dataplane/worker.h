@@ -1,0 +1,89 @@
+/* A worker thread: one uv loop with its own listener sockets, downstream
+ * connections, upstream pools and timers. Nothing here is shared with other
+ * threads except through the mailbox (config, host sets, drain) and the
+ * atomics of hosts and clusters. */
+#ifndef TN_WORKER_H
+#define TN_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "dataplane/config.h"
+#include "dataplane/host.h"
+#include "dataplane/lb.h"
+#include "dataplane/timer.h"
+
+struct tn_hpool;
+struct tn_alog_writer;
+struct tn_server;
+
+/* A cluster as one worker sees it. */
+struct tn_wcluster {
+    struct tn_cluster *c;      /* reference */
+    struct tn_host_set *hosts; /* reference; NULL until the first set arrives */
+    struct tn_lb_state lb;
+    struct tn_hpool **pools; /* pools[i] serves hosts->hosts[i] */
+    struct tn_worker *w;
+};
+
+struct tn_wlistener {
+    uv_tcp_t tcp;
+    struct tn_listener *l; /* reference */
+    struct tn_worker *w;
+    bool open;
+};
+
+/* Counters of one worker (merged by the admin API later). */
+struct tn_worker_stats {
+    uint64_t cx_total, rq_total, rq_1xx, rq_2xx, rq_3xx, rq_4xx, rq_5xx;
+    uint64_t protocol_error, too_large, rq_timeout, no_route, no_cluster, rx_reset, tx_reset;
+    uint64_t upstream_rq_retry, upstream_cx_connect_fail, upstream_cx_connect_timeout, upstream_rq_pending_overflow;
+};
+
+struct tn_msg;
+
+struct tn_worker {
+    unsigned id;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t async;
+    uv_mutex_t mu;
+    struct tn_msg *inbox, *inbox_tail;
+    struct tn_timers timers;
+    struct tn_config *cfg; /* reference */
+    struct tn_wlistener *listeners;
+    size_t n_listeners;
+    struct tn_wcluster *clusters; /* one per cfg->clusters[i], same order */
+    size_t n_clusters;
+    struct tn_alog_writer *alog;
+    struct tn_server *server;
+    uint64_t rng;
+    uint64_t next_conn_id;
+    char date[40]; /* "Sun, 22 Nov 2026 10:00:00 GMT" */
+    uint64_t date_sec;
+    unsigned n_conns;
+    struct tn_dconn *conns; /* every open downstream connection (drain walks them) */
+    bool draining;
+    struct tn_worker_stats stats;
+};
+
+/* The worker's view of a cluster by name, NULL when the config has none. */
+struct tn_wcluster *tn_worker_cluster(struct tn_worker *w, const char *name);
+
+/* A 64-bit random number from the worker's generator. */
+uint64_t tn_worker_random(struct tn_worker *w);
+
+/* The current Date header value (refreshed once a second). */
+const char *tn_worker_date(struct tn_worker *w);
+
+/* Monotonic ms of the worker's loop. */
+static inline uint64_t tn_worker_now(struct tn_worker *w)
+{
+    return uv_now(&w->loop);
+}
+
+/* A downstream connection closed (drain bookkeeping). */
+void tn_worker_conn_closed(struct tn_worker *w);
+
+#endif
