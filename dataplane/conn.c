@@ -43,7 +43,6 @@ struct tn_stream {
     size_t scratch_len;
     struct tn_pool pool; /* anything else a filter keeps for the stream */
     void *fctx[MAX_FILTERS];
-    _Alignas(16) char ctxmem[CTX_MEM];
     unsigned n_filters;
     bool active, req_done, resp_started, resp_done, resp_chunked, head_request, destroyed;
     bool sent_continue;
@@ -51,6 +50,7 @@ struct tn_stream {
     struct tn_header *resp_hdrs; /* as sent, for the access log (pointing into resp_blk) */
     size_t n_resp_hdrs, resp_hdrs_cap;
     struct tn_block *resp_blk;
+    _Alignas(16) char ctxmem[CTX_MEM]; /* filter contexts; last: not cleared per request */
 };
 
 struct tn_dconn {
@@ -189,9 +189,8 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
             c->w->stats.rx_reset++;
         }
         if (n == UV_EOF && c->s.active && c->s.req_done && !c->s.resp_done) {
-            /* half-close after a complete request: finish the response */
+            /* half-close after complete requests: answer them all first */
             c->eof = true;
-            c->keepalive = false;
             read_stop(c);
             return;
         }
@@ -280,6 +279,8 @@ static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_
 /* A response finished and the request too: next request, or close. */
 static void resume_after_stream(struct tn_dconn *c)
 {
+    TN_LOG(TN_LOG_TRACE, http, "[C%" PRIu64 "] stream done: keepalive %d, %zu bytes waiting", c->id, c->keepalive,
+           c->pend_blk ? c->pend_len : 0);
     if (c->closing)
         return;
     if (!c->keepalive || c->drain) {
@@ -297,7 +298,9 @@ static void resume_after_stream(struct tn_dconn *c)
         parse(c, b, p, n);
         tn_block_unref(b);
     }
-    if (!c->s.active || !c->s.req_done)
+    if (c->eof && !c->s.active && !c->closing)
+        close_after_flush(c);
+    else if (!c->s.active || !c->s.req_done)
         read_start(c);
 }
 

@@ -30,7 +30,7 @@ struct tn_uconn {
     struct tn_timer timer; /* connect timeout, then idle timeout */
     struct tn_block *rblk, *cur_blk;
     unsigned n_requests;
-    bool reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted;
+    bool parser_reset, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted;
 };
 
 static http_parser_settings settings;
@@ -167,8 +167,6 @@ static void uc_release(struct tn_uconn *uc)
         uc->n_requests++;
         uc->req_written = uc->resp_done = uc->resp_started = false;
         uc->in_1xx = false;
-        http_parser_init(&uc->parser, HTTP_RESPONSE);
-        uc->parser.data = uc;
         tn_timer_stop(&worker_of(p)->timers, &uc->timer);
         read_start(uc);
         r->ops->on_ready(r, uc);
@@ -221,6 +219,13 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     struct tn_block *blk = uc->rblk;
     uc->rblk = NULL;
     uc->cur_blk = blk;
+    if (uc->parser_reset) {
+        /* a new response: reset here, never inside the previous one's
+         * callbacks (a request may take the connection from within them) */
+        uc->parser_reset = false;
+        http_parser_init(&uc->parser, HTTP_RESPONSE);
+        uc->parser.data = uc;
+    }
     size_t used = http_parser_execute(&uc->parser, &settings, blk->data, (size_t)n);
     uc->cur_blk = NULL;
     enum http_errno e = HTTP_PARSER_ERRNO(&uc->parser);
@@ -318,6 +323,7 @@ static int on_message_complete(http_parser *p)
     struct tn_ureq *r = uc->req;
     bool keep = http_should_keep_alive(p);
     uc->resp_done = true;
+    uc->parser_reset = true;
     http_parser_pause(p, 1);
     if (r) {
         r->uc = NULL;
@@ -430,8 +436,6 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r)
         r->uc = uc;
         uc->n_requests++;
         uc->req_written = uc->resp_done = uc->resp_started = uc->in_1xx = false;
-        http_parser_init(&uc->parser, HTTP_RESPONSE);
-        uc->parser.data = uc;
         tn_timer_stop(&worker_of(p)->timers, &uc->timer);
         return 0;
     }
