@@ -15,8 +15,8 @@
 #include "dataplane/host.h"
 
 struct tn_lb_state {
-    uint64_t rng;   /* xorshift state; seed with tn_lb_state_init */
-    uint64_t rr;    /* round-robin cursor (equal weights) */
+    uint64_t rng;                     /* xorshift state; seed with tn_lb_state_init */
+    uint64_t rr;                      /* round-robin cursor (equal weights) */
     const struct tn_host_set *rr_set; /* set the weighted schedule below was built for */
     /* Smooth weighted round-robin state for rr_set (ROUND_ROBIN and LEAST_REQUEST
      * with unequal weights), owned; rebuilt when the set changes. */
