@@ -205,8 +205,16 @@ static int build_head(struct router *r, const char *host, size_t host_len)
     struct tn_block *b = tn_block_new(cap);
     if (b == NULL)
         return -1;
-    int n = snprintf(b->data, b->cap, "%.*s %.*s HTTP/1.1\r\n", (int)rq->method_len, rq->method, (int)path_len, path);
-    size_t pos = (size_t)n;
+    size_t pos = 0;
+    if (rq->method_len + path_len + 12 > b->cap)
+        goto fail;
+    memcpy(b->data, rq->method, rq->method_len);
+    pos = rq->method_len;
+    b->data[pos++] = ' ';
+    memcpy(b->data + pos, path, path_len);
+    pos += path_len;
+    memcpy(b->data + pos, " HTTP/1.1\r\n", 11);
+    pos += 11;
     if (tn_h1_put_header(b->data, b->cap, &pos, "host", 4, host, host_len))
         goto fail;
     for (size_t i = 0; i < rq->n_headers; i++) {
@@ -220,7 +228,7 @@ static int build_head(struct router *r, const char *host, size_t host_len)
         goto fail;
     if (rq->content_length >= 0) {
         char num[24];
-        int nl = snprintf(num, sizeof(num), "%" PRId64, rq->content_length);
+        size_t nl = tn_h1_u64(num, (uint64_t)rq->content_length);
         if (tn_h1_put_header(b->data, b->cap, &pos, "content-length", 14, num, (size_t)nl))
             goto fail;
     } else if (rq->chunked) {
@@ -268,7 +276,7 @@ static void write_body_slices(struct router *r)
         int rc;
         if (r->chunked) {
             char pre[24];
-            int pl = snprintf(pre, sizeof(pre), "%zx\r\n", sl->len);
+            size_t pl = tn_h1_chunk_size(pre, sl->len);
             rc = tn_uconn_write(uc, pre, (size_t)pl, &copy, 1, "\r\n", 2);
         } else {
             rc = tn_uconn_write(uc, NULL, 0, &copy, 1, NULL, 0);
@@ -434,7 +442,7 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     r->resp_started = true;
     struct tn_stream_info *si = tn_stream_info(r->s);
     if (si->first_upstream_rx_ns == 0)
-        si->first_upstream_rx_ns = uv_hrtime();
+        si->first_upstream_rx_ns = uv_now(&w->loop) * 1000000;
 
     /* the response's headers, less what the route removes, plus its own */
     size_t cap = 128 + headers_size(resp->headers, resp->n_headers) + mutations_size(r, false);
@@ -464,7 +472,7 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     }
     if (!r->cfg->suppress_envoy_headers) {
         char *v = b->data + pos;
-        int vl = snprintf(v, b->cap - pos, "%" PRIu64, now - r->try_start);
+        size_t vl = tn_h1_u64(v, now - r->try_start);
         out[n++] = (struct tn_header){.name = "x-envoy-upstream-service-time", .name_len = 29, .value = v,
                                       .value_len = (uint32_t)vl};
         pos += (size_t)vl;
