@@ -1,10 +1,45 @@
 #include "dataplane/matcher.h"
 
 #include <pcre2.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
 #include "envoy/type/matcher/v3/regex.pb-c.h"
+
+/* One match data per thread, not per call: route matching runs regexes on
+ * every request. The key only exists to free it when a thread exits. */
+static pthread_key_t md_key;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static _Thread_local pcre2_match_data *md_local;
+
+static void free_match_data(void *md)
+{
+    pcre2_match_data_free(md);
+}
+
+static void make_md_key(void)
+{
+    pthread_key_create(&md_key, free_match_data);
+}
+
+pcre2_match_data *tn__regex_match_data(void)
+{
+    if (md_local == NULL) {
+        pthread_once(&md_once, make_md_key);
+        md_local = pcre2_match_data_create(TN_REGEX_MAX_PAIRS, NULL);
+        if (md_local != NULL)
+            pthread_setspecific(md_key, md_local);
+    }
+    return md_local;
+}
+
+bool tn_regex_match(const pcre2_code *re, const char *s, size_t len)
+{
+    pcre2_match_data *md = tn__regex_match_data();
+    /* 0 means the match data was too small for every group: still a match. */
+    return md != NULL && pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL) >= 0;
+}
 
 static void free_code(void *code)
 {
@@ -89,12 +124,8 @@ bool tn_string_matcher_match(const struct tn_string_matcher *m, const char *s, s
             if (eq(s + i, m->value, m->len, m->ignore_case))
                 return true;
         return false;
-    case TN_MATCH_REGEX: {
-        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-        int rc = md ? pcre2_match(m->re, (PCRE2_SPTR)s, len, 0, 0, md, NULL) : -1;
-        pcre2_match_data_free(md);
-        return rc >= 0;
-    }
+    case TN_MATCH_REGEX:
+        return tn_regex_match(m->re, s, len);
     case TN_MATCH_PRESENT:
         return true;
     case TN_MATCH_RANGE:

@@ -42,4 +42,18 @@ int tn_string_matcher_compile(struct tn_pool *pool, const Envoy__Type__Matcher__
 /* Whether s (len bytes) matches. */
 bool tn_string_matcher_match(const struct tn_string_matcher *m, const char *s, size_t len);
 
+/* Capture pairs in the per-thread match data: group 0 and \1..\9, all that
+ * an RE2-style substitution can reference. A pattern with more groups still
+ * matches; its later groups are just not reported. */
+#define TN_REGEX_MAX_PAIRS 10
+
+/* Whether re matches s (len bytes), anchoring as compiled. Allocates nothing
+ * after the calling thread's first regex match. */
+bool tn_regex_match(const struct pcre2_real_code_8 *re, const char *s, size_t len);
+
+/* The calling thread's match data (TN_REGEX_MAX_PAIRS pairs), created on first
+ * use and freed at thread exit; NULL only if that first allocation failed.
+ * Valid until the thread's next regex call: copy what you need first. */
+struct pcre2_real_match_data_8 *tn__regex_match_data(void);
+
 #endif

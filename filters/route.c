@@ -311,7 +311,8 @@ static int compile_match(struct ctx *c, const pb_match *pb, struct tn_route *r)
         const char *p = pb->path_separated_prefix;
         size_t len = strlen(p);
         r->path_kind = TN_PATH_SEPARATED_PREFIX, r->path = p;
-        if (p[0] != '/' || strpbrk(p, "?#") || (len > 1 && p[len - 1] == '/')) {
+        /* Envoy's pattern ^[^?#]+[^?#/]$ rejects a lone "/" too. */
+        if (p[0] != '/' || len < 2 || strpbrk(p, "?#") || p[len - 1] == '/') {
             tn_err_push(c->err, ".path_separated_prefix");
             return tn_err_fail(c->err, "'%s' must start with '/', not end with '/', and hold no '?' or '#'", p);
         }
