@@ -91,6 +91,36 @@ START_TEST(path_kinds)
 }
 END_TEST
 
+/* Regex routes are pre-filtered on their literal prefix; the filter must
+ * never reject a path the regex accepts. */
+START_TEST(regex_prefix_filter)
+{
+    struct tn_route_table *t = one_vhost(
+        "  - {name: opt, match: {safe_regex: {regex: '/ab?c'}}, route: {cluster: c}}\n"
+        "  - {name: star, match: {safe_regex: {regex: '/xy*'}}, route: {cluster: c}}\n"
+        "  - {name: alt, match: {safe_regex: {regex: '/one|/two'}}, route: {cluster: c}}\n"
+        "  - {name: flag, match: {safe_regex: {regex: '(?i)/caps'}}, route: {cluster: c}}\n"
+        "  - {name: long, match: {safe_regex: {regex: '/a-long-literal/[0-9]+'}}, route: {cluster: c}}\n"
+        "  - {name: utf, match: {safe_regex: {regex: '/\u00e9?z'}}, route: {cluster: c}}\n"
+        "  - {name: braces, match: {safe_regex: {regex: '/bq{0,1}r'}}, route: {cluster: c}}\n"
+        "  - {name: esc, match: {safe_regex: {regex: '/d\\.e'}}, route: {cluster: c}}\n");
+    ck_assert_str_eq(get(t, "/ac"), "opt");
+    ck_assert_str_eq(get(t, "/abc"), "opt");
+    ck_assert_str_eq(get(t, "/x"), "star");
+    ck_assert_str_eq(get(t, "/xyyy"), "star");
+    ck_assert_str_eq(get(t, "/two"), "alt");
+    ck_assert_str_eq(get(t, "/CAPS"), "flag");
+    ck_assert_str_eq(get(t, "/a-long-literal/42"), "long");
+    ck_assert_str_eq(get(t, "/a-long-literaX/42"), "(none)");
+    ck_assert_str_eq(get(t, "/z"), "utf");
+    ck_assert_str_eq(get(t, "/\xc3\xa9z"), "utf");
+    ck_assert_str_eq(get(t, "/br"), "braces");
+    ck_assert_str_eq(get(t, "/d.e"), "esc");
+    ck_assert_str_eq(get(t, "/dxe"), "(none)");
+    tn_route_table_unref(t);
+}
+END_TEST
+
 START_TEST(case_insensitive)
 {
     struct tn_route_table *t =
@@ -459,6 +489,7 @@ Suite *route_match_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, path_kinds);
+    tcase_add_test(tc, regex_prefix_filter);
     tcase_add_test(tc, case_insensitive);
     tcase_add_test(tc, header_matchers);
     tcase_add_test(tc, header_invert_and_missing);
