@@ -12,8 +12,8 @@
 #include "filters/route_match.h"
 #include "xds/pbconv.h"
 
-#define N_VHOSTS 2000
-#define N_ROUTES 50
+#define N_VHOSTS   2000
+#define N_ROUTES   50
 #define ITERATIONS 1000000
 
 static double now_ns(void)
@@ -34,8 +34,8 @@ static void add_route(struct tn_buf *y, int j)
         tn_buf_printf(y, "  - {name: r%d, match: {path: /e%d}, route: {cluster: c%d}}\n", j, j, j);
         break;
     case 2:
-        tn_buf_printf(y, "  - {name: r%d, match: {safe_regex: {regex: '/r%d/[0-9]+'}}, route: {cluster: c%d}}\n", j,
-                      j, j);
+        tn_buf_printf(y, "  - {name: r%d, match: {safe_regex: {regex: '/r%d/[0-9]+'}}, route: {cluster: c%d}}\n", j, j,
+                      j);
         break;
     default:
         tn_buf_printf(y,
@@ -58,8 +58,8 @@ static struct tn_route_table *build_table(void)
     }
     tn_err_init(&err);
     double t0 = now_ns();
-    tn_pb_route_config *pb = (void *)tn_pbconv_yaml_msg(
-        y.data, y.len, &envoy__config__route__v3__route_configuration__descriptor, &err);
+    tn_pb_route_config *pb =
+        (void *)tn_pbconv_yaml_msg(y.data, y.len, &envoy__config__route__v3__route_configuration__descriptor, &err);
     struct tn_route_table *t = pb ? tn_route_table_compile(pb, &err) : NULL;
     printf("table: %d vhosts x %d routes, %zu bytes of YAML, parsed and compiled in %.0f ms\n", N_VHOSTS, N_ROUTES,
            y.len, (now_ns() - t0) / 1e6);
@@ -117,12 +117,9 @@ int main(void)
         snprintf(hosts[i], sizeof(hosts[i]), "h%d.example.com", i);
 
     const struct scenario scenarios[] = {
-        {"start (route 0, prefix)", "/p0/a/b?x=1", NULL, "r0"},
-        {"middle (route 25, exact)", "/e25?x=1", NULL, "r25"},
-        {"middle (route 26, regex)", "/r26/12345", NULL, "r26"},
-        {"end (route 47, header)", "/h47/x", "t47", "r47"},
-        {"end (route 49, exact)", "/e49", NULL, "r49"},
-        {"miss (all 50 routes)", "/nothing/here", NULL, NULL},
+        {"start (route 0, prefix)", "/p0/a/b?x=1", NULL, "r0"},  {"middle (route 25, exact)", "/e25?x=1", NULL, "r25"},
+        {"middle (route 26, regex)", "/r26/12345", NULL, "r26"}, {"end (route 47, header)", "/h47/x", "t47", "r47"},
+        {"end (route 49, exact)", "/e49", NULL, "r49"},          {"miss (all 50 routes)", "/nothing/here", NULL, NULL},
     };
     printf("hot: one vhost over and over; cold: hopping across all %d vhosts (caches mostly miss)\n", N_VHOSTS);
     for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
@@ -137,8 +134,8 @@ int main(void)
         const char *host = hosts[(i * 7) % N_VHOSTS];
         found += tn_route_table_vhost(t, host, strlen(host)) != NULL;
     }
-    printf("%-28s %-14s %8.1f ns per lookup (%zu found)\n", "vhost only (exact domain)", "", (now_ns() - t0) / ITERATIONS,
-           found);
+    printf("%-28s %-14s %8.1f ns per lookup (%zu found)\n", "vhost only (exact domain)", "",
+           (now_ns() - t0) / ITERATIONS, found);
     t0 = now_ns();
     found = 0;
     for (size_t i = 0; i < ITERATIONS; i++)

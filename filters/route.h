@@ -174,7 +174,7 @@ struct tn_route_key {
 struct tn_vhost {
     const char *name;
     struct tn_route *routes;
-    struct tn_route_key *keys; /* one per route, same order */
+    struct tn_route_key *keys; /* one per route, same order; filled by tn_route_table_compile */
     size_t n_routes;
     struct tn_header_mutations headers_mut;
     struct tn_retry_policy retry;

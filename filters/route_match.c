@@ -82,8 +82,7 @@ static bool pseudo_header(const struct tn_request_view *rq, const char *name, co
 /* All values of header `name` joined with ",", as Envoy's
  * getAllOfHeaderAsString. False when the header is absent. A joined value
  * may sit in *heap, which the caller frees. */
-static bool header_value(const struct tn_request_view *rq, const char *name, const char **v, size_t *len,
-                         char **heap)
+static bool header_value(const struct tn_request_view *rq, const char *name, const char **v, size_t *len, char **heap)
 {
     *heap = NULL;
     if (name[0] == ':') {
@@ -200,8 +199,7 @@ static size_t percent_decode(const char *s, size_t len, char *out)
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < len && (hi = hex_digit(s[i + 1])) >= 0 &&
-            (lo = hex_digit(s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < len && (hi = hex_digit(s[i + 1])) >= 0 && (lo = hex_digit(s[i + 2])) >= 0) {
             out[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {

@@ -60,11 +60,12 @@ static const char *get(struct tn_route_table *t, const char *path)
 
 START_TEST(path_kinds)
 {
-    struct tn_route_table *t = one_vhost("  - {name: exact, match: {path: /exact}, route: {cluster: c}}\n"
-                                         "  - {name: re, match: {safe_regex: {regex: '/re/[0-9]+'}}, route: {cluster: c}}\n"
-                                         "  - {name: sep, match: {path_separated_prefix: /sep}, route: {cluster: c}}\n"
-                                         "  - {name: api, match: {prefix: /api}, route: {cluster: c}}\n"
-                                         "  - {name: all, match: {prefix: ''}, route: {cluster: c}}\n");
+    struct tn_route_table *t =
+        one_vhost("  - {name: exact, match: {path: /exact}, route: {cluster: c}}\n"
+                  "  - {name: re, match: {safe_regex: {regex: '/re/[0-9]+'}}, route: {cluster: c}}\n"
+                  "  - {name: sep, match: {path_separated_prefix: /sep}, route: {cluster: c}}\n"
+                  "  - {name: api, match: {prefix: /api}, route: {cluster: c}}\n"
+                  "  - {name: all, match: {prefix: ''}, route: {cluster: c}}\n");
     ck_assert_str_eq(get(t, "/exact"), "exact");
     ck_assert_str_eq(get(t, "/exact?x=1"), "exact"); /* the query is not part of the path */
     ck_assert_str_eq(get(t, "/exact/"), "all");
@@ -95,15 +96,15 @@ END_TEST
  * never reject a path the regex accepts. */
 START_TEST(regex_prefix_filter)
 {
-    struct tn_route_table *t = one_vhost(
-        "  - {name: opt, match: {safe_regex: {regex: '/ab?c'}}, route: {cluster: c}}\n"
-        "  - {name: star, match: {safe_regex: {regex: '/xy*'}}, route: {cluster: c}}\n"
-        "  - {name: alt, match: {safe_regex: {regex: '/one|/two'}}, route: {cluster: c}}\n"
-        "  - {name: flag, match: {safe_regex: {regex: '(?i)/caps'}}, route: {cluster: c}}\n"
-        "  - {name: long, match: {safe_regex: {regex: '/a-long-literal/[0-9]+'}}, route: {cluster: c}}\n"
-        "  - {name: utf, match: {safe_regex: {regex: '/\u00e9?z'}}, route: {cluster: c}}\n"
-        "  - {name: braces, match: {safe_regex: {regex: '/bq{0,1}r'}}, route: {cluster: c}}\n"
-        "  - {name: esc, match: {safe_regex: {regex: '/d\\.e'}}, route: {cluster: c}}\n");
+    struct tn_route_table *t =
+        one_vhost("  - {name: opt, match: {safe_regex: {regex: '/ab?c'}}, route: {cluster: c}}\n"
+                  "  - {name: star, match: {safe_regex: {regex: '/xy*'}}, route: {cluster: c}}\n"
+                  "  - {name: alt, match: {safe_regex: {regex: '/one|/two'}}, route: {cluster: c}}\n"
+                  "  - {name: flag, match: {safe_regex: {regex: '(?i)/caps'}}, route: {cluster: c}}\n"
+                  "  - {name: long, match: {safe_regex: {regex: '/a-long-literal/[0-9]+'}}, route: {cluster: c}}\n"
+                  "  - {name: utf, match: {safe_regex: {regex: '/\u00e9?z'}}, route: {cluster: c}}\n"
+                  "  - {name: braces, match: {safe_regex: {regex: '/bq{0,1}r'}}, route: {cluster: c}}\n"
+                  "  - {name: esc, match: {safe_regex: {regex: '/d\\.e'}}, route: {cluster: c}}\n");
     ck_assert_str_eq(get(t, "/ac"), "opt");
     ck_assert_str_eq(get(t, "/abc"), "opt");
     ck_assert_str_eq(get(t, "/x"), "star");
@@ -239,14 +240,14 @@ END_TEST
 
 START_TEST(query_parameters)
 {
-    struct tn_route_table *t = one_vhost(
-        "  - {name: both, match: {prefix: /, query_parameters: [{name: a, string_match: {exact: '1 2'}}, "
-        "{name: flag, present_match: true}]}, route: {cluster: c}}\n"
-        "  - {name: re, match: {prefix: /, query_parameters: [{name: id, string_match: {safe_regex: {regex: "
-        "'[a-z]+'}}}]}, route: {cluster: c}}\n"
-        "  - {name: empty, match: {prefix: /, query_parameters: [{name: e, string_match: {exact: ''}}]}, "
-        "route: {cluster: c}}\n"
-        "  - {name: other, match: {prefix: /}, route: {cluster: c}}\n");
+    struct tn_route_table *t =
+        one_vhost("  - {name: both, match: {prefix: /, query_parameters: [{name: a, string_match: {exact: '1 2'}}, "
+                  "{name: flag, present_match: true}]}, route: {cluster: c}}\n"
+                  "  - {name: re, match: {prefix: /, query_parameters: [{name: id, string_match: {safe_regex: {regex: "
+                  "'[a-z]+'}}}]}, route: {cluster: c}}\n"
+                  "  - {name: empty, match: {prefix: /, query_parameters: [{name: e, string_match: {exact: ''}}]}, "
+                  "route: {cluster: c}}\n"
+                  "  - {name: other, match: {prefix: /}, route: {cluster: c}}\n");
     ck_assert_str_eq(get(t, "/?a=1%202&flag"), "both");
     ck_assert_str_eq(get(t, "/x?flag=&a=1%202"), "both");
     ck_assert_str_eq(get(t, "/?a=1 2&flag=yes"), "both");
@@ -269,16 +270,16 @@ END_TEST
 
 START_TEST(runtime_fraction)
 {
-    struct tn_route_table *t = one_vhost(
-        "  - {name: tiny, match: {prefix: /, runtime_fraction: {default_value: {numerator: 1, denominator: "
-        "MILLION}}}, route: {cluster: c}}\n"
-        "  - {name: quarter, match: {prefix: /, runtime_fraction: {default_value: {numerator: 25}}}, "
-        "route: {cluster: c}}\n"
-        "  - {name: rest, match: {prefix: /}, route: {cluster: c}}\n");
+    struct tn_route_table *t =
+        one_vhost("  - {name: tiny, match: {prefix: /, runtime_fraction: {default_value: {numerator: 1, denominator: "
+                  "MILLION}}}, route: {cluster: c}}\n"
+                  "  - {name: quarter, match: {prefix: /, runtime_fraction: {default_value: {numerator: 25}}}, "
+                  "route: {cluster: c}}\n"
+                  "  - {name: rest, match: {prefix: /}, route: {cluster: c}}\n");
     struct tn_request_view rq = req("GET", "/");
     /* random % denominator < numerator */
-    uint64_t cases[][2] = {{0, 0},       {1, 1},       {24, 1},      {25, 2},      {99, 2},
-                           {100, 1},     {1000000, 0}, {1000025, 2}, {2000001, 1}, {UINT64_MAX, 1}};
+    uint64_t cases[][2] = {{0, 0},   {1, 1},       {24, 1},      {25, 2},      {99, 2},
+                           {100, 1}, {1000000, 0}, {1000025, 2}, {2000001, 1}, {UINT64_MAX, 1}};
     const char *names[] = {"tiny", "quarter", "rest"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         rq.random = cases[i][0];
@@ -291,11 +292,11 @@ END_TEST
 
 START_TEST(weighted_pick)
 {
-    struct tn_route_table *t = one_vhost(
-        "  - match: {prefix: /}\n"
-        "    route: {weighted_clusters: {clusters: [{name: a, weight: 30}, {name: zero, weight: 0}, "
-        "{name: b, weight: 70}]}}\n"
-        "  - {match: {prefix: /x}, route: {cluster: c}}\n");
+    struct tn_route_table *t =
+        one_vhost("  - match: {prefix: /}\n"
+                  "    route: {weighted_clusters: {clusters: [{name: a, weight: 30}, {name: zero, weight: 0}, "
+                  "{name: b, weight: 70}]}}\n"
+                  "  - {match: {prefix: /x}, route: {cluster: c}}\n");
     const struct tn_route *r = &t->vhosts[0].routes[0];
     ck_assert_str_eq(tn_route_weighted_pick(r, 0), "a");
     ck_assert_str_eq(tn_route_weighted_pick(r, 29), "a");
@@ -303,7 +304,7 @@ START_TEST(weighted_pick)
     ck_assert_str_eq(tn_route_weighted_pick(r, 99), "b");
     ck_assert_str_eq(tn_route_weighted_pick(r, 100), "a");
     ck_assert_str_eq(tn_route_weighted_pick(r, 130), "b");
-    ck_assert_str_eq(tn_route_weighted_pick(r, UINT64_MAX), "a"); /* 2^64-1 % 100 = 15 */
+    ck_assert_str_eq(tn_route_weighted_pick(r, UINT64_MAX), "a");      /* 2^64-1 % 100 = 15 */
     ck_assert_str_eq(tn_route_weighted_pick(r, UINT64_MAX - 16), "b"); /* % 100 = 99 */
     unsigned counts[2] = {0, 0};
     for (uint64_t i = 0; i < 1000; i++)
@@ -354,7 +355,7 @@ START_TEST(path_rewrites)
     ck_assert_str_eq(rewrite(t, 4, "/service/foo/v1/api?k=v"), "/v1/api/instance/foo?k=v");
     ck_assert_str_eq(rewrite(t, 5, "/xxx/one/yyy/one/zzz?one=1"), "/xxx/two/yyy/two/zzz?one=1");
     ck_assert_str_eq(rewrite(t, 6, "/empty/axxb"), "-/-e-m-p-t-y-/-a-b-"); /* RE2 GlobalReplace on empty matches */
-    ck_assert_str_eq(rewrite(t, 7, "/lit/"), "/\\lit/"); /* \\ is a backslash, \9 an absent group */
+    ck_assert_str_eq(rewrite(t, 7, "/lit/"), "/\\lit/");                   /* \\ is a backslash, \9 an absent group */
     ck_assert_str_eq(rewrite(t, 8, "/anything?x"), "(0)");
 
     char small[8];
