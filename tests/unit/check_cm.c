@@ -57,9 +57,9 @@ static void loop_finish(void)
         uint64_t deadline_ = uv_now(&loop) + (ms);                                                                     \
         while (!(cond) && uv_now(&loop) < deadline_) {                                                                 \
             uv_run(&loop, UV_RUN_ONCE);                                                                                \
-            ck_assert_msg((inv), "invariant failed: %s", #inv);                                                       \
+            ck_assert_msg((inv), "invariant failed: %s", #inv);                                                        \
         }                                                                                                              \
-        ck_assert_msg((cond), "timed out waiting for %s", #cond);                                                     \
+        ck_assert_msg((cond), "timed out waiting for %s", #cond);                                                      \
     } while (0)
 #define RUN_UNTIL(cond, ms) RUN_UNTIL_INV(cond, 1, ms)
 
@@ -101,7 +101,7 @@ static unsigned health(struct tn_cm *cm, const char *cluster, size_t i)
 }
 
 #define CLUSTER(name, type, extra, endpoints)                                                                          \
-    "  - name: " name "\n    type: " type "\n" extra "    load_assignment: {cluster_name: " name                          \
+    "  - name: " name "\n    type: " type "\n" extra "    load_assignment: {cluster_name: " name                       \
     ", endpoints: [{lb_endpoints: [" endpoints "]}]}\n"
 #define EP(host, port) "{endpoint: {address: {socket_address: {address: " #host ", port_value: " #port "}}}}"
 
@@ -109,15 +109,17 @@ START_TEST(static_hosts_at_once)
 {
     loop_start();
     struct watch w = {0};
-    struct tn_cm *cm = cm_start(
-        config("static_resources:\n  clusters:\n" CLUSTER(
-            "s", "STATIC", "", EP(127.0.0.1, 8081) ", {endpoint: {address: {socket_address: {address: '::1', "
-                                                   "port_value: 8082}}}, health_status: DRAINING, "
-                                                   "load_balancing_weight: 3}")
-                   "  - name: e\n    type: EDS\n    eds_cluster_config: {eds_config: {ads: {}}}\n"
-                   "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: "
-                   "[{envoy_grpc: {cluster_name: s}}]}}\n"),
-        &w);
+    struct tn_cm *cm =
+        cm_start(config("static_resources:\n  clusters:\n" CLUSTER(
+                     "s", "STATIC", "",
+                     EP(127.0.0.1, 8081) ", {endpoint: {address: {socket_address: {address: '::1', "
+                                         "port_value: 8082}}}, health_status: DRAINING, "
+                                         "load_balancing_weight: 3}") "  - name: e\n    type: EDS\n    "
+                                                                      "eds_cluster_config: {eds_config: {ads: {}}}\n"
+                                                                      "dynamic_resources: {ads_config: {api_type: "
+                                                                      "GRPC, transport_api_version: V3, grpc_services: "
+                                                                      "[{envoy_grpc: {cluster_name: s}}]}}\n"),
+                 &w);
     /* Both sets are out before tn_cm_new returns; readiness comes later. */
     ck_assert_int_eq(w.n_hosts_cb, 2);
     ck_assert_int_eq(w.n_ready, 0);
@@ -143,12 +145,12 @@ START_TEST(strict_dns_localhost)
 {
     loop_start();
     struct watch w = {0};
-    struct tn_cm *cm = cm_start(config("static_resources:\n  clusters:\n" CLUSTER(
-                                    "v4", "STRICT_DNS", "    dns_lookup_family: V4_ONLY\n", EP(localhost, 1234))
-                                    CLUSTER("auto", "STRICT_DNS", "", EP(localhost, 1235))
-                                        CLUSTER("logical", "LOGICAL_DNS", "    dns_lookup_family: ALL\n",
-                                                EP(localhost, 1236))),
-                                &w);
+    struct tn_cm *cm =
+        cm_start(config("static_resources:\n  clusters:\n" CLUSTER(
+                     "v4", "STRICT_DNS", "    dns_lookup_family: V4_ONLY\n", EP(localhost, 1234))
+                            CLUSTER("auto", "STRICT_DNS", "", EP(localhost, 1235))
+                                CLUSTER("logical", "LOGICAL_DNS", "    dns_lookup_family: ALL\n", EP(localhost, 1236))),
+                 &w);
     ck_assert_int_eq(w.n_hosts_cb, 0); /* DNS runs on the thread pool */
     RUN_UNTIL(w.n_ready == 1, 3000);
     ck_assert_int_eq(w.n_hosts_cb, 3);
@@ -175,11 +177,11 @@ START_TEST(dns_failure_still_ready)
 {
     loop_start();
     struct watch w = {0};
-    struct tn_cm *cm = cm_start(config("static_resources:\n  clusters:\n" CLUSTER(
-                                    "bad", "STRICT_DNS", "", EP(nonexistent.invalid, 80))
-                                    CLUSTER("half", "STRICT_DNS", "    dns_lookup_family: V4_ONLY\n",
-                                            EP(nonexistent.invalid, 80) ", " EP(localhost, 81))),
-                                &w);
+    struct tn_cm *cm =
+        cm_start(config("static_resources:\n  clusters:\n" CLUSTER("bad", "STRICT_DNS", "", EP(nonexistent.invalid, 80))
+                            CLUSTER("half", "STRICT_DNS", "    dns_lookup_family: V4_ONLY\n",
+                                    EP(nonexistent.invalid, 80) ", " EP(localhost, 81))),
+                 &w);
     RUN_UNTIL(w.n_ready == 1, 5000);
     ck_assert_int_eq(w.n_hosts_cb, 2); /* an empty set is still a set */
     ck_assert_uint_eq(tn_cm_hosts(cm, "bad")->n_hosts, 0);
@@ -196,10 +198,10 @@ START_TEST(dns_refresh_keeps_hosts)
 {
     loop_start();
     struct watch w = {0};
-    struct tn_cm *cm = cm_start(config("static_resources:\n  clusters:\n" CLUSTER(
-                                    "d", "STRICT_DNS", "    dns_refresh_rate: 0.03s\n    dns_lookup_family: V4_ONLY\n",
-                                    EP(localhost, 1234))),
-                                &w);
+    struct tn_cm *cm = cm_start(
+        config("static_resources:\n  clusters:\n" CLUSTER(
+            "d", "STRICT_DNS", "    dns_refresh_rate: 0.03s\n    dns_lookup_family: V4_ONLY\n", EP(localhost, 1234))),
+        &w);
     RUN_UNTIL(w.n_ready == 1, 3000);
     struct tn_host_set *first = tn_cm_hosts(cm, "d");
     struct tn_host *h = first->hosts[0];
@@ -342,7 +344,7 @@ static struct tn_config *hc_config(const char *name, int port, const char *hc)
     static char y[2048];
     snprintf(y, sizeof(y),
              "static_resources:\n  clusters:\n  - name: %s\n    health_checks: [%s]\n"
-             "    load_assignment: {endpoints: [{lb_endpoints: [" EP(127.0.0.1, %d) "]}]}\n",
+             "    load_assignment: {endpoints: [{lb_endpoints: [" EP(127.0.0.1, % d) "]}]}\n",
              name, hc, port);
     return config(y);
 }
@@ -361,10 +363,11 @@ START_TEST(hc_startup_gates_ready)
     struct origin up;
     struct watch w = {0};
     origin_start(&up, 200);
-    struct tn_cm *cm = cm_start(hc_config("web", up.port,
-                                          "{timeout: 1s, interval: 0.02s, unhealthy_threshold: 2, "
-                                          "healthy_threshold: 3, http_health_check: {path: /healthz, host: hc.example}}"),
-                                &w);
+    struct tn_cm *cm =
+        cm_start(hc_config("web", up.port,
+                           "{timeout: 1s, interval: 0.02s, unhealthy_threshold: 2, "
+                           "healthy_threshold: 3, http_health_check: {path: /healthz, host: hc.example}}"),
+                 &w);
     /* Until its first check, a host of a checked cluster takes no traffic. */
     ck_assert_int_eq(w.n_hosts_cb, 1);
     ck_assert_uint_eq(health(cm, "web", 0), TN_HOST_FAILED_ACTIVE_HC | TN_HOST_PENDING_HC);
@@ -394,7 +397,7 @@ START_TEST(hc_first_failure_and_default_host)
                                 &w);
     RUN_UNTIL(w.n_ready == 1, 2000);
     ck_assert_int_eq(down.n_503, 1);
-    ck_assert_uint_eq(health(cm, "api", 0), TN_HOST_FAILED_ACTIVE_HC); /* no longer pending */
+    ck_assert_uint_eq(health(cm, "api", 0), TN_HOST_FAILED_ACTIVE_HC);     /* no longer pending */
     ck_assert_ptr_nonnull(strstr(down.last_request, "\r\nHost: api\r\n")); /* the cluster's name */
     ck_assert_uint_eq(tn_cm_stats(cm, "api")->hc_failure, 1);
     ck_assert_uint_eq(tn_cm_stats(cm, "api")->hc_network_failure, 0);
@@ -453,18 +456,23 @@ START_TEST(hc_tcp_and_timeout)
     origin_start(&up, 200);
     origin_start(&silent, MODE_SILENT);
     char y[2048];
-    snprintf(y, sizeof(y),
-             "static_resources:\n  clusters:\n"
-             "  - name: tcp_up\n    health_checks: [{timeout: 1s, interval: 10s, unhealthy_threshold: 1, "
-             "healthy_threshold: 1, tcp_health_check: {}}]\n"
-             "    load_assignment: {endpoints: [{lb_endpoints: [" EP(127.0.0.1, %d) "]}]}\n"
-             "  - name: tcp_down\n    health_checks: [{timeout: 1s, interval: 10s, unhealthy_threshold: 1, "
-             "healthy_threshold: 1, tcp_health_check: {}}]\n"
-             "    load_assignment: {endpoints: [{lb_endpoints: [" EP(127.0.0.1, %d) "]}]}\n"
-             "  - name: slow\n    health_checks: [{timeout: 0.05s, interval: 10s, unhealthy_threshold: 1, "
-             "healthy_threshold: 1, http_health_check: {path: /}}]\n"
-             "    load_assignment: {endpoints: [{lb_endpoints: [" EP(127.0.0.1, %d) "]}]}\n",
-             up.port, dead, silent.port);
+    snprintf(
+        y, sizeof(y),
+        "static_resources:\n  clusters:\n"
+        "  - name: tcp_up\n    health_checks: [{timeout: 1s, interval: 10s, unhealthy_threshold: 1, "
+        "healthy_threshold: 1, tcp_health_check: {}}]\n"
+        "    load_assignment: {endpoints: [{lb_endpoints: [" EP(
+            127.0.0.1,
+            % d) "]}]}\n"
+                 "  - name: tcp_down\n    health_checks: [{timeout: 1s, interval: 10s, unhealthy_threshold: 1, "
+                 "healthy_threshold: 1, tcp_health_check: {}}]\n"
+                 "    load_assignment: {endpoints: [{lb_endpoints: [" EP(
+                     127.0.0.1,
+                     % d) "]}]}\n"
+                          "  - name: slow\n    health_checks: [{timeout: 0.05s, interval: 10s, unhealthy_threshold: 1, "
+                          "healthy_threshold: 1, http_health_check: {path: /}}]\n"
+                          "    load_assignment: {endpoints: [{lb_endpoints: [" EP(127.0.0.1, % d) "]}]}\n",
+        up.port, dead, silent.port);
     uint64_t t0 = uv_now(&loop);
     struct tn_cm *cm = cm_start(config(y), &w);
     RUN_UNTIL(w.n_ready == 1, 3000);
@@ -578,7 +586,7 @@ START_TEST(outlier_gateway_failures)
              10);
     /* a 500 is a 5xx but not a gateway failure: it breaks the run */
     ck_assert_int_eq(report(0, 502, 2, 1000) + report(0, 500, 1, 1000) + report(0, 504, 2, 1000), 0);
-    ck_assert_int_eq(report(0, 0, 1, 1000), 1); /* a connect failure is the third */
+    ck_assert_int_eq(report(0, 0, 1, 1000), 1);   /* a connect failure is the third */
     ck_assert_int_eq(report(1, 503, 3, 1000), 0); /* 10%: one host of ten at most */
     od_teardown();
 }
