@@ -8,7 +8,9 @@
     X(pbconv_suite)                                                                                                    \
     X(compiler_suite)                                                                                                  \
     X(lb_suite)                                                                                                        \
-    X(route_match_suite)
+    X(route_match_suite)                                                                                               \
+    X(cm_suite)                                                                                                        \
+    X(accesslog_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
