@@ -6,7 +6,8 @@
 
 #define TN_SUITES(X)                                                                                                   \
     X(pbconv_suite)                                                                                                    \
-    X(compiler_suite)
+    X(compiler_suite)                                                                                                  \
+    X(accesslog_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
