@@ -124,7 +124,7 @@ static struct tn_access_log *compile_log(const char *yaml)
 #define FILE_LOG(fmt_yaml)                                                                                             \
     "name: envoy.access_loggers.file\n"                                                                                \
     "typed_config:\n"                                                                                                  \
-    "  '@type': type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n"                          \
+    "  '@type': type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n"                           \
     "  path: /dev/null\n" fmt_yaml
 
 START_TEST(each_operator)
@@ -226,8 +226,8 @@ START_TEST(response_flags_string)
     ck_assert_str_eq(buf, "-");
     tn_response_flags_str(TN_RF_NO_ROUTE_FOUND, buf, sizeof(buf));
     ck_assert_str_eq(buf, "NR");
-    tn_response_flags_str(TN_RF_OVERLOAD_MANAGER | TN_RF_FAILED_LOCAL_HEALTHCHECK | TN_RF_UPSTREAM_REQUEST_TIMEOUT,
-                          buf, sizeof(buf));
+    tn_response_flags_str(TN_RF_OVERLOAD_MANAGER | TN_RF_FAILED_LOCAL_HEALTHCHECK | TN_RF_UPSTREAM_REQUEST_TIMEOUT, buf,
+                          sizeof(buf));
     ck_assert_str_eq(buf, "LH,UT,OM");
     tn_response_flags_str(0xffffffffu, buf, sizeof(buf));
     ck_assert_str_eq(buf, "LH,UH,UT,LR,UR,UF,UC,UO,NR,DI,FI,RL,DC,URX,SI,DPE,UPE,NC,OM");
@@ -286,13 +286,15 @@ START_TEST(bad_operators)
     ck_assert_str_eq(err.msg, "access_log[0].typed_config.log_format.text_format: unknown command operator %FOO%");
     ck_assert_ptr_null(compile_log(FILE_LOG("  format: '%BAR%'\n")));
     ck_assert_str_eq(err.msg, "access_log[0].typed_config.format: unknown command operator %BAR%");
-    ck_assert_ptr_null(compile_log(FILE_LOG("  log_format: {json_format: {ok: '%PROTOCOL%', inner: {bad: '%BAZ%'}}}\n")));
+    ck_assert_ptr_null(
+        compile_log(FILE_LOG("  log_format: {json_format: {ok: '%PROTOCOL%', inner: {bad: '%BAZ%'}}}\n")));
     ck_assert_str_eq(err.msg,
                      "access_log[0].typed_config.log_format.json_format.inner.bad: unknown command operator %BAZ%");
-    ck_assert_ptr_null(compile_log("name: envoy.access_loggers.stdout\n"
-                                   "typed_config:\n"
-                                   "  '@type': type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog\n"
-                                   "  log_format: {text_format_source: {inline_string: '%QUX%'}}\n"));
+    ck_assert_ptr_null(
+        compile_log("name: envoy.access_loggers.stdout\n"
+                    "typed_config:\n"
+                    "  '@type': type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog\n"
+                    "  log_format: {text_format_source: {inline_string: '%QUX%'}}\n"));
     ck_assert_str_eq(err.msg, "access_log[0].typed_config.log_format.text_format_source.inline_string: "
                               "unknown command operator %QUX%");
 }
