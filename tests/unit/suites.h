@@ -11,7 +11,6 @@
     X(route_match_suite)                                                                                               \
     X(cm_suite)                                                                                                        \
     X(accesslog_suite)
-    X(accesslog_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
