@@ -46,6 +46,7 @@ struct tn_stream {
     unsigned n_filters;
     bool active, req_done, resp_started, resp_done, resp_chunked, head_request, destroyed;
     bool sent_continue;
+    uint64_t idle_timeout_ms; /* the HCM's stream_idle_timeout, or the route's idle_timeout */
     uint32_t resp_flags;
     struct tn_header *resp_hdrs; /* as sent, for the access log (pointing into resp_blk) */
     size_t n_resp_hdrs, resp_hdrs_cap;
@@ -387,7 +388,7 @@ static void on_stream_timer(struct tn_timer *t)
         local_reply(s, 408, "request headers timeout", TN_RF_STREAM_IDLE_TIMEOUT, "request_header_timeout", true);
         return;
     }
-    uint64_t idle = c->l->hcm.stream_idle_timeout_ms, now = uv_now(&c->w->loop);
+    uint64_t idle = s->idle_timeout_ms, now = uv_now(&c->w->loop);
     if (idle && c->last_activity + idle > now) {
         tn_timer_start(&c->w->timers, &c->timer, c->last_activity + idle - now);
         return;
@@ -407,7 +408,7 @@ static void on_stream_timer(struct tn_timer *t)
 static void stream_touch(struct tn_stream *s)
 {
     struct tn_dconn *c = s->conn;
-    uint64_t ms = c->l->hcm.stream_idle_timeout_ms;
+    uint64_t ms = s->idle_timeout_ms;
     c->last_activity = uv_now(&c->w->loop);
     if (ms && !tn_timer_armed(&c->timer))
         tn_timer_start(&c->w->timers, &c->timer, ms);
@@ -431,6 +432,7 @@ static int on_message_begin(http_parser *p)
     s->si.start_ns = uv_now(&c->w->loop) * 1000000;
     s->si.start_ms = tn_worker_wall_ms(c->w);
     s->si.protocol = "HTTP/1.1";
+    s->idle_timeout_ms = c->l->hcm.stream_idle_timeout_ms;
     memcpy(&s->si.downstream_remote, &c->peer, sizeof(c->peer));
     memcpy(&s->si.downstream_local, &c->local, sizeof(c->local));
     tn_h1_head_reset(&c->head);
@@ -1018,6 +1020,11 @@ const char *tn_stream_tag(struct tn_stream *s)
     return s->tag;
 }
 
+void *tn_stream_alloc(struct tn_stream *s, size_t n)
+{
+    return tn_pool_alloc(&s->pool, n);
+}
+
 char *tn_stream_strdup(struct tn_stream *s, const char *p, size_t n)
 {
     char *d = tn_pool_alloc(&s->pool, n + 1);
@@ -1091,6 +1098,16 @@ void tn_stream_request_pause(struct tn_stream *s, bool pause)
         read_stop(c);
     else if (!s->req_done && !c->in_parse)
         read_start(c);
+}
+
+void tn_stream_set_idle_timeout(struct tn_stream *s, uint64_t ms)
+{
+    struct tn_dconn *c = s->conn;
+    s->idle_timeout_ms = ms;
+    if (ms)
+        tn_timer_start(&c->w->timers, &c->timer, ms);
+    else
+        tn_timer_stop(&c->w->timers, &c->timer);
 }
 
 void tn_stream_send_continue(struct tn_stream *s)

@@ -45,7 +45,7 @@ struct router {
     struct tn_timer timeout, try_timeout, backoff;
     uint64_t try_start;
     unsigned attempts;
-    bool replayable, req_end, resp_started, done, counted_rq, chunked, head_written, paused_down;
+    bool retry_counted, replayable, req_end, resp_started, done, counted_rq, chunked, head_written, paused_down;
     int64_t content_length;
 };
 
@@ -83,6 +83,10 @@ static void cleanup(struct router *r)
     if (r->counted_rq) {
         atomic_fetch_sub(&r->cluster->rc_rq, 1);
         r->counted_rq = false;
+    }
+    if (r->retry_counted) {
+        atomic_fetch_sub(&r->cluster->rc_retries, 1);
+        r->retry_counted = false;
     }
     tn_slice_release(&r->head);
     tn_slices_dispose(&r->body);
@@ -190,7 +194,7 @@ static int build_head(struct router *r, const char *host, size_t host_len)
     size_t path_len = 0;
     if (r->route->prefix_rewrite || r->route->regex_rewrite) {
         size_t pcap = rq->path_len * 4 + 1024;
-        path = tn_stream_strdup(r->s, "", pcap);
+        path = tn_stream_alloc(r->s, pcap);
         if (path == NULL)
             return -1;
         path_len = tn_route_rewrite_path(r->route, &view, path, pcap);
@@ -372,9 +376,11 @@ static bool maybe_retry(struct router *r, int status, bool connect_failure)
         cap = max;
     release_try(r);
     W(r)->stats.upstream_rq_retry++;
-    atomic_fetch_add(&c->rc_retries, 1);
+    if (!r->retry_counted) {
+        atomic_fetch_add(&c->rc_retries, 1); /* an active retry until the request ends */
+        r->retry_counted = true;
+    }
     tn_timer_start(&W(r)->timers, &r->backoff, tn_worker_random(W(r)) % (cap + 1));
-    atomic_fetch_sub(&c->rc_retries, 1);
     TN_LOG(TN_LOG_DEBUG, router, "%s retrying (attempt %u)", tn_stream_tag(r->s), r->attempts + 1);
     return true;
 }
@@ -448,7 +454,7 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     size_t cap = 128 + headers_size(resp->headers, resp->n_headers) + mutations_size(r, false);
     struct tn_block *b = tn_block_new(cap);
     size_t n = 0, pos = 0;
-    struct tn_header *out = (struct tn_header *)tn_stream_strdup(r->s, "", (resp->n_headers + 1) * sizeof(*out) + 64 * sizeof(*out));
+    struct tn_header *out = tn_stream_alloc(r->s, (resp->n_headers + 64) * sizeof(*out));
     if (b == NULL || out == NULL) {
         if (b)
             tn_block_unref(b);
@@ -784,6 +790,8 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     }
     atomic_fetch_add(&r->cluster->rc_rq, 1);
     r->counted_rq = true;
+    if (r->route->idle_timeout_ms)
+        tn_stream_set_idle_timeout(s, r->route->idle_timeout_ms);
     if (rq->expect_continue)
         tn_stream_send_continue(s);
     if (end_stream && r->route->timeout_ms)
