@@ -10,7 +10,8 @@
     X(lb_suite)                                                                                                        \
     X(route_match_suite)                                                                                               \
     X(cm_suite)                                                                                                        \
-    X(accesslog_suite)
+    X(accesslog_suite)                                                                                                 \
+    X(h1_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
