@@ -11,7 +11,8 @@
     X(route_match_suite)                                                                                               \
     X(cm_suite)                                                                                                        \
     X(accesslog_suite)                                                                                                 \
-    X(h1_suite)
+    X(h1_suite)                                                                                                        \
+    X(pool_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
