@@ -139,6 +139,41 @@ static bool header_overridden(struct router *r, const struct tn_header *h, bool 
     return false;
 }
 
+static bool key_is(const char *key, size_t kl, const struct tn_header_op *op)
+{
+    return strlen(op->key) == kl && memcmp(op->key, key, kl) == 0;
+}
+
+/* Whether a level after `lv` overwrites `key` (Envoy applies route, then
+ * virtual host, then route configuration, so the later one wins). */
+static bool overwritten_later(struct router *r, int lv, bool req, const char *key, size_t kl)
+{
+    for (int l = lv + 1; l < 3; l++) {
+        const struct tn_header_mutations *m = levels(r, l);
+        const struct tn_header_op *ops = req ? m->req_add : m->resp_add;
+        size_t n = req ? m->n_req_add : m->n_resp_add;
+        for (size_t i = 0; i < n; i++)
+            if (ops[i].action == 2 && key_is(key, kl, &ops[i]))
+                return true;
+    }
+    return false;
+}
+
+/* Whether an earlier level added `key` (for ADD_IF_ABSENT and
+ * OVERWRITE_IF_EXISTS at a later one). */
+static bool added_earlier(struct router *r, int lv, bool req, const char *key, size_t kl)
+{
+    for (int l = 0; l < lv; l++) {
+        const struct tn_header_mutations *m = levels(r, l);
+        const struct tn_header_op *ops = req ? m->req_add : m->resp_add;
+        size_t n = req ? m->n_req_add : m->n_resp_add;
+        for (size_t i = 0; i < n; i++)
+            if (key_is(key, kl, &ops[i]) && (ops[i].value[0] || ops[i].keep_empty_value))
+                return true;
+    }
+    return false;
+}
+
 /* Adds the configured headers of every level (route, virtual host, route
  * configuration), honouring each header's append action. */
 static int add_configured(struct router *r, struct tn_block *b, size_t *pos, bool req, const struct tn_header *have,
@@ -150,10 +185,12 @@ static int add_configured(struct router *r, struct tn_block *b, size_t *pos, boo
         size_t n = req ? m->n_req_add : m->n_resp_add;
         for (size_t i = 0; i < n; i++) {
             size_t kl = strlen(ops[i].key), vl = strlen(ops[i].value);
-            bool exists = tn_headers_find(have, n_have, ops[i].key, kl) != NULL;
+            bool exists = tn_headers_find(have, n_have, ops[i].key, kl) != NULL || added_earlier(r, lv, req, ops[i].key, kl);
             if ((ops[i].action == 1 && exists) || (ops[i].action == 3 && !exists))
                 continue;
             if (vl == 0 && !ops[i].keep_empty_value)
+                continue;
+            if (overwritten_later(r, lv, req, ops[i].key, kl))
                 continue;
             if (tn_h1_put_header(b->data, b->cap, pos, ops[i].key, kl, ops[i].value, vl))
                 return -1;
