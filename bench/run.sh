@@ -148,6 +148,18 @@ cpu_ticks() {
     echo "$total"
 }
 
+# user_ticks PID...: utime alone (the rest of the CPU is the kernel's).
+user_ticks() {
+    local total=0 p f
+    for p in "$@"; do
+        f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        f=${f##*) }
+        set -- $f
+        total=$((total + ${12}))
+    done
+    echo "$total"
+}
+
 # The process and its children (nginx: master + worker).
 proc_tree() {
     echo "$1" $(pgrep -P "$1" 2>/dev/null)
@@ -326,7 +338,7 @@ run_wrk() {
     stop "$pid"
 }
 
-declare -A RPS P50 P99 CPUS CPUREQ CPUPCT ERRS
+declare -A RPS P50 P99 CPUS CPUREQ CPUPCT USERREQ ERRS
 RAN=()
 
 bench_one() {
@@ -350,10 +362,12 @@ bench_one() {
     # The CPU sample covers exactly the wrk run (process list re-read: nginx
     # may have replaced a worker).
     read -r -a CPU_PIDS <<<"$(proc_tree "$PROXY_PID")"
-    local t0 t1
+    local t0 t1 u0 u1
     t0=$(cpu_ticks "${CPU_PIDS[@]}")
+    u0=$(user_ticks "${CPU_PIDS[@]}")
     run_wrk "$WORK/$name.wrk" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url"
     t1=$(cpu_ticks "${CPU_PIDS[@]}")
+    u1=$(user_ticks "${CPU_PIDS[@]}")
     if ! kill -0 "$PROXY_PID" 2>/dev/null; then
         say "$name: died during the run"
         [ "$name" = tern ] && tail -n 20 "$WORK/tern.log" | sed 's/^/    /' >&2
@@ -382,6 +396,7 @@ bench_one() {
     ERRS[$name]=$errs
     CPUS[$name]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
     CPUREQ[$name]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+    USERREQ[$name]=$(awk -v t=$((u1 - u0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
     CPUPCT[$name]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v d="$(seconds "$DURATION")" 'BEGIN { printf "%.0f", t / hz / d * 100 }')
     say "$name: $rps req/s, ${CPUREQ[$name]} cpu us/req"
 }
@@ -395,10 +410,11 @@ done
 
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, one proxy worker, upstream keep-alive; $PIN_NOTE"
-printf '%-8s %12s %10s %10s %9s %6s %13s %8s\n' proxy "req/s" "p50 ms" "p99 ms" "cpu s" "cpu%" "cpu us/req" errors
+printf '%-8s %12s %10s %10s %9s %6s %13s %13s %8s\n' proxy "req/s" "p50 ms" "p99 ms" "cpu s" "cpu%" "cpu us/req" \
+    "user us/req" errors
 for name in "${RAN[@]}"; do
-    printf '%-8s %12s %10s %10s %9s %6s %13s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" \
-        "${CPUS[$name]}" "${CPUPCT[$name]}" "${CPUREQ[$name]}" "${ERRS[$name]}"
+    printf '%-8s %12s %10s %10s %9s %6s %13s %13s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" \
+        "${CPUS[$name]}" "${CPUPCT[$name]}" "${CPUREQ[$name]}" "${USERREQ[$name]}" "${ERRS[$name]}"
 done
 if [ -n "${RESULTS:-}" ]; then
     {

@@ -27,14 +27,16 @@ struct tn_access_log {
     const char *path;   /* FILE */
     const char *format; /* text format; NULL for Envoy's default format */
     int json;           /* the format is json_format (kept as JSON text in `format`) */
-    const struct tn_alog_format *formatter; /* what tn_alog_format runs; never NULL once compiled */
+    /* what tn_alog_format runs; never NULL once compiled */
+    const struct tn_alog_format *formatter;
 };
 
 /* Envoy's default access log format. */
 #define TN_ALOG_DEFAULT_FORMAT                                                                                         \
-    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% "                  \
-    "%RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "                  \
-    "\"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n"
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% "                 \
+    "%RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "                 \
+    "\"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" "                  \
+    "\"%UPSTREAM_HOST%\"\n"
 
 /* Compiles the access logs at `pb` into out[] (allocated from pool).
  * 0, or -1 with err set; `field` names the list in error paths. */

@@ -266,8 +266,8 @@ static void op_start_time(const struct seg *s, const struct tn_stream_info *si, 
     time_t secs = (time_t)(si->start_ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    set_tmp(v, snprintf(v->tmp, sizeof(v->tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(si->start_ms % 1000)));
+    set_tmp(v, snprintf(v->tmp, sizeof(v->tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(si->start_ms % 1000)));
 }
 
 static bool name_is(const char *name, size_t len, const char *lit)
@@ -534,8 +534,7 @@ static int parse_op(struct tn_pool *pool, const char *text, size_t *pos, struct 
         p++;
     size_t name_len = (size_t)(p - name);
     if (name_len == 0)
-        return tn_err_fail(err, "'%%' at position %zu does not start a command operator (write %%%% for a '%%')",
-                           *pos);
+        return tn_err_fail(err, "'%%' at position %zu does not start a command operator (write %%%% for a '%%')", *pos);
     if (*p == '(') {
         const char *close = strchr(p, ')');
         if (close == NULL)
@@ -605,8 +604,7 @@ int tn_alog_format_compile(struct tn_pool *pool, const char *text, const struct 
     return 0;
 }
 
-static int compile_jobj(struct tn_pool *pool, const Google__Protobuf__Struct *obj, struct jnode *n,
-                        struct tn_err *err);
+static int compile_jobj(struct tn_pool *pool, const Google__Protobuf__Struct *obj, struct jnode *n, struct tn_err *err);
 
 /* A number from the config, as JSON: integers without a fraction. */
 static const char *json_number(struct tn_pool *pool, double d)
@@ -678,8 +676,7 @@ static const char *json_key(struct tn_pool *pool, const char *key, size_t *len)
     return k;
 }
 
-static int compile_jobj(struct tn_pool *pool, const Google__Protobuf__Struct *obj, struct jnode *n,
-                        struct tn_err *err)
+static int compile_jobj(struct tn_pool *pool, const Google__Protobuf__Struct *obj, struct jnode *n, struct tn_err *err)
 {
     n->kind = J_OBJ;
     n->n_kids = obj->n_fields;

@@ -19,9 +19,9 @@
 #include "dataplane/log.h"
 
 #define FLUSH_BYTES (64 * 1024)
-#define BUF_MAX (2 * 1024 * 1024) /* per buffer: 4 MiB per destination */
-#define FLUSH_MS 1000
-#define STALL_MS 10000 /* a pipe that takes nothing for this long loses the batch */
+#define BUF_MAX     (2 * 1024 * 1024) /* per buffer: 4 MiB per destination */
+#define FLUSH_MS    1000
+#define STALL_MS    10000 /* a pipe that takes nothing for this long loses the batch */
 
 /* Writers on all threads share fds 1 and 2; one batch at a time keeps lines
  * whole even when the reader is a pipe (writes over PIPE_BUF may interleave). */
@@ -31,8 +31,8 @@ struct dest {
     struct tn_alog_writer *w;
     struct dest *next;
     enum tn_access_log_sink sink;
-    char *path; /* FILE, owned */
-    int fd;     /* FILE: -1 until the pool thread opens it; 1 or 2 for stdout, stderr */
+    char *path;              /* FILE, owned */
+    int fd;                  /* FILE: -1 until the pool thread opens it; 1 or 2 for stdout, stderr */
     struct tn_alog_buf fill; /* lines being added (loop thread) */
     size_t fill_lines;
     struct tn_alog_buf out; /* being written (pool thread while busy) */
@@ -105,8 +105,8 @@ static void drop(struct dest *d, size_t lines, const char *why)
     if (lines == 0 || d->warned)
         return;
     d->warned = true;
-    TN_LOG(TN_LOG_WARN, misc, "access log '%s': dropped %zu line(s): %s (further drops are only counted)",
-           dest_name(d), lines, why);
+    TN_LOG(TN_LOG_WARN, misc, "access log '%s': dropped %zu line(s): %s (further drops are only counted)", dest_name(d),
+           lines, why);
 }
 
 static void write_done(uv_work_t *req, int status);
@@ -164,10 +164,10 @@ static void write_done(uv_work_t *req, int status)
     struct dest *d = req->data;
     struct tn_alog_writer *w = d->w;
     d->busy = false;
-    if (d->werr != 0)
-        drop(d, d->out_lines, strerror(d->werr));
-    else if (status != 0)
+    if (status != 0) /* cancelled: write_work never ran */
         drop(d, d->out_lines, "the write was cancelled");
+    else if (d->werr != 0)
+        drop(d, d->out_lines, strerror(d->werr));
     d->out.len = d->out_lines = 0;
     if (d->out.cap > 4 * FLUSH_BYTES) { /* give back what a burst took */
         free(d->out.data);

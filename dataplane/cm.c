@@ -61,10 +61,10 @@ struct cm_cluster {
     struct tn_host_set *set;
     struct tn_cm_stats stats;
     uv_timer_t dns_timer;
-    size_t n_ep;           /* endpoints resolved (DNS clusters) */
-    struct dns_req **dns;  /* [n_ep]: lookups in flight */
-    struct ep_hosts *ep;   /* [n_ep]: each endpoint's current hosts */
-    size_t dns_pending;    /* lookups of this round not yet answered */
+    size_t n_ep;          /* endpoints resolved (DNS clusters) */
+    struct dns_req **dns; /* [n_ep]: lookups in flight */
+    struct ep_hosts *ep;  /* [n_ep]: each endpoint's current hosts */
+    size_t dns_pending;   /* lookups of this round not yet answered */
     bool round_changed, round_failed;
     struct hc_session **sessions;
     size_t n_sessions, cap_sessions;
@@ -188,8 +188,7 @@ static void set_failed(struct hc_session *s, bool failed, const char *why)
     if (failed) {
         atomic_fetch_or(&s->host->health, TN_HOST_FAILED_ACTIVE_HC);
         if (first)
-            TN_LOG(TN_LOG_INFO, hc, "health check: host %s of cluster %s failed its first check: %s", addr, name,
-                   why);
+            TN_LOG(TN_LOG_INFO, hc, "health check: host %s of cluster %s failed its first check: %s", addr, name, why);
         else
             TN_LOG(TN_LOG_INFO, hc, "health check: host %s of cluster %s is now unhealthy: %s", addr, name, why);
     } else {

@@ -80,7 +80,10 @@ struct tn_cm_stats {
 const struct tn_cm_stats *tn_cm_stats(struct tn_cm *cm, const char *cluster);
 
 /* Stops resolution and health checks, closes every handle and frees cm once
- * they are closed (the loop must keep running until then). */
+ * they are closed (the loop must keep running until then; a lookup already
+ * running on the thread pool is waited for). Call once; no callback runs
+ * after it, not even a ready_cb still due. Host sets handed out stay valid
+ * for whoever holds a reference. */
 void tn_cm_close(struct tn_cm *cm);
 
 #endif

@@ -46,6 +46,7 @@ struct tn_stream {
     unsigned n_filters;
     bool active, req_done, resp_started, resp_done, resp_chunked, head_request, destroyed;
     bool sent_continue;
+    uint64_t idle_timeout_ms; /* the HCM's stream_idle_timeout, or the route's idle_timeout */
     uint32_t resp_flags;
     struct tn_header *resp_hdrs; /* as sent, for the access log (pointing into resp_blk) */
     size_t n_resp_hdrs, resp_hdrs_cap;
@@ -70,6 +71,8 @@ struct tn_dconn {
     size_t pend_len;
     struct sockaddr_storage peer, local;
     struct tn_stream s;
+    uint64_t n_streams;
+    uint64_t last_activity; /* uv_now of the stream's last progress */
     bool closing, reading, keepalive, in_parse, stream_ended_in_parse, drain, read_paused_by_filter, eof;
 };
 
@@ -99,6 +102,7 @@ static void conn_close(struct tn_dconn *c)
     if (c->s.active)
         stream_destroy(&c->s);
     tn_timer_stop(&c->w->timers, &c->timer);
+    tn_outq_dispose(&c->out);
     if (c->rblk)
         tn_block_unref(c->rblk);
     if (c->pend_blk)
@@ -200,6 +204,14 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     /* the block may be kept by slices; the next read takes a fresh one */
     struct tn_block *blk = c->rblk;
     c->rblk = NULL;
+    if (c->s.active && c->s.req_done && !c->pend_blk) {
+        /* a pipelined request while the previous one is answered: keep it */
+        c->pend_blk = blk;
+        c->pend_p = blk->data;
+        c->pend_len = (size_t)n;
+        read_stop(c);
+        return;
+    }
     parse(c, blk, blk->data, (size_t)n);
     tn_block_unref(blk);
 }
@@ -229,7 +241,7 @@ static void parse_error(struct tn_dconn *c)
     if (!c->s.active) {
         /* the error came before a message began: answer on a fresh stream */
         c->s.active = true;
-        c->s.si.start_ns = uv_hrtime();
+        c->s.si.start_ns = uv_now(&c->w->loop) * 1000000;
     }
     c->s.req_done = true;
     local_reply(&c->s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.codec_error", true);
@@ -259,8 +271,8 @@ static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_
         n -= used;
         if (e == HPE_PAUSED && c->s.active) {
             /* a complete request is in flight: keep the rest for later */
-            read_stop(c);
             if (n > 0) {
+                read_stop(c);
                 if (c->pend_blk)
                     tn_block_unref(c->pend_blk);
                 c->pend_blk = tn_block_ref(blk);
@@ -310,7 +322,7 @@ static void stream_log(struct tn_stream *s)
 {
     struct tn_dconn *c = s->conn;
     const struct tn_hcm *hcm = &c->l->hcm;
-    s->si.end_ns = uv_hrtime();
+    s->si.end_ns = uv_now(&c->w->loop) * 1000000;
     s->si.resp_headers = s->resp_hdrs;
     s->si.n_resp_headers = s->n_resp_hdrs;
     struct tn_worker_stats *st = &c->w->stats;
@@ -376,7 +388,12 @@ static void on_stream_timer(struct tn_timer *t)
         local_reply(s, 408, "request headers timeout", TN_RF_STREAM_IDLE_TIMEOUT, "request_header_timeout", true);
         return;
     }
-    TN_LOG(TN_LOG_DEBUG, http, "%s stream idle timeout", s->tag);
+    uint64_t idle = s->idle_timeout_ms, now = uv_now(&c->w->loop);
+    if (idle && c->last_activity + idle > now) {
+        tn_timer_start(&c->w->timers, &c->timer, c->last_activity + idle - now);
+        return;
+    }
+    TN_LOG(TN_LOG_DEBUG, http, "%s stream idle timeout", tn_stream_tag(s));
     c->w->stats.rq_timeout++;
     if (s->resp_started) {
         s->si.response_flags |= TN_RF_STREAM_IDLE_TIMEOUT;
@@ -386,12 +403,15 @@ static void on_stream_timer(struct tn_timer *t)
     local_reply(s, 408, "stream timeout", TN_RF_STREAM_IDLE_TIMEOUT, "stream_idle_timeout", true);
 }
 
-/* Any progress on the stream pushes its idle timeout back. */
+/* Any progress on the stream pushes its idle timeout back (lazily: the
+ * timer, when it fires, looks at the last progress). */
 static void stream_touch(struct tn_stream *s)
 {
-    uint64_t ms = s->conn->l->hcm.stream_idle_timeout_ms;
-    if (ms)
-        tn_timer_start(&s->conn->w->timers, &s->conn->timer, ms);
+    struct tn_dconn *c = s->conn;
+    uint64_t ms = s->idle_timeout_ms;
+    c->last_activity = uv_now(&c->w->loop);
+    if (ms && !tn_timer_armed(&c->timer))
+        tn_timer_start(&c->w->timers, &c->timer, ms);
 }
 
 static int on_message_begin(http_parser *p)
@@ -407,14 +427,12 @@ static int on_message_begin(http_parser *p)
     s->resp_hdrs_cap = rc;
     s->conn = c;
     s->active = true;
-    s->id = tn_worker_random(c->w) >> 1;
-    snprintf(s->tag, sizeof(s->tag), "[C%" PRIu64 "][S%" PRIu64 "]", c->id, s->id);
+    s->id = ++c->n_streams;
     tn_pool_init(&s->pool);
-    s->si.start_ns = uv_hrtime();
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    s->si.start_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    s->si.start_ns = uv_now(&c->w->loop) * 1000000;
+    s->si.start_ms = tn_worker_wall_ms(c->w);
     s->si.protocol = "HTTP/1.1";
+    s->idle_timeout_ms = c->l->hcm.stream_idle_timeout_ms;
     memcpy(&s->si.downstream_remote, &c->peer, sizeof(c->peer));
     memcpy(&s->si.downstream_local, &c->local, sizeof(c->local));
     tn_h1_head_reset(&c->head);
@@ -772,10 +790,19 @@ static int on_message_complete(http_parser *p)
 
 static int put_status(char *b, size_t cap, size_t *pos, int status)
 {
-    int n = snprintf(b + *pos, cap - *pos, "HTTP/1.1 %d %s\r\n", status, tn_h1_reason(status));
-    if (n < 0 || (size_t)n >= cap - *pos)
+    const char *reason = tn_h1_reason(status);
+    size_t rl = strlen(reason);
+    if (*pos + 16 + rl > cap || status < 100 || status > 999)
         return -1;
-    *pos += (size_t)n;
+    char *d = b + *pos;
+    memcpy(d, "HTTP/1.1 ", 9);
+    d[9] = (char)('0' + status / 100);
+    d[10] = (char)('0' + status / 10 % 10);
+    d[11] = (char)('0' + status % 10);
+    d[12] = ' ';
+    memcpy(d + 13, reason, rl);
+    memcpy(d + 13 + rl, "\r\n", 2);
+    *pos += 15 + rl;
     return 0;
 }
 
@@ -843,7 +870,7 @@ static int write_head(struct tn_stream *s, struct tn_response *r)
     s->resp_chunked = false;
     if (r->content_length >= 0 && !no_body) {
         char num[24];
-        int nl = snprintf(num, sizeof(num), "%" PRId64, r->content_length);
+        size_t nl = tn_h1_u64(num, (uint64_t)r->content_length);
         if (PUT(s, b, &pos, "content-length", num, (size_t)nl))
             goto fail;
     } else if (!no_body && !s->head_request) {
@@ -988,7 +1015,14 @@ struct tn_worker *tn_stream_worker(struct tn_stream *s)
 
 const char *tn_stream_tag(struct tn_stream *s)
 {
+    if (s->tag[0] == '\0')
+        snprintf(s->tag, sizeof(s->tag), "[C%" PRIu64 "][S%" PRIu64 "]", s->conn->id, s->id);
     return s->tag;
+}
+
+void *tn_stream_alloc(struct tn_stream *s, size_t n)
+{
+    return tn_pool_alloc(&s->pool, n);
 }
 
 char *tn_stream_strdup(struct tn_stream *s, const char *p, size_t n)
@@ -1028,7 +1062,7 @@ void tn_stream_encode_data(struct tn_stream *s, struct tn_slice *data, bool end_
         int rc;
         if (s->resp_chunked) {
             char pre[24];
-            int pl = snprintf(pre, sizeof(pre), "%zx\r\n", data->len);
+            size_t pl = tn_h1_chunk_size(pre, data->len);
             rc = tn_outq_write(&c->out, pre, (size_t)pl, data, 1, "\r\n", 2);
         } else {
             rc = tn_outq_write(&c->out, NULL, 0, data, 1, NULL, 0);
@@ -1064,6 +1098,16 @@ void tn_stream_request_pause(struct tn_stream *s, bool pause)
         read_stop(c);
     else if (!s->req_done && !c->in_parse)
         read_start(c);
+}
+
+void tn_stream_set_idle_timeout(struct tn_stream *s, uint64_t ms)
+{
+    struct tn_dconn *c = s->conn;
+    s->idle_timeout_ms = ms;
+    if (ms)
+        tn_timer_start(&c->w->timers, &c->timer, ms);
+    else
+        tn_timer_stop(&c->w->timers, &c->timer);
 }
 
 void tn_stream_send_continue(struct tn_stream *s)
@@ -1112,6 +1156,7 @@ void tn_conn_accept(struct tn_wlistener *wl)
     c->out.on_low = on_out_low;
     c->out.on_error = on_out_error;
     c->out.on_empty = on_out_empty;
+    tn_outq_gather(&c->out, &w->flusher);
     tn_timer_init(&c->timer, on_stream_timer);
     c->keepalive = true;
     c->drain = w->draining;

@@ -94,10 +94,15 @@ int tn_h1_head_value(struct tn_h1_head *hd, const char *p, size_t n)
 
 int tn_h1_head_finish(struct tn_h1_head *hd)
 {
-    struct tn_header *h = realloc(hd->h, (hd->n ? hd->n : 1) * sizeof(*h));
-    if (h == NULL)
-        return -1;
-    hd->h = h;
+    if (hd->hcap < hd->n || hd->h == NULL) {
+        size_t cap = hd->ecap ? hd->ecap : 1;
+        struct tn_header *h = realloc(hd->h, cap * sizeof(*h));
+        if (h == NULL)
+            return -1;
+        hd->h = h;
+        hd->hcap = cap;
+    }
+    struct tn_header *h = hd->h;
     for (size_t i = 0; i < hd->n; i++) {
         const char *v = hd->buf + hd->e[i].vo;
         uint32_t vl = hd->e[i].vl;
@@ -201,4 +206,33 @@ int tn_h1_put_header(char *out, size_t cap, size_t *pos, const char *name, size_
     *d++ = '\n';
     *pos = (size_t)(d - out);
     return 0;
+}
+
+size_t tn_h1_u64(char *out, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t tn_h1_chunk_size(char *out, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n++] = '\r';
+    out[n++] = '\n';
+    return n;
 }

@@ -15,6 +15,7 @@ struct tn_h1_head {
     size_t len, cap;
     size_t limit; /* bytes allowed; over it tn_h1_head_* return -1 */
     struct tn_header *h; /* built by tn_h1_head_finish */
+    size_t hcap;
     struct {
         uint32_t no, nl, vo, vl;
     } *e;
@@ -51,6 +52,12 @@ const char *tn_h1_reason(int status);
 /* Writes "name: value\r\n" into out (advancing *pos) if it fits; returns 0
  * or -1 when out of room. */
 int tn_h1_put_header(char *out, size_t cap, size_t *pos, const char *name, size_t nl, const char *value, size_t vl);
+
+/* Formats v in decimal (tn_h1_u64) or hex followed by CRLF (a chunk size
+ * line, tn_h1_chunk_size) into out; returns the length. out must hold 24
+ * bytes. Hand-rolled because printf is a visible cost per request. */
+size_t tn_h1_u64(char *out, uint64_t v);
+size_t tn_h1_chunk_size(char *out, uint64_t v);
 
 /* Case-insensitive token search in a comma-separated header value. */
 bool tn_h1_has_token(const char *v, size_t vl, const char *token);

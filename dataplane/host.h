@@ -21,8 +21,9 @@ struct tn_cluster;
 enum {
     TN_HOST_FAILED_ACTIVE_HC = 1 << 0, /* active health check says unhealthy */
     TN_HOST_FAILED_EDS = 1 << 1,       /* EDS health_status is UNHEALTHY/DRAINING/TIMEOUT */
-    TN_HOST_PENDING_HC = 1 << 2,       /* not yet checked (counts as healthy, as Envoy without
-                                          ignore_new_hosts_until_first_hc) */
+    TN_HOST_PENDING_HC = 1 << 2,       /* not yet checked; ignored by tn_host_healthy, but the cluster
+                                          manager sets it together with FAILED_ACTIVE_HC on every new
+                                          host of a checked cluster (Envoy's default) */
 };
 
 struct tn_host {

@@ -49,8 +49,8 @@ static uint64_t ejection_ms(const struct tn_outlier *o, struct tn_host *h, uint6
         n = back >= n ? 0 : n - (unsigned)back;
     }
     *n_out = ++n;
-    uint64_t cap = o->max_ejection_time_ms > o->base_ejection_time_ms ? o->max_ejection_time_ms
-                                                                      : o->base_ejection_time_ms;
+    uint64_t cap =
+        o->max_ejection_time_ms > o->base_ejection_time_ms ? o->max_ejection_time_ms : o->base_ejection_time_ms;
     uint64_t t = o->base_ejection_time_ms * n;
     return t < cap && t / n == o->base_ejection_time_ms ? t : cap;
 }
@@ -72,9 +72,10 @@ static int try_eject(const struct tn_cluster *c, const struct tn_host_set *set, 
     atomic_store_explicit(&h->n_ejections, n, memory_order_relaxed);
     atomic_store_explicit(&h->consecutive_5xx, 0, memory_order_relaxed);
     atomic_store_explicit(&h->consecutive_gw, 0, memory_order_relaxed);
-    TN_LOG(TN_LOG_INFO, upstream, "outlier detection: ejecting host %s of cluster %s for %llu ms (consecutive %s, "
-           "ejection %u)", h->addr_text, c->name, (unsigned long long)t,
-           kind == EJECT_5XX ? "5xx" : "gateway failures", n);
+    TN_LOG(TN_LOG_INFO, upstream,
+           "outlier detection: ejecting host %s of cluster %s for %llu ms (consecutive %s, "
+           "ejection %u)",
+           h->addr_text, c->name, (unsigned long long)t, kind == EJECT_5XX ? "5xx" : "gateway failures", n);
     return 1;
 }
 

@@ -35,6 +35,23 @@ struct tn_server {
     int exit_code;
 };
 
+/* SO_REUSEPORT would let a second process share a port it finds in use
+ * (any process of the same user may join the group), so first check with a
+ * plain bind that nobody holds it. */
+static int probe_free(const struct tn_listener *l)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&l->addr.sa;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, sa, len))
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
 static int bind_one(const struct tn_listener *l, int *out)
 {
     const struct sockaddr *sa = (const struct sockaddr *)&l->addr.sa;
@@ -62,6 +79,12 @@ static int bind_all(struct tn_server *srv)
     unsigned nw = srv->opts.concurrency;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct tn_listener *l = cfg->listeners[i];
+        int rc = probe_free(l);
+        if (rc) {
+            TN_LOG(TN_LOG_CRITICAL, main, "cannot listen on %s (listener '%s'): %s", l->addr.text, l->name,
+                   strerror(-rc));
+            return -1;
+        }
         for (unsigned w = 0; w < nw; w++) {
             int *fd = &srv->fds[w * cfg->n_listeners + i];
             int rc = (!l->reuse_port && w > 0) ? ((*fd = dup(srv->fds[i])) < 0 ? -errno : 0) : bind_one(l, fd);

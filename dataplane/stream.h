@@ -61,6 +61,9 @@ struct tn_worker *tn_stream_worker(struct tn_stream *s);
 /* "[C12][S3]" for log lines */
 const char *tn_stream_tag(struct tn_stream *s);
 
+/* n zeroed bytes that live as long as the stream; NULL when out of memory. */
+void *tn_stream_alloc(struct tn_stream *s, size_t n);
+
 /* Copies n bytes into memory that lives as long as the stream; NULL when
  * out of memory. */
 char *tn_stream_strdup(struct tn_stream *s, const char *p, size_t n);
@@ -86,6 +89,10 @@ bool tn_stream_downstream_above(struct tn_stream *s);
 /* Stops or resumes reading the request body from the client (backpressure
  * from upstream). */
 void tn_stream_request_pause(struct tn_stream *s, bool pause);
+/* Replaces the stream idle timeout for this stream (a route's
+ * idle_timeout); 0 disables it. */
+void tn_stream_set_idle_timeout(struct tn_stream *s, uint64_t ms);
+
 /* Sends "100 Continue" to a client that asked for it (once). */
 void tn_stream_send_continue(struct tn_stream *s);
 

@@ -93,6 +93,7 @@ static void uc_close(struct tn_uconn *uc)
     p->n_conns--;
     atomic_fetch_sub(&p->wc->c->rc_cx, 1);
     tn_timer_stop(&worker_of(p)->timers, &uc->timer);
+    tn_outq_dispose(&uc->out);
     if (uc->rblk)
         tn_block_unref(uc->rblk);
     uc->rblk = NULL;
@@ -407,6 +408,7 @@ static struct tn_uconn *uc_open(struct tn_hpool *p)
     tn_outq_init(&uc->out, (uv_stream_t *)&uc->tcp, c->per_connection_buffer_limit, uc);
     uc->out.on_error = on_out_error;
     uc->out.on_low = on_out_low;
+    tn_outq_gather(&uc->out, &w->flusher);
     tn_timer_init(&uc->timer, on_idle_timeout);
     int rc = uv_tcp_connect(&uc->connect, &uc->tcp, (const struct sockaddr *)&p->host->sa, on_connected);
     if (rc < 0) {

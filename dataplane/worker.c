@@ -103,9 +103,12 @@ const char *tn_worker_date(struct tn_worker *w)
 {
     uint64_t now = uv_now(&w->loop);
     if (w->date[0] == '\0' || now - w->date_sec >= 500) {
-        time_t t = time(NULL);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        time_t t = ts.tv_sec;
         struct tm tm;
         gmtime_r(&t, &tm);
+        w->wall_offset_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - (int64_t)now;
         strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
         w->date_sec = now;
     }
@@ -165,6 +168,7 @@ static void shutdown_worker(struct tn_worker *w)
         tn_alog_writer_close(w->alog);
     w->alog = NULL;
     tn_timers_close(&w->timers);
+    tn_outq_flusher_close(&w->flusher);
     uv_close((uv_handle_t *)&w->async, NULL);
 }
 
@@ -281,6 +285,8 @@ struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn
     uv_async_init(&w->loop, &w->async, on_mail);
     w->async.data = w;
     tn_timers_init(&w->timers, &w->loop);
+    tn_outq_flusher_init(&w->flusher, &w->loop);
+    tn_worker_date(w);
     w->alog = tn_alog_writer_new(&w->loop);
     w->n_clusters = cfg->n_clusters;
     w->clusters = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*w->clusters));

@@ -12,6 +12,7 @@
 #include "dataplane/config.h"
 #include "dataplane/host.h"
 #include "dataplane/lb.h"
+#include "dataplane/outq.h"
 #include "dataplane/timer.h"
 
 struct tn_hpool;
@@ -51,6 +52,8 @@ struct tn_worker {
     uv_mutex_t mu;
     struct tn_msg *inbox, *inbox_tail;
     struct tn_timers timers;
+    struct tn_outq_flusher flusher;
+    int64_t wall_offset_ms; /* wall clock ms minus uv_now, refreshed with the date */
     struct tn_config *cfg; /* reference */
     struct tn_wlistener *listeners;
     size_t n_listeners;
@@ -76,6 +79,12 @@ uint64_t tn_worker_random(struct tn_worker *w);
 
 /* The current Date header value (refreshed once a second). */
 const char *tn_worker_date(struct tn_worker *w);
+
+/* Wall-clock ms since the epoch, from the loop's cached time. */
+static inline uint64_t tn_worker_wall_ms(struct tn_worker *w)
+{
+    return (uint64_t)((int64_t)uv_now(&w->loop) + w->wall_offset_ms);
+}
 
 /* Monotonic ms of the worker's loop. */
 static inline uint64_t tn_worker_now(struct tn_worker *w)

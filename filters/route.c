@@ -297,6 +297,22 @@ static int compile_header_matcher(struct ctx *c, const pb_header_matcher *pb, st
     return 0;
 }
 
+/* Length of the literal text every full match of an anchored pattern starts
+ * with, so matching can reject most paths before running the regex. Stops at
+ * the first metacharacter, escape or non-ASCII byte, and drops a literal a
+ * quantifier makes optional; any '|' could make it wrong, so gives 0. */
+static size_t regex_literal_prefix(const char *pattern)
+{
+    size_t n = 0;
+    if (strchr(pattern, '|') != NULL)
+        return 0;
+    while (pattern[n] != '\0' && strchr("\\^$.|?*+()[]{}", pattern[n]) == NULL && (unsigned char)pattern[n] < 0x80)
+        n++;
+    if (n > 0 && pattern[n] != '\0' && strchr("?*{", pattern[n]) != NULL)
+        n--;
+    return n;
+}
+
 static int compile_match(struct ctx *c, const pb_match *pb, struct tn_route *r)
 {
     size_t mark = tn_err_push(c->err, ".match");
@@ -311,7 +327,8 @@ static int compile_match(struct ctx *c, const pb_match *pb, struct tn_route *r)
         const char *p = pb->path_separated_prefix;
         size_t len = strlen(p);
         r->path_kind = TN_PATH_SEPARATED_PREFIX, r->path = p;
-        if (p[0] != '/' || strpbrk(p, "?#") || (len > 1 && p[len - 1] == '/')) {
+        /* Envoy's pattern ^[^?#]+[^?#/]$ rejects a lone "/" too. */
+        if (p[0] != '/' || len < 2 || strpbrk(p, "?#") || p[len - 1] == '/') {
             tn_err_push(c->err, ".path_separated_prefix");
             return tn_err_fail(c->err, "'%s' must start with '/', not end with '/', and hold no '?' or '#'", p);
         }
@@ -324,11 +341,13 @@ static int compile_match(struct ctx *c, const pb_match *pb, struct tn_route *r)
         if (r->path_re == NULL)
             return -1;
         tn_err_pop(c->err, mark + strlen(".match"));
+        r->path_len = regex_literal_prefix(pb->safe_regex->regex);
+        r->path = tn_pool_strndup(&c->t->pool, pb->safe_regex->regex, r->path_len);
         break;
     default:
         return tn_err_fail(c->err, "one of prefix, path, safe_regex, path_separated_prefix is required");
     }
-    if (r->path != NULL) {
+    if (r->path != NULL && r->path_kind != TN_PATH_REGEX) {
         r->path = tn_pool_strdup(&c->t->pool, r->path);
         r->path_len = strlen(r->path);
     }
@@ -642,6 +661,23 @@ static int compile_route(struct ctx *c, const pb_route *pb, const struct tn_vhos
 
 /* ---- virtual hosts and domains ------------------------------------------ */
 
+static void fill_key(const struct tn_route *r, struct tn_route_key *k)
+{
+    unsigned char head[8] = {0}, mask[8] = {0};
+    size_t n = r->path_len < 8 ? r->path_len : 8;
+    bool icase = !r->case_sensitive && r->path_kind != TN_PATH_REGEX; /* case_sensitive ignores regexes */
+    for (size_t i = 0; i < n; i++) {
+        head[i] = (unsigned char)(icase ? tolower((unsigned char)r->path[i]) : r->path[i]);
+        mask[i] = 0xff;
+    }
+    memcpy(&k->head, head, 8);
+    memcpy(&k->mask, mask, 8);
+    k->path_len = (uint32_t)r->path_len;
+    k->path_kind = (uint8_t)r->path_kind;
+    k->icase = icase;
+    k->route = r;
+}
+
 static int cmp_domain(const void *a, const void *b)
 {
     const struct tn_domain *x = a, *y = b;
@@ -741,6 +777,9 @@ static int compile_vhosts(struct ctx *c, const tn_pb_route_config *pb, uint32_t 
             tn_err_pop(c->err, m2);
         }
         vh->n_routes = pv->n_routes;
+        vh->keys = tn_pool_alloc(&t->pool, pv->n_routes * sizeof(*vh->keys) + 1);
+        for (size_t j = 0; j < pv->n_routes; j++)
+            fill_key(&vh->routes[j], &vh->keys[j]);
         tn_err_pop(c->err, mark);
     }
     t->n_vhosts = pb->n_virtual_hosts;
@@ -828,15 +867,29 @@ static const struct tn_domain *find_in_group(const struct tn_domain *arr, size_t
     return NULL;
 }
 
+/* The end of the same-length group starting at i (lengths descend), found by
+ * binary search: a walk would make every lookup linear in the domains. */
+static size_t group_end(const struct tn_domain *arr, size_t i, size_t n)
+{
+    size_t lo = i + 1, hi = n, l = arr[i].len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (arr[mid].len == l)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Longest wildcard match: one binary search per distinct wildcard length. */
 static const struct tn_vhost *find_wildcard(const struct tn_domain *arr, size_t n, const char *host, size_t len,
                                             int suffix)
 {
     size_t i = 0;
     while (i < n) {
-        size_t j = i, l = arr[i].len;
-        while (j < n && arr[j].len == l)
-            j++;
+        size_t j = group_end(arr, i, n);
+        size_t l = arr[i].len;
         if (l < len) { /* the '*' must stand for at least one character */
             const struct tn_domain *d = find_in_group(arr, i, j, suffix ? host + len - l : host, l);
             if (d != NULL)

@@ -112,7 +112,7 @@ struct tn_route {
     const char *name;
     /* match */
     enum tn_path_kind path_kind;
-    const char *path; /* PREFIX, EXACT, SEPARATED_PREFIX */
+    const char *path; /* PREFIX, EXACT, SEPARATED_PREFIX; REGEX: the literal text every match starts with */
     size_t path_len;
     struct pcre2_real_code_8 *path_re;
     bool case_sensitive;
@@ -160,9 +160,22 @@ enum tn_domain_kind {
     TN_DOMAIN_ANY,
 };
 
+/* What route matching reads first about a route, packed so that scanning a
+ * virtual host walks contiguous memory and rejects most routes without
+ * touching them: the path's first 8 bytes (lower case when matching ignores
+ * case) against the request's, under a mask of min(path_len, 8) bytes. */
+struct tn_route_key {
+    uint64_t head, mask; /* bytes as memcpy'd from the path (a regex's literal prefix) */
+    uint32_t path_len;
+    uint8_t path_kind; /* enum tn_path_kind */
+    bool icase;
+    const struct tn_route *route;
+};
+
 struct tn_vhost {
     const char *name;
     struct tn_route *routes;
+    struct tn_route_key *keys; /* one per route, same order; filled by tn_route_table_compile */
     size_t n_routes;
     struct tn_header_mutations headers_mut;
     struct tn_retry_policy retry;

@@ -82,8 +82,7 @@ static bool pseudo_header(const struct tn_request_view *rq, const char *name, co
 /* All values of header `name` joined with ",", as Envoy's
  * getAllOfHeaderAsString. False when the header is absent. A joined value
  * may sit in *heap, which the caller frees. */
-static bool header_value(const struct tn_request_view *rq, const char *name, const char **v, size_t *len,
-                         char **heap)
+static bool header_value(const struct tn_request_view *rq, const char *name, const char **v, size_t *len, char **heap)
 {
     *heap = NULL;
     if (name[0] == ':') {
@@ -200,8 +199,7 @@ static size_t percent_decode(const char *s, size_t len, char *out)
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < len && (hi = hex_digit(s[i + 1])) >= 0 &&
-            (lo = hex_digit(s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < len && (hi = hex_digit(s[i + 1])) >= 0 && (lo = hex_digit(s[i + 2])) >= 0) {
             out[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {
@@ -231,9 +229,9 @@ static bool query_matches(const struct tn_query_matcher *m, const char *q, size_
 
 static bool route_matches(const struct tn_route *r, const struct tn_request_view *rq, size_t plen)
 {
-    if (r->fraction_den != 0 && rq->random % r->fraction_den >= r->fraction_num)
+    if (!path_matches(r, rq->path, plen)) /* checked first: no side effects, and it is the likely reject */
         return false;
-    if (!path_matches(r, rq->path, plen))
+    if (r->fraction_den != 0 && rq->random % r->fraction_den >= r->fraction_num)
         return false;
     for (size_t i = 0; i < r->n_headers; i++)
         if (!header_matches(&r->headers[i], rq))
@@ -254,14 +252,37 @@ static bool route_matches(const struct tn_route *r, const struct tn_request_view
     return true;
 }
 
+/* The first 8 bytes of the path, zero padded, as-is and ASCII lower-cased. */
+static void request_heads(const char *p, size_t plen, uint64_t *raw, uint64_t *lower)
+{
+    char b[8] = {0}, l[8];
+    memcpy(b, p, plen < 8 ? plen : 8);
+    for (size_t i = 0; i < 8; i++)
+        l[i] = ascii_lower(b[i]);
+    memcpy(raw, b, 8);
+    memcpy(lower, l, 8);
+}
+
+/* Whether key k can possibly match: cheap checks on packed data only. */
+static bool key_may_match(const struct tn_route_key *k, size_t plen, uint64_t raw, uint64_t lower)
+{
+    if (k->path_kind == TN_PATH_EXACT ? plen != k->path_len : plen < k->path_len)
+        return false;
+    return ((k->icase ? lower : raw) & k->mask) == k->head;
+}
+
 const struct tn_route *tn_route_match(const struct tn_vhost *vh, const struct tn_request_view *rq)
 {
     if (vh == NULL || rq->path == NULL)
         return NULL;
     size_t plen = path_part(rq->path, rq->path_len);
-    for (size_t i = 0; i < vh->n_routes; i++)
-        if (route_matches(&vh->routes[i], rq, plen))
-            return &vh->routes[i];
+    uint64_t raw, lower;
+    request_heads(rq->path, plen, &raw, &lower);
+    for (size_t i = 0; i < vh->n_routes; i++) {
+        const struct tn_route_key *k = &vh->keys[i];
+        if (key_may_match(k, plen, raw, lower) && route_matches(k->route, rq, plen))
+            return k->route;
+    }
     return NULL;
 }
 
@@ -340,7 +361,7 @@ static void replace_all(struct out *o, const pcre2_code *re, const char *subst, 
             break;
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         put(o, s + pos, ov[0] - pos);
-        if (0) {
+        if (ov[0] == ov[1] && ov[0] == last_end) {
             if (ov[0] >= len)
                 break;
             size_t n = utf8_char_len(s + ov[0], len - ov[0]);

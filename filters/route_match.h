@@ -35,8 +35,9 @@ const char *tn_route_weighted_pick(const struct tn_route *r, uint64_t random);
  * replaces the matched prefix (the whole path for path and regex routes),
  * regex_rewrite replaces every match in the path without its query (RE2's
  * GlobalReplace: \0..\9 name groups, \\ a backslash). Returns the length
- * written; 0 when r rewrites nothing (or is not a forwarding route), or
- * TN_ROUTE_NOSPACE when cap is too small. */
+ * written; 0 when r rewrites nothing (or is not a forwarding route, or the
+ * rewrite leaves an empty target), or TN_ROUTE_NOSPACE when cap is too
+ * small. */
 size_t tn_route_rewrite_path(const struct tn_route *r, const struct tn_request_view *rq, char *out, size_t cap);
 
 /* Writes the Location of redirect route r for rq into out, NUL-terminated:

@@ -45,7 +45,7 @@ struct router {
     struct tn_timer timeout, try_timeout, backoff;
     uint64_t try_start;
     unsigned attempts;
-    bool replayable, req_end, resp_started, done, counted_rq, chunked, head_written, paused_down;
+    bool retry_counted, replayable, req_end, resp_started, done, counted_rq, chunked, head_written, paused_down;
     int64_t content_length;
 };
 
@@ -83,6 +83,10 @@ static void cleanup(struct router *r)
     if (r->counted_rq) {
         atomic_fetch_sub(&r->cluster->rc_rq, 1);
         r->counted_rq = false;
+    }
+    if (r->retry_counted) {
+        atomic_fetch_sub(&r->cluster->rc_retries, 1);
+        r->retry_counted = false;
     }
     tn_slice_release(&r->head);
     tn_slices_dispose(&r->body);
@@ -135,6 +139,41 @@ static bool header_overridden(struct router *r, const struct tn_header *h, bool 
     return false;
 }
 
+static bool key_is(const char *key, size_t kl, const struct tn_header_op *op)
+{
+    return strlen(op->key) == kl && memcmp(op->key, key, kl) == 0;
+}
+
+/* Whether a level after `lv` overwrites `key` (Envoy applies route, then
+ * virtual host, then route configuration, so the later one wins). */
+static bool overwritten_later(struct router *r, int lv, bool req, const char *key, size_t kl)
+{
+    for (int l = lv + 1; l < 3; l++) {
+        const struct tn_header_mutations *m = levels(r, l);
+        const struct tn_header_op *ops = req ? m->req_add : m->resp_add;
+        size_t n = req ? m->n_req_add : m->n_resp_add;
+        for (size_t i = 0; i < n; i++)
+            if (ops[i].action == 2 && key_is(key, kl, &ops[i]))
+                return true;
+    }
+    return false;
+}
+
+/* Whether an earlier level added `key` (for ADD_IF_ABSENT and
+ * OVERWRITE_IF_EXISTS at a later one). */
+static bool added_earlier(struct router *r, int lv, bool req, const char *key, size_t kl)
+{
+    for (int l = 0; l < lv; l++) {
+        const struct tn_header_mutations *m = levels(r, l);
+        const struct tn_header_op *ops = req ? m->req_add : m->resp_add;
+        size_t n = req ? m->n_req_add : m->n_resp_add;
+        for (size_t i = 0; i < n; i++)
+            if (key_is(key, kl, &ops[i]) && (ops[i].value[0] || ops[i].keep_empty_value))
+                return true;
+    }
+    return false;
+}
+
 /* Adds the configured headers of every level (route, virtual host, route
  * configuration), honouring each header's append action. */
 static int add_configured(struct router *r, struct tn_block *b, size_t *pos, bool req, const struct tn_header *have,
@@ -146,10 +185,12 @@ static int add_configured(struct router *r, struct tn_block *b, size_t *pos, boo
         size_t n = req ? m->n_req_add : m->n_resp_add;
         for (size_t i = 0; i < n; i++) {
             size_t kl = strlen(ops[i].key), vl = strlen(ops[i].value);
-            bool exists = tn_headers_find(have, n_have, ops[i].key, kl) != NULL;
+            bool exists = tn_headers_find(have, n_have, ops[i].key, kl) != NULL || added_earlier(r, lv, req, ops[i].key, kl);
             if ((ops[i].action == 1 && exists) || (ops[i].action == 3 && !exists))
                 continue;
             if (vl == 0 && !ops[i].keep_empty_value)
+                continue;
+            if (overwritten_later(r, lv, req, ops[i].key, kl))
                 continue;
             if (tn_h1_put_header(b->data, b->cap, pos, ops[i].key, kl, ops[i].value, vl))
                 return -1;
@@ -190,7 +231,7 @@ static int build_head(struct router *r, const char *host, size_t host_len)
     size_t path_len = 0;
     if (r->route->prefix_rewrite || r->route->regex_rewrite) {
         size_t pcap = rq->path_len * 4 + 1024;
-        path = tn_stream_strdup(r->s, "", pcap);
+        path = tn_stream_alloc(r->s, pcap);
         if (path == NULL)
             return -1;
         path_len = tn_route_rewrite_path(r->route, &view, path, pcap);
@@ -205,8 +246,16 @@ static int build_head(struct router *r, const char *host, size_t host_len)
     struct tn_block *b = tn_block_new(cap);
     if (b == NULL)
         return -1;
-    int n = snprintf(b->data, b->cap, "%.*s %.*s HTTP/1.1\r\n", (int)rq->method_len, rq->method, (int)path_len, path);
-    size_t pos = (size_t)n;
+    size_t pos = 0;
+    if (rq->method_len + path_len + 12 > b->cap)
+        goto fail;
+    memcpy(b->data, rq->method, rq->method_len);
+    pos = rq->method_len;
+    b->data[pos++] = ' ';
+    memcpy(b->data + pos, path, path_len);
+    pos += path_len;
+    memcpy(b->data + pos, " HTTP/1.1\r\n", 11);
+    pos += 11;
     if (tn_h1_put_header(b->data, b->cap, &pos, "host", 4, host, host_len))
         goto fail;
     for (size_t i = 0; i < rq->n_headers; i++) {
@@ -220,7 +269,7 @@ static int build_head(struct router *r, const char *host, size_t host_len)
         goto fail;
     if (rq->content_length >= 0) {
         char num[24];
-        int nl = snprintf(num, sizeof(num), "%" PRId64, rq->content_length);
+        size_t nl = tn_h1_u64(num, (uint64_t)rq->content_length);
         if (tn_h1_put_header(b->data, b->cap, &pos, "content-length", 14, num, (size_t)nl))
             goto fail;
     } else if (rq->chunked) {
@@ -268,7 +317,7 @@ static void write_body_slices(struct router *r)
         int rc;
         if (r->chunked) {
             char pre[24];
-            int pl = snprintf(pre, sizeof(pre), "%zx\r\n", sl->len);
+            size_t pl = tn_h1_chunk_size(pre, sl->len);
             rc = tn_uconn_write(uc, pre, (size_t)pl, &copy, 1, "\r\n", 2);
         } else {
             rc = tn_uconn_write(uc, NULL, 0, &copy, 1, NULL, 0);
@@ -364,9 +413,11 @@ static bool maybe_retry(struct router *r, int status, bool connect_failure)
         cap = max;
     release_try(r);
     W(r)->stats.upstream_rq_retry++;
-    atomic_fetch_add(&c->rc_retries, 1);
+    if (!r->retry_counted) {
+        atomic_fetch_add(&c->rc_retries, 1); /* an active retry until the request ends */
+        r->retry_counted = true;
+    }
     tn_timer_start(&W(r)->timers, &r->backoff, tn_worker_random(W(r)) % (cap + 1));
-    atomic_fetch_sub(&c->rc_retries, 1);
     TN_LOG(TN_LOG_DEBUG, router, "%s retrying (attempt %u)", tn_stream_tag(r->s), r->attempts + 1);
     return true;
 }
@@ -434,13 +485,13 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     r->resp_started = true;
     struct tn_stream_info *si = tn_stream_info(r->s);
     if (si->first_upstream_rx_ns == 0)
-        si->first_upstream_rx_ns = uv_hrtime();
+        si->first_upstream_rx_ns = uv_now(&w->loop) * 1000000;
 
     /* the response's headers, less what the route removes, plus its own */
     size_t cap = 128 + headers_size(resp->headers, resp->n_headers) + mutations_size(r, false);
     struct tn_block *b = tn_block_new(cap);
     size_t n = 0, pos = 0;
-    struct tn_header *out = (struct tn_header *)tn_stream_strdup(r->s, "", (resp->n_headers + 1) * sizeof(*out) + 64 * sizeof(*out));
+    struct tn_header *out = tn_stream_alloc(r->s, (resp->n_headers + 64) * sizeof(*out));
     if (b == NULL || out == NULL) {
         if (b)
             tn_block_unref(b);
@@ -464,7 +515,7 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     }
     if (!r->cfg->suppress_envoy_headers) {
         char *v = b->data + pos;
-        int vl = snprintf(v, b->cap - pos, "%" PRIu64, now - r->try_start);
+        size_t vl = tn_h1_u64(v, now - r->try_start);
         out[n++] = (struct tn_header){.name = "x-envoy-upstream-service-time", .name_len = 29, .value = v,
                                       .value_len = (uint32_t)vl};
         pos += (size_t)vl;
@@ -776,6 +827,8 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     }
     atomic_fetch_add(&r->cluster->rc_rq, 1);
     r->counted_rq = true;
+    if (r->route->idle_timeout_ms)
+        tn_stream_set_idle_timeout(s, r->route->idle_timeout_ms);
     if (rq->expect_continue)
         tn_stream_send_continue(s);
     if (end_stream && r->route->timeout_ms)

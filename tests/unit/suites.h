@@ -7,7 +7,12 @@
 #define TN_SUITES(X)                                                                                                   \
     X(pbconv_suite)                                                                                                    \
     X(compiler_suite)                                                                                                  \
-    X(lb_suite)
+    X(lb_suite)                                                                                                        \
+    X(route_match_suite)                                                                                               \
+    X(cm_suite)                                                                                                        \
+    X(accesslog_suite)                                                                                                 \
+    X(h1_suite)                                                                                                        \
+    X(pool_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
