@@ -122,3 +122,15 @@ it_origin_hdr() {
 it_count() {
     origin_count "$1"
 }
+
+# it_sanitizers [LOG]: fails when tern's log (default $TN_TMP/tern.log) holds
+# an AddressSanitizer, LeakSanitizer or UBSan report (UBSan does not stop
+# the process, so only the log shows it).
+it_sanitizers() {
+    it_log=${1:-$TN_TMP/tern.log}
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$it_log" 2>/dev/null; then
+        tn_fail "no sanitizer reports in tern's log" "$(grep -E -m1 -A8 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$it_log" | tr '\n' ' ' | head -c 800)"
+    else
+        tn_pass "no sanitizer reports in tern's log"
+    fi
+}

@@ -111,6 +111,7 @@ else
 fi
 forget_tern
 check_contains "drain: tern logs the drain" "drain" "$(cat "$TN_TMP/tern.log")"
+it_sanitizers
 
 # ---- a second SIGTERM exits at once ---------------------------------------------
 

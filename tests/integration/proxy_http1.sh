@@ -117,6 +117,32 @@ check_match "absolute form: 200" "^HTTP/1.1 200" "$out"
 check "absolute form: origin sees the path" "/path?q=1" "$(echo "$body" | json_get path)"
 check "absolute form: Host from the target" "abs.example:$f" "$(echo "$body" | json_get headers.host)"
 
+# Request trailers: Envoy's HTTP/1 codec drops them unless enable_trailers;
+# the body still arrives.
+out=$(printf 'POST /tr HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nx-trailer: 1\r\n\r\n' | it_raw "$f" 10 | tr -d '\r')
+body=$(printf '%s\n' "$out" | sed '1,/^$/d' | grep -v '^#closed$')
+check "chunked request with trailers: body" abc "$(echo "$body" | json_get body)"
+check "chunked request with trailers: trailers not forwarded" "" "$(echo "$body" | json_get trailers)"
+
+# The origin closing after its response does not end the client's connection.
+err=$(curl -sS -v --max-time 10 -o /dev/null -o /dev/null "$base/ca?close_after=1" "$base/cb" 2>&1)
+check "origin closes after a response: both requests 200" 2 "$(printf '%s\n' "$err" | grep -c '< HTTP/1.1 200')"
+check "origin closes after a response: the client connection is kept" 1 "$(printf '%s\n' "$err" | grep -c 'Connected to')"
+
+# 204 and 304 from the origin: no body.
+out=$(printf 'GET /n?status=204 HTTP/1.1\r\nHost: a\r\n\r\nGET /m?status=304 HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n' | it_raw "$f" 10 | tr -d '\r')
+check_match "204 from the origin" "^HTTP/1.1 204" "$out"
+check_match "304 from the origin" "^HTTP/1.1 304" "$out"
+check "204 and 304 carry no body: the next response follows" 1 "$(printf '%s\n' "$out" | grep -c '"path": "/after"')"
+
+# Percent-encoding in the path is passed on as sent.
+out=$(tn_curl "$base/a%20b/%2Fc?q=%41")
+check "percent-encoded path kept" "/a%20b/%2Fc?q=%41" "$(echo "$out" | json_get path)"
+
+# Without use_remote_address, x-forwarded-for is passed on unchanged.
+out=$(tn_curl -H 'x-forwarded-for: 1.2.3.4' "http://127.0.0.1:$f2/xff")
+check "x-forwarded-for unchanged without use_remote_address" "1.2.3.4" "$(echo "$out" | json_get headers.x-forwarded-for)"
+
 # ---- headers Envoy adds --------------------------------------------------------
 
 out=$(tn_curl -H 'x-forwarded-for: 1.2.3.4' "$base/xff")
@@ -159,6 +185,19 @@ out=$(printf 'POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length
 check_match "two different Content-Length: 400" "^HTTP/1.1 400" "$out"
 check_contains "two different Content-Length: closed" "#closed" "$out"
 
+out=$(printf 'GET /nohost HTTP/1.1\r\n\r\n' | it_raw "$f" 10 | tr -d '\r')
+check_match "HTTP/1.1 without Host: 400" "^HTTP/1.1 400" "$out"
+
+# Envoy refuses HTTP/1.0 unless http_protocol_options.accept_http_10 is set:
+# 426 Upgrade Required.
+out=$(printf 'GET /ten HTTP/1.0\r\nHost: a\r\n\r\n' | it_raw "$f" 10 | tr -d '\r')
+check_match "TERN BUG: HTTP/1.0 without accept_http_10: 426" "^HTTP/1.1 426" "$out"
+
+# A transfer coding other than chunked: Envoy answers 501 Not Implemented.
+out=$(printf 'POST /te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n' | it_raw "$f" 10 | tr -d '\r')
+check_match "TERN BUG: Transfer-Encoding gzip: 501" "^HTTP/1.1 501" "$out"
+check_contains "Transfer-Encoding gzip: connection closed" "#closed" "$out"
+
 out=$(printf 'GET / HTTP/1.1\r\nHost: a\r\nx-partial: 1\r\n' | it_raw "$f" 15 | tr -d '\r')
 check_contains "request_headers_timeout: partial headers, connection closed" "#closed" "$out"
 check_not_contains "request_headers_timeout: no 200" "HTTP/1.1 200" "$out"
@@ -174,4 +213,5 @@ if ! kill -0 "$TN_TERN_PID" 2>/dev/null; then
 fi
 stop_tern
 check "tern exits 0 on SIGTERM" 0 "$TN_RC"
+it_sanitizers
 tn_summary

@@ -224,4 +224,5 @@ check "internal_only_headers kept for an internal (loopback) request" secret "$(
 
 stop_tern
 check "tern exits 0 on SIGTERM" 0 "$TN_RC"
+it_sanitizers
 tn_summary

@@ -269,4 +269,5 @@ else
 fi
 stop_tern
 check "tern exits 0 on SIGTERM" 0 "$TN_RC"
+it_sanitizers
 tn_summary
