@@ -155,6 +155,16 @@ check_match "x-request-id generated (UUID v4)" '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-
 out=$(tn_curl -H 'x-request-id: my-id-42' "$base/rid")
 check "x-request-id kept when present (internal client)" my-id-42 "$(echo "$out" | json_get headers.x-request-id)"
 
+# Envoy marks internal requests (use_remote_address, loopback client) with
+# x-envoy-internal: true, and its router honours the x-envoy-* control
+# headers of internal requests.
+out=$(tn_curl "$base/internal")
+check "TERN BUG: x-envoy-internal: true on an internal request" true "$(echo "$out" | json_get headers.x-envoy-internal)"
+check "TERN BUG: x-envoy-upstream-rq-timeout-ms honoured: 504" 504 \
+    "$(http_status "$base/rqt?delay_ms=3000" -H 'x-envoy-upstream-rq-timeout-ms: 500')"
+check "TERN BUG: x-envoy-retry-on 5xx + x-envoy-max-retries 2: 200" 200 \
+    "$(http_status "$base/xr?fail_first=2&key=XR" -H 'x-envoy-retry-on: 5xx' -H 'x-envoy-max-retries: 2')"
+
 hdr=$(tn_curl -D - -o /dev/null "$base/resp" | tr -d '\r' | tr 'A-Z' 'a-z')
 check_match "x-envoy-upstream-service-time in the response" '^x-envoy-upstream-service-time: [0-9]+$' "$hdr"
 check_match "server: tern" '^server: tern$' "$hdr"

@@ -140,6 +140,9 @@ check "retries exhausted: the last 503 is returned" 503 "${out%% *}"
 check "retries exhausted: 3 attempts" 3 "$(tn_curl "http://127.0.0.1:$o1/__count" | json_get paths./retry/b)"
 check "TERN BUG: retries exhausted: flag URX" "503 URX" "$(flags '/retry/b?fail_first=5&key=K2')"
 
+out=$(tn_curl --data-binary 'hello retry' "$base/retry/post?fail_first=1&key=K6")
+check "retry re-sends the request body" "hello retry" "$(echo "$out" | json_get body)"
+
 out=$(req '/rsc/a?fail_first=1&key=K3')
 check "retriable-status-codes 503: retried, 200" 200 "${out%% *}"
 check "retriable-status-codes 503: 2 attempts" 2 "$(tn_curl "http://127.0.0.1:$o1/__count" | json_get paths./rsc/a)"
@@ -177,6 +180,11 @@ fi
 curl -s --max-time 20 -o /dev/null "$base/mid/y?size=1000000&chunked=1&close_mid_body=1"
 check "upstream closes mid-body (chunked): curl sees a partial transfer (exit 18)" 18 "$?"
 check "tern still serves after that" 200 "$(http_status "$base/ok/after")"
+
+# A client giving up during a slow response does not disturb tern.
+curl -s --max-time 1 -o /dev/null "$base/ok/slow?delay_ms=3000"
+check "client gives up during a slow response (curl timeout 28)" 28 "$?"
+check "tern still serves after a client gave up" 200 "$(http_status "$base/ok/after-abort")"
 
 # ---- load balancing --------------------------------------------------------------
 
