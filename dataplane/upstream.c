@@ -113,6 +113,31 @@ static void uc_fail(struct tn_uconn *uc, enum tn_reset_reason why)
     }
 }
 
+/* The first waiting request, taken off the queue; NULL if none. */
+static struct tn_ureq *pend_pop(struct tn_hpool *p)
+{
+    struct tn_ureq *r = p->pend_head;
+    if (r == NULL)
+        return NULL;
+    p->pend_head = r->next;
+    if (p->pend_head == NULL)
+        p->pend_tail = NULL;
+    p->n_pending--;
+    atomic_fetch_sub(&p->wc->c->rc_pending, 1);
+    r->pending = false;
+    return r;
+}
+
+/* A connection attempt failed: requests waiting for it fail, as many as
+ * no other connection attempt will serve. */
+static void fail_waiting(struct tn_hpool *p, enum tn_pool_failure why)
+{
+    while (p->pend_head && p->n_connecting < p->n_pending) {
+        struct tn_ureq *r = pend_pop(p);
+        r->ops->on_failure(r, why);
+    }
+}
+
 static void on_idle_timeout(struct tn_timer *t)
 {
     struct tn_uconn *uc = (struct tn_uconn *)((char *)t - offsetof(struct tn_uconn, timer));
@@ -121,18 +146,7 @@ static void on_idle_timeout(struct tn_timer *t)
         TN_LOG(TN_LOG_DEBUG, pool, "connect timeout to %s", p->host->addr_text);
         worker_of(p)->stats.upstream_cx_connect_timeout++;
         uc_close(uc);
-        /* requests waiting for this connection fail only if no other one
-         * is coming */
-        while (p->pend_head && p->n_connecting < p->n_pending) {
-            struct tn_ureq *r = p->pend_head;
-            p->pend_head = r->next;
-            if (p->pend_head == NULL)
-                p->pend_tail = NULL;
-            p->n_pending--;
-            atomic_fetch_sub(&p->wc->c->rc_pending, 1);
-            r->pending = false;
-            r->ops->on_failure(r, TN_POOL_CONNECT_TIMEOUT);
-        }
+        fail_waiting(p, TN_POOL_CONNECT_TIMEOUT);
         return;
     }
     uc_close(uc);
@@ -155,13 +169,7 @@ static void uc_release(struct tn_uconn *uc)
         return;
     }
     if (p->pend_head) {
-        struct tn_ureq *r = p->pend_head;
-        p->pend_head = r->next;
-        if (p->pend_head == NULL)
-            p->pend_tail = NULL;
-        p->n_pending--;
-        atomic_fetch_sub(&c->rc_pending, 1);
-        r->pending = false;
+        struct tn_ureq *r = pend_pop(p);
         uc->state = UC_BUSY;
         uc->req = r;
         r->uc = uc;
@@ -370,16 +378,7 @@ static void on_connected(uv_connect_t *creq, int status)
         worker_of(p)->stats.upstream_cx_connect_fail++;
         p->n_connecting++; /* uc_close counts it out */
         uc_close(uc);
-        while (p->pend_head && p->n_connecting < p->n_pending) {
-            struct tn_ureq *r = p->pend_head;
-            p->pend_head = r->next;
-            if (p->pend_head == NULL)
-                p->pend_tail = NULL;
-            p->n_pending--;
-            atomic_fetch_sub(&p->wc->c->rc_pending, 1);
-            r->pending = false;
-            r->ops->on_failure(r, TN_POOL_CONNECT_FAILURE);
-        }
+        fail_waiting(p, TN_POOL_CONNECT_FAILURE);
         return;
     }
     uv_tcp_nodelay(&uc->tcp, 1);

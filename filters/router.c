@@ -362,15 +362,25 @@ static void start_try(struct router *r);
 
 /* Whether the policy retries this failure (status 0: connect failure,
  * reset or per-try timeout). */
+static bool retry_on(struct router *r, int status, bool connect_failure);
+
 static bool retriable(struct router *r, int status, bool connect_failure)
 {
-    const struct tn_retry_policy *p = &r->route->retry;
-    if (!p->set && !r->vh->retry.set)
+    const struct tn_retry_policy *p = r->route->retry.set ? &r->route->retry : &r->vh->retry;
+    if (!p->set || !r->replayable || r->resp_started)
         return false;
-    if (!p->set)
-        p = &r->vh->retry;
-    if (r->attempts > p->num_retries || !r->replayable || r->resp_started)
+    if (r->attempts > p->num_retries) {
+        if (retry_on(r, status, connect_failure))
+            tn_stream_info(r->s)->response_flags |= TN_RF_UPSTREAM_RETRY_LIMIT_EXCEEDED;
         return false;
+    }
+    return retry_on(r, status, connect_failure);
+}
+
+/* Whether the policy's retry_on covers this result. */
+static bool retry_on(struct router *r, int status, bool connect_failure)
+{
+    const struct tn_retry_policy *p = r->route->retry.set ? &r->route->retry : &r->vh->retry;
     if (status == 0) {
         if (p->retry_on & (TN_RETRY_ON_5XX | TN_RETRY_ON_GATEWAY_ERROR | TN_RETRY_ON_RESET))
             return true;
@@ -424,8 +434,6 @@ static bool maybe_retry(struct router *r, int status, bool connect_failure)
 
 static void fail(struct router *r, int status, const char *body, uint32_t flags, const char *details)
 {
-    if (r->attempts > 1)
-        flags |= TN_RF_UPSTREAM_RETRY_LIMIT_EXCEEDED;
     release_try(r);
     if (r->resp_started) {
         r->done = true;
