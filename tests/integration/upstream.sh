@@ -138,7 +138,7 @@ check "retry 5xx: the origin saw 3 attempts" 3 "$(tn_curl "http://127.0.0.1:$o1/
 out=$(req '/retry/b?fail_first=5&key=K2')
 check "retries exhausted: the last 503 is returned" 503 "${out%% *}"
 check "retries exhausted: 3 attempts" 3 "$(tn_curl "http://127.0.0.1:$o1/__count" | json_get paths./retry/b)"
-check "TERN BUG: retries exhausted: flag URX" "503 URX" "$(flags '/retry/b?fail_first=5&key=K2')"
+check "retries exhausted: flag URX" "503 URX" "$(flags '/retry/b?fail_first=5&key=K2')"
 
 out=$(tn_curl --data-binary 'hello retry' "$base/retry/post?fail_first=1&key=K6")
 check "retry re-sends the request body" "hello retry" "$(echo "$out" | json_get body)"
