@@ -233,6 +233,8 @@ static void parse_error(struct tn_dconn *c)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] malformed request: %s", c->id, http_errno_description(e));
+    if (!c->s.active && !c->keepalive)
+        return; /* a callback already answered and the connection closes after it */
     c->w->stats.protocol_error++;
     if (c->s.active && c->s.resp_started) {
         conn_close(c);
@@ -244,7 +246,11 @@ static void parse_error(struct tn_dconn *c)
         c->s.si.start_ns = uv_now(&c->w->loop) * 1000000;
     }
     c->s.req_done = true;
-    local_reply(&c->s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.codec_error", true);
+    if (e == HPE_INVALID_TRANSFER_ENCODING)
+        local_reply(&c->s, 501, "Not Implemented", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.invalid_transfer_encoding",
+                    true);
+    else
+        local_reply(&c->s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.codec_error", true);
 }
 
 /* Feeds bytes to the parser until they run out or a pipelined request has
@@ -627,7 +633,12 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
     }
     if (split_target(s, tn_h1_head_urlp(hd), hd->url_len))
         return -1;
-    if (s->rq.host_len == 0 && (c->parser.http_major > 1 || c->parser.http_minor >= 1))
+    bool http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
+    if (http10 && s->rq.host_len == 0 && hcm->default_host_for_http_10) {
+        s->rq.host = hcm->default_host_for_http_10;
+        s->rq.host_len = strlen(s->rq.host);
+    }
+    if (s->rq.host_len == 0 && !http10)
         return -1; /* HTTP/1.1 requires Host */
     s->rq.chunked = (c->parser.flags & F_CHUNKED) != 0;
     s->rq.content_length = (c->parser.flags & F_CONTENTLENGTH) ? (int64_t)c->parser.content_length : -1;
@@ -644,6 +655,17 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
     if (s->rq.external && rt)
         for (size_t i = 0; i < rt->n_internal_only_headers; i++)
             remove_header(s, rt->internal_only_headers[i]);
+    if (s->rq.external) {
+        /* an outside client does not steer tern (x-envoy-retry-on, ...) */
+        size_t j = 0;
+        for (size_t i = 0; i < s->rq.n_headers; i++)
+            if (!(s->hdrs[i].name_len > 8 && memcmp(s->hdrs[i].name, "x-envoy-", 8) == 0))
+                s->hdrs[j++] = s->hdrs[i];
+        s->rq.n_headers = j;
+    } else if (hcm->use_remote_address) {
+        remove_header(s, "x-envoy-internal");
+        add_header(s, "x-envoy-internal", 16, "true", 4);
+    }
 
     if (hcm->use_remote_address) {
         char ip[INET6_ADDRSTRLEN];
@@ -705,6 +727,11 @@ static int on_headers_complete(http_parser *p)
     struct tn_stream *s = &c->s;
     const struct tn_hcm *hcm = &c->l->hcm;
 
+    if (p->http_major == 1 && p->http_minor == 0 && !hcm->accept_http_10) {
+        s->req_done = true;
+        local_reply(s, 426, "Upgrade Required", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "low_version", true);
+        return -1;
+    }
     if (tn_h1_head_finish(&c->head) || prepare_request(c, s)) {
         c->w->stats.protocol_error++;
         s->req_done = true;

@@ -127,6 +127,11 @@ static int compile_hcm(struct tn_listener *l, const pb_hcm *pb, struct tn_err *e
     h->stream_idle_timeout_ms = ms(pb->stream_idle_timeout, 300000);
     h->request_timeout_ms = ms(pb->request_timeout, 0);
     h->request_headers_timeout_ms = ms(pb->request_headers_timeout, 0);
+    if (pb->http_protocol_options) {
+        h->accept_http_10 = pb->http_protocol_options->accept_http_10;
+        if (pb->http_protocol_options->default_host_for_http_10[0])
+            h->default_host_for_http_10 = tn_pool_strdup(&l->pool, pb->http_protocol_options->default_host_for_http_10);
+    }
     h->idle_timeout_ms = pb->common_http_protocol_options ? ms(pb->common_http_protocol_options->idle_timeout, 3600000)
                                                           : 3600000;
     h->drain_timeout_ms = ms(pb->drain_timeout, 5000);

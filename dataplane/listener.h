@@ -47,6 +47,8 @@ struct tn_hcm {
     bool use_remote_address, skip_xff_append, generate_request_id, preserve_external_request_id;
     bool always_set_request_id_in_response, normalize_path, merge_slashes;
     uint32_t xff_num_trusted_hops;
+    bool accept_http_10; /* http_protocol_options: else HTTP/1.0 gets 426 */
+    const char *default_host_for_http_10;
     const char *via;
 };
 

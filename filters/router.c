@@ -42,6 +42,9 @@ struct router {
     struct tn_slice head;       /* the request head, kept for retries */
     struct tn_slices body;      /* body kept for retries, or waiting for a connection */
     size_t body_written;        /* slices of `body` already written on this try */
+    struct tn_retry_policy retry; /* the route's (or virtual host's), as the request's x-envoy-* amend it */
+    uint32_t retry_codes[8];
+    uint64_t timeout_ms;
     struct tn_timer timeout, try_timeout, backoff;
     uint64_t try_start;
     unsigned attempts;
@@ -366,7 +369,7 @@ static bool retry_on(struct router *r, int status, bool connect_failure);
 
 static bool retriable(struct router *r, int status, bool connect_failure)
 {
-    const struct tn_retry_policy *p = r->route->retry.set ? &r->route->retry : &r->vh->retry;
+    const struct tn_retry_policy *p = &r->retry;
     if (!p->set || !r->replayable || r->resp_started)
         return false;
     if (r->attempts > p->num_retries) {
@@ -380,7 +383,7 @@ static bool retriable(struct router *r, int status, bool connect_failure)
 /* Whether the policy's retry_on covers this result. */
 static bool retry_on(struct router *r, int status, bool connect_failure)
 {
-    const struct tn_retry_policy *p = r->route->retry.set ? &r->route->retry : &r->vh->retry;
+    const struct tn_retry_policy *p = &r->retry;
     if (status == 0) {
         if (p->retry_on & (TN_RETRY_ON_5XX | TN_RETRY_ON_GATEWAY_ERROR | TN_RETRY_ON_RESET))
             return true;
@@ -415,7 +418,7 @@ static bool maybe_retry(struct router *r, int status, bool connect_failure)
         tn_stream_info(r->s)->response_flags |= TN_RF_UPSTREAM_OVERFLOW;
         return false;
     }
-    const struct tn_retry_policy *p = r->route->retry.set ? &r->route->retry : &r->vh->retry;
+    const struct tn_retry_policy *p = &r->retry;
     uint64_t base = p->back_off_base_ms ? p->back_off_base_ms : 25;
     uint64_t max = p->back_off_max_ms ? p->back_off_max_ms : base * 10;
     uint64_t cap = base << (r->attempts > 10 ? 10 : r->attempts - 1);
@@ -689,7 +692,7 @@ static void start_try(struct router *r)
     }
     r->ureq.ops = &ureq_ops;
     r->ureq.head = tn_stream_request(r->s)->method_id == HTTP_HEAD;
-    const struct tn_retry_policy *rp = r->route->retry.set ? &r->route->retry : &r->vh->retry;
+    const struct tn_retry_policy *rp = &r->retry;
     if (rp->per_try_timeout_ms)
         tn_timer_start(&w->timers, &r->try_timeout, rp->per_try_timeout_ms);
     switch (tn_hpool_acquire(p, &r->ureq)) {
@@ -762,6 +765,89 @@ static void send_direct(struct router *r)
     }
 }
 
+static bool header_u64(struct tn_request *rq, const char *name, uint64_t *out)
+{
+    const struct tn_header *h = tn_headers_find(rq->headers, rq->n_headers, name, strlen(name));
+    if (h == NULL || h->value_len == 0 || h->value_len > 18)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < h->value_len; i++) {
+        if (h->value[i] < '0' || h->value[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(h->value[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static void remove_request_header(struct tn_request *rq, const char *name)
+{
+    size_t n = strlen(name), j = 0;
+    for (size_t i = 0; i < rq->n_headers; i++)
+        if (!(rq->headers[i].name_len == n && memcmp(rq->headers[i].name, name, n) == 0))
+            rq->headers[j++] = rq->headers[i];
+    rq->n_headers = j;
+}
+
+/* The route's timeout and retry policy, amended by Envoy's request headers
+ * (x-envoy-upstream-rq-timeout-ms, -per-try-timeout-ms, x-envoy-retry-on,
+ * x-envoy-max-retries, x-envoy-retriable-status-codes). The connection
+ * manager strips x-envoy-* from external requests, so only trusted clients
+ * steer the router; the headers are not forwarded. */
+static void apply_request_controls(struct router *r, struct tn_request *rq)
+{
+    uint64_t v;
+    r->retry = r->route->retry.set ? r->route->retry : r->vh->retry;
+    r->timeout_ms = r->route->timeout_ms;
+    if (header_u64(rq, "x-envoy-upstream-rq-timeout-ms", &v))
+        r->timeout_ms = v;
+    if (header_u64(rq, "x-envoy-upstream-rq-per-try-timeout-ms", &v))
+        r->retry.per_try_timeout_ms = v;
+    const struct tn_header *on = tn_headers_find(rq->headers, rq->n_headers, "x-envoy-retry-on", 16);
+    if (on) {
+        static const struct {
+            const char *name;
+            uint32_t bit;
+        } kinds[] = {{"5xx", TN_RETRY_ON_5XX},
+                     {"gateway-error", TN_RETRY_ON_GATEWAY_ERROR},
+                     {"connect-failure", TN_RETRY_ON_CONNECT_FAILURE},
+                     {"reset", TN_RETRY_ON_RESET},
+                     {"retriable-status-codes", TN_RETRY_ON_RETRIABLE_STATUS_CODES},
+                     {"retriable-4xx", TN_RETRY_ON_RETRIABLE_4XX},
+                     {"refused-stream", TN_RETRY_ON_REFUSED_STREAM}};
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+            if (tn_h1_has_token(on->value, on->value_len, kinds[i].name))
+                r->retry.retry_on |= kinds[i].bit;
+        if (!r->retry.set) {
+            r->retry.set = true;
+            r->retry.num_retries = 1; /* Envoy's default when only the header asks */
+        }
+    }
+    if (header_u64(rq, "x-envoy-max-retries", &v) && r->retry.set)
+        r->retry.num_retries = (uint32_t)v;
+    const struct tn_header *codes = tn_headers_find(rq->headers, rq->n_headers, "x-envoy-retriable-status-codes", 30);
+    if (codes && r->retry.set) {
+        size_t n = 0;
+        for (size_t i = 0; i < r->retry.n_retriable_status_codes && n < 8; i++)
+            r->retry_codes[n++] = r->retry.retriable_status_codes[i];
+        for (const char *c = codes->value, *e = codes->value + codes->value_len; c < e && n < 8;) {
+            uint32_t code = 0;
+            while (c < e && (*c < '0' || *c > '9'))
+                c++;
+            while (c < e && *c >= '0' && *c <= '9')
+                code = code * 10 + (uint32_t)(*c++ - '0');
+            if (code >= 100 && code < 600)
+                r->retry_codes[n++] = code;
+        }
+        r->retry.retriable_status_codes = r->retry_codes;
+        r->retry.n_retriable_status_codes = n;
+    }
+    static const char *const controls[] = {"x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
+                                           "x-envoy-retry-on", "x-envoy-max-retries", "x-envoy-retriable-status-codes"};
+    for (size_t i = 0; i < sizeof(controls) / sizeof(controls[0]); i++)
+        remove_request_header(rq, controls[i]);
+}
+
 static const char *pick_cluster(struct router *r, struct tn_request *rq, uint64_t random)
 {
     switch (r->route->kind) {
@@ -819,6 +905,7 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
         send_redirect(r, &view);
         return TN_FILTER_STOP;
     }
+    apply_request_controls(r, rq);
     const char *name = pick_cluster(r, rq, random);
     r->wc = name ? tn_worker_cluster(w, name) : NULL;
     if (r->wc == NULL) {
@@ -839,8 +926,8 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
         tn_stream_set_idle_timeout(s, r->route->idle_timeout_ms);
     if (rq->expect_continue)
         tn_stream_send_continue(s);
-    if (end_stream && r->route->timeout_ms)
-        tn_timer_start(&w->timers, &r->timeout, r->route->timeout_ms);
+    if (end_stream && r->timeout_ms)
+        tn_timer_start(&w->timers, &r->timeout, r->timeout_ms);
     start_try(r);
     return TN_FILTER_STOP;
 }
@@ -862,8 +949,8 @@ static enum tn_filter_status on_request_body(struct tn_stream *s, void *config, 
         r->replayable = false; /* too big to keep for a retry */
     if (end_stream) {
         r->req_end = true;
-        if (r->route->timeout_ms)
-            tn_timer_start(&tn_stream_worker(s)->timers, &r->timeout, r->route->timeout_ms);
+        if (r->timeout_ms)
+            tn_timer_start(&tn_stream_worker(s)->timers, &r->timeout, r->timeout_ms);
     }
     if (r->ureq.uc)
         write_body_slices(r);
