@@ -159,10 +159,10 @@ check "x-request-id kept when present (internal client)" my-id-42 "$(echo "$out"
 # x-envoy-internal: true, and its router honours the x-envoy-* control
 # headers of internal requests.
 out=$(tn_curl "$base/internal")
-check "TERN BUG: x-envoy-internal: true on an internal request" true "$(echo "$out" | json_get headers.x-envoy-internal)"
-check "TERN BUG: x-envoy-upstream-rq-timeout-ms honoured: 504" 504 \
+check "x-envoy-internal: true on an internal request" true "$(echo "$out" | json_get headers.x-envoy-internal)"
+check "x-envoy-upstream-rq-timeout-ms honoured: 504" 504 \
     "$(http_status "$base/rqt?delay_ms=3000" -H 'x-envoy-upstream-rq-timeout-ms: 500')"
-check "TERN BUG: x-envoy-retry-on 5xx + x-envoy-max-retries 2: 200" 200 \
+check "x-envoy-retry-on 5xx + x-envoy-max-retries 2: 200" 200 \
     "$(http_status "$base/xr?fail_first=2&key=XR" -H 'x-envoy-retry-on: 5xx' -H 'x-envoy-max-retries: 2')"
 
 hdr=$(tn_curl -D - -o /dev/null "$base/resp" | tr -d '\r' | tr 'A-Z' 'a-z')
@@ -201,11 +201,11 @@ check_match "HTTP/1.1 without Host: 400" "^HTTP/1.1 400" "$out"
 # Envoy refuses HTTP/1.0 unless http_protocol_options.accept_http_10 is set:
 # 426 Upgrade Required.
 out=$(printf 'GET /ten HTTP/1.0\r\nHost: a\r\n\r\n' | it_raw "$f" 10 | tr -d '\r')
-check_match "TERN BUG: HTTP/1.0 without accept_http_10: 426" "^HTTP/1.1 426" "$out"
+check_match "HTTP/1.0 without accept_http_10: 426" "^HTTP/1.1 426" "$out"
 
 # A transfer coding other than chunked: Envoy answers 501 Not Implemented.
 out=$(printf 'POST /te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n' | it_raw "$f" 10 | tr -d '\r')
-check_match "TERN BUG: Transfer-Encoding gzip: 501" "^HTTP/1.1 501" "$out"
+check_match "Transfer-Encoding gzip: 501" "^HTTP/1.1 501" "$out"
 check_contains "Transfer-Encoding gzip: connection closed" "#closed" "$out"
 
 out=$(printf 'GET / HTTP/1.1\r\nHost: a\r\nx-partial: 1\r\n' | it_raw "$f" 15 | tr -d '\r')
