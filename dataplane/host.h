@@ -35,7 +35,7 @@ struct tn_host {
     uint32_t weight;      /* load_balancing_weight, >= 1 */
     uint32_t priority;
     atomic_uint health;             /* TN_HOST_* flags; 0 is healthy */
-    atomic_ullong eject_until_ms;   /* outlier ejection: uv_now-based ms, 0 when not ejected */
+    _Atomic uint64_t eject_until_ms;  /* outlier ejection: uv_now-based ms, 0 when not ejected */
     atomic_uint n_ejections;        /* times ejected (ejection time grows with it) */
     atomic_uint consecutive_5xx;    /* outlier detection */
     atomic_uint consecutive_gw;     /* consecutive gateway failures (502/503/504, connect failures) */
