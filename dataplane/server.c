@@ -201,6 +201,21 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_timer_start(&srv->drain_timer, on_drain_timeout, (uint64_t)srv->opts.drain_time_s * 1000, 0);
 }
 
+/* What the configuration asks for that this data plane does not speak yet:
+ * said once at start, so nobody wonders why HTTP/2 never happens. */
+static void warn_unsupported(const struct tn_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_clusters; i++)
+        if (cfg->clusters[i]->http2)
+            TN_LOG(TN_LOG_WARN, upstream,
+                   "cluster '%s' asks for HTTP/2 upstream; tern speaks HTTP/1.1 to upstreams until HTTP/2 arrives",
+                   cfg->clusters[i]->name);
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (cfg->listeners[i]->hcm.codec == TN_CODEC_HTTP2)
+            TN_LOG(TN_LOG_WARN, http, "listener '%s' has codec_type HTTP2; tern serves HTTP/1.1 until HTTP/2 arrives",
+                   cfg->listeners[i]->name);
+}
+
 int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
 {
     struct tn_server srv = {.loop = uv_default_loop(), .cfg = tn_config_ref(cfg), .opts = *opts};
@@ -216,6 +231,7 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     for (size_t i = 0; i < nw * cfg->n_listeners; i++)
         srv.fds[i] = -1;
     signal(SIGPIPE, SIG_IGN);
+    warn_unsupported(cfg);
     if (bind_all(&srv)) {
         srv.exit_code = 1;
         goto out;
