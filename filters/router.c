@@ -354,8 +354,10 @@ static void send_request(struct router *r)
         return;
     if (r->ureq.uc)
         write_body_slices(r);
-    if (r->ureq.uc && !r->req_end && r->paused_down && !tn_uconn_write_above(r->ureq.uc) &&
-        r->body.bytes < r->cluster->per_connection_buffer_limit) {
+    /* the body waiting for this connection is now the connection's to
+     * write: reading resumes unless it is already above its watermark (then
+     * on_write_low resumes it) */
+    if (r->ureq.uc && !r->req_end && r->paused_down && !tn_uconn_write_above(r->ureq.uc)) {
         r->paused_down = false;
         tn_stream_request_pause(r->s, false);
     }
@@ -945,7 +947,7 @@ static enum tn_filter_status on_request_body(struct tn_stream *s, void *config, 
         r->replayable = false;
     else if (!data->len)
         tn_slice_release(data);
-    if (r->body.bytes > r->cluster->per_connection_buffer_limit)
+    if (r->body.bytes >= r->cluster->per_connection_buffer_limit)
         r->replayable = false; /* too big to keep for a retry */
     if (end_stream) {
         r->req_end = true;

@@ -77,7 +77,8 @@ size=104857600
 tn_curl -D "$TN_TMP/h" -o "$TN_TMP/big" "$base/big?size=$size"
 check "100 MB download: size" "$size" "$(wc -c <"$TN_TMP/big" | tr -d ' ')"
 check "100 MB download: sha256" "$(tr -d '\r' <"$TN_TMP/h" | sed -n 's/^x-body-sha256: //p')" "$(sha256sum <"$TN_TMP/big" | cut -c1-64)"
-out=$(tn_curl -H 'Expect:' --data-binary @"$TN_TMP/big" "$base/upload")
+out=$(tn_curl -H 'Expect:' --data-binary @"$TN_TMP/big" "$base/upload" 2>"$TN_TMP/upload.err")
+[ -n "$out" ] || { echo "# upload: $(cat "$TN_TMP/upload.err")"; tail -5 "$TN_TMP/tern.log"; }
 check "100 MB upload: length" "$size" "$(echo "$out" | json_get body_len)"
 check "100 MB upload: sha256" "$(sha256sum <"$TN_TMP/big" | cut -c1-64)" "$(echo "$out" | json_get body_sha256)"
 rm -f "$TN_TMP/big"
