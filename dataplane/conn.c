@@ -540,6 +540,24 @@ static size_t peer_ip(const struct sockaddr_storage *ss, char *out, size_t len)
     return strlen(out);
 }
 
+/* Appends ", value" to a header, or adds it (via). */
+static int append_value(struct tn_stream *s, const char *name, const char *value)
+{
+    struct tn_header *h = find_header(s, name);
+    size_t vl = strlen(value);
+    if (h == NULL)
+        return add_header(s, name, strlen(name), value, vl);
+    char *v = scratch(s, h->value_len + 2 + vl);
+    if (v == NULL)
+        return -1;
+    memcpy(v, h->value, h->value_len);
+    memcpy(v + h->value_len, ", ", 2);
+    memcpy(v + h->value_len + 2, value, vl);
+    h->value = v;
+    h->value_len += 2 + (uint32_t)vl;
+    return 0;
+}
+
 /* Envoy's request id: a random UUID v4. */
 static void make_request_id(struct tn_worker *w, char out[36])
 {
@@ -694,6 +712,9 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
     } else if (find_header(s, "x-forwarded-proto") == NULL) {
         add_header(s, "x-forwarded-proto", 17, s->rq.scheme, strlen(s->rq.scheme));
     }
+
+    if (hcm->via && append_value(s, "via", hcm->via))
+        return -1;
 
     struct tn_header *rid = find_header(s, "x-request-id");
     if (rid && s->rq.external && hcm->use_remote_address && !hcm->preserve_external_request_id) {
@@ -864,12 +885,12 @@ static int write_head(struct tn_stream *s, struct tn_response *r)
 {
     struct tn_dconn *c = s->conn;
     const struct tn_hcm *hcm = &c->l->hcm;
-    size_t need = 512;
+    size_t need = 512 + (hcm->via ? strlen(hcm->via) : 0);
     for (size_t i = 0; i < r->n_headers; i++)
         need += r->headers[i].name_len + r->headers[i].value_len + 4;
     struct tn_block *b = tn_block_new(need);
     size_t pos = 0;
-    bool has_server = false, has_date = false;
+    bool has_server = false, has_date = false, has_via = false;
     if (b == NULL || put_status(b->data, b->cap, &pos, r->status))
         goto fail;
     s->n_resp_hdrs = 0;
@@ -882,6 +903,21 @@ static int write_head(struct tn_stream *s, struct tn_response *r)
         }
         if (h->name_len == 4 && memcmp(h->name, "date", 4) == 0)
             has_date = true;
+        if (hcm->via && h->name_len == 3 && memcmp(h->name, "via", 3) == 0 && !has_via) {
+            /* Envoy appends its via value to the upstream's */
+            size_t vl = strlen(hcm->via), before = pos;
+            if (pos + h->value_len + vl + 9 > b->cap)
+                goto fail;
+            memcpy(b->data + pos, "via: ", 5);
+            memcpy(b->data + pos + 5, h->value, h->value_len);
+            memcpy(b->data + pos + 5 + h->value_len, ", ", 2);
+            memcpy(b->data + pos + 7 + h->value_len, hcm->via, vl);
+            memcpy(b->data + pos + 7 + h->value_len + vl, "\r\n", 2);
+            pos += 9 + h->value_len + vl;
+            record_resp_header(s, b->data, before, 3, h->value_len + 2 + vl);
+            has_via = true;
+            continue;
+        }
         if (put(s, b, &pos, h->name, h->name_len, h->value, h->value_len))
             goto fail;
     }
@@ -893,6 +929,8 @@ static int write_head(struct tn_stream *s, struct tn_response *r)
         if (PUT(s, b, &pos, "date", d, strlen(d)))
             goto fail;
     }
+    if (hcm->via && !has_via && PUT(s, b, &pos, "via", hcm->via, strlen(hcm->via)))
+        goto fail;
     bool no_body = r->status < 200 || r->status == 204 || r->status == 304;
     s->resp_chunked = false;
     if (r->content_length >= 0 && !no_body) {

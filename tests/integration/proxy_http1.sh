@@ -19,7 +19,7 @@ start_origin web "$o" || { tn_fail "origin starts" "see above"; tn_summary; }
 routes="$(it_route_cluster / web)"
 L1=$(it_listener front "$f" "$(it_rc "$(it_vhost all '"*"' "$routes")")" \
     "use_remote_address: true, request_headers_timeout: 1s,")
-L2=$(it_listener named "$f2" "$(it_rc "$(it_vhost all '"*"' "$routes")")" "server_name: foo, common_http_protocol_options: {idle_timeout: 2s},")
+L2=$(it_listener named "$f2" "$(it_rc "$(it_vhost all '"*"' "$routes")")" "server_name: foo, via: tern-edge, common_http_protocol_options: {idle_timeout: 2s},")
 it_config "$TN_TMP/h1.yaml" "$L1, $L2" "$(it_cluster web "127.0.0.1:$o")"
 it_start "$TN_TMP/h1.yaml" "$f" --concurrency 2
 wait_port "$f2" || tn_fail "second listener" "not listening on $f2"
@@ -172,6 +172,11 @@ check_match "server: tern" '^server: tern$' "$hdr"
 check_match "date present" '^date: [a-z]{3}, [0-9]{2} [a-z]{3} [0-9]{4} [0-9:]{8} gmt$' "$hdr"
 hdr=$(tn_curl -D - -o /dev/null "http://127.0.0.1:$f2/resp" | tr -d '\r' | tr 'A-Z' 'a-z')
 check_match "server_name: foo -> server: foo" '^server: foo$' "$hdr"
+check "via: added to the response" "via: tern-edge" "$(echo "$hdr" | grep '^via:')"
+hdr=$(tn_curl -D - -o /dev/null "http://127.0.0.1:$f2/resp?hdr=via:1.1%20origin" | tr -d '\r' | tr 'A-Z' 'a-z')
+check "via: appended to the upstream's" "via: 1.1 origin, tern-edge" "$(echo "$hdr" | grep '^via:')"
+out=$(tn_curl -H 'Via: 1.1 proxy-a' "http://127.0.0.1:$f2/req")
+check "via: appended to the request's" "1.1 proxy-a, tern-edge" "$(echo "$out" | json_get headers.via)"
 # An origin's own server header is replaced (Envoy's server_header_transformation OVERWRITE).
 hdr=$(tn_curl -D - -o /dev/null "$base/srv?hdr=server:origin" | tr -d '\r' | tr 'A-Z' 'a-z')
 check "the origin's server header is overwritten" "server: tern" "$(echo "$hdr" | grep '^server:')"
