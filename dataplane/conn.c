@@ -673,16 +673,17 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
     if (s->rq.external && rt)
         for (size_t i = 0; i < rt->n_internal_only_headers; i++)
             remove_header(s, rt->internal_only_headers[i]);
-    if (s->rq.external) {
-        /* an outside client does not steer tern (x-envoy-retry-on, ...) */
+    remove_header(s, "x-envoy-internal");
+    if (!s->rq.external) {
+        add_header(s, "x-envoy-internal", 16, "true", 4);
+    } else if (hcm->use_remote_address) {
+        /* at the edge an outside client does not steer tern
+         * (x-envoy-retry-on, x-envoy-upstream-rq-timeout-ms, ...) */
         size_t j = 0;
         for (size_t i = 0; i < s->rq.n_headers; i++)
             if (!(s->hdrs[i].name_len > 8 && memcmp(s->hdrs[i].name, "x-envoy-", 8) == 0))
                 s->hdrs[j++] = s->hdrs[i];
         s->rq.n_headers = j;
-    } else if (hcm->use_remote_address) {
-        remove_header(s, "x-envoy-internal");
-        add_header(s, "x-envoy-internal", 16, "true", 4);
     }
 
     if (hcm->use_remote_address) {
