@@ -229,6 +229,8 @@ static void read_stop(struct tn_dconn *c)
     c->reading = false;
 }
 
+static void stream_begin(struct tn_dconn *c);
+
 static void parse_error(struct tn_dconn *c)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -240,11 +242,8 @@ static void parse_error(struct tn_dconn *c)
         conn_close(c);
         return;
     }
-    if (!c->s.active) {
-        /* the error came before a message began: answer on a fresh stream */
-        c->s.active = true;
-        c->s.si.start_ns = uv_now(&c->w->loop) * 1000000;
-    }
+    if (!c->s.active)
+        stream_begin(c); /* the error came before a message began: answer on a fresh stream */
     c->s.req_done = true;
     if (e == HPE_INVALID_TRANSFER_ENCODING)
         local_reply(&c->s, 501, "Not Implemented", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.invalid_transfer_encoding",
@@ -316,7 +315,11 @@ static void resume_after_stream(struct tn_dconn *c)
         parse(c, b, p, n);
         tn_block_unref(b);
     }
-    if (c->eof && !c->s.active && !c->closing)
+    if (c->eof && !c->closing && c->s.active && !c->s.req_done) {
+        /* the client half-closed in the middle of a pipelined request */
+        c->s.si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
+        conn_close(c);
+    } else if (c->eof && !c->s.active && !c->closing)
         close_after_flush(c);
     else if (!c->s.active || !c->s.req_done)
         read_start(c);
@@ -422,7 +425,13 @@ static void stream_touch(struct tn_stream *s)
 
 static int on_message_begin(http_parser *p)
 {
-    struct tn_dconn *c = p->data;
+    stream_begin(p->data);
+    return 0;
+}
+
+/* Resets the connection's stream for a new request. */
+static void stream_begin(struct tn_dconn *c)
+{
     struct tn_stream *s = &c->s;
     struct tn_header *hdrs = s->hdrs, *rh = s->resp_hdrs;
     size_t hc = s->hdrs_cap, rc = s->resp_hdrs_cap;
@@ -448,7 +457,6 @@ static int on_message_begin(http_parser *p)
         tn_timer_start(&c->w->timers, &c->timer, ms);
     else
         tn_timer_stop(&c->w->timers, &c->timer);
-    return 0;
 }
 
 static int too_large(struct tn_dconn *c)
@@ -1187,21 +1195,10 @@ void tn_stream_send_continue(struct tn_stream *s)
 
 /* --- accept and drain --------------------------------------------------------- */
 
-void tn_conn_accept(struct tn_wlistener *wl)
+/* Sets up a connection whose tcp handle is open (accepted or adopted). */
+static void conn_start(struct tn_dconn *c, struct tn_wlistener *wl)
 {
     struct tn_worker *w = wl->w;
-    struct tn_dconn *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        TN_LOG(TN_LOG_ERROR, connection, "out of memory accepting a connection");
-        return;
-    }
-    uv_tcp_init(&w->loop, &c->tcp);
-    c->tcp.data = c;
-    c->w = w;
-    if (uv_accept((uv_stream_t *)&wl->tcp, (uv_stream_t *)&c->tcp)) {
-        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-        return;
-    }
     c->l = tn_listener_ref(wl->l);
     c->id = ++w->next_conn_id * 64 + w->id;
     w->n_conns++;
@@ -1229,6 +1226,45 @@ void tn_conn_accept(struct tn_wlistener *wl)
     arm_idle(c);
     read_start(c);
     TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] new connection", c->id);
+}
+
+static struct tn_dconn *conn_new(struct tn_worker *w)
+{
+    struct tn_dconn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        TN_LOG(TN_LOG_ERROR, connection, "out of memory accepting a connection");
+        return NULL;
+    }
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    c->w = w;
+    return c;
+}
+
+void tn_conn_accept(struct tn_wlistener *wl)
+{
+    struct tn_dconn *c = conn_new(wl->w);
+    if (c == NULL)
+        return;
+    if (uv_accept((uv_stream_t *)&wl->tcp, (uv_stream_t *)&c->tcp)) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return;
+    }
+    conn_start(c, wl);
+}
+
+int tn_conn_adopt(struct tn_wlistener *wl, uv_os_sock_t fd)
+{
+    struct tn_dconn *c = conn_new(wl->w);
+    int rc;
+    if (c == NULL)
+        return UV_ENOMEM;
+    if ((rc = uv_tcp_open(&c->tcp, fd)) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return rc;
+    }
+    conn_start(c, wl);
+    return 0;
 }
 
 void tn_conn_drain_all(struct tn_worker *w)

@@ -9,6 +9,11 @@
  * callback). Errors are logged and counted; nothing is returned. */
 void tn_conn_accept(struct tn_wlistener *wl);
 
+/* Serves a connected stream socket as if it had been accepted on wl (the
+ * fuzz target and tests feed connections this way). 0, or a negative uv
+ * error with fd left open. */
+int tn_conn_adopt(struct tn_wlistener *wl, uv_os_sock_t fd);
+
 /* Draining: idle connections close now, busy ones after their current
  * response (which carries "Connection: close"). */
 void tn_conn_drain_all(struct tn_worker *w);

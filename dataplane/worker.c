@@ -30,7 +30,7 @@ struct tn_msg {
 
 /* Switches a cluster to a new host set; pools of hosts that stay are kept,
  * those of hosts that left are retired (busy connections finish). */
-static void set_hosts(struct tn_wcluster *wc, struct tn_host_set *set)
+void tn__worker_set_hosts(struct tn_wcluster *wc, struct tn_host_set *set)
 {
     struct tn_hpool **pools = set && set->n_hosts ? calloc(set->n_hosts, sizeof(*pools)) : NULL;
     size_t n_old = wc->hosts ? wc->hosts->n_hosts : 0;
@@ -163,7 +163,7 @@ static void shutdown_worker(struct tn_worker *w)
     close_listeners(w);
     tn_conn_close_all(w);
     for (size_t i = 0; i < w->n_clusters; i++)
-        set_hosts(&w->clusters[i], NULL);
+        tn__worker_set_hosts(&w->clusters[i], NULL);
     if (w->alog)
         tn_alog_writer_close(w->alog);
     w->alog = NULL;
@@ -185,7 +185,7 @@ static void on_mail(uv_async_t *a)
         case MSG_HOSTS: {
             struct tn_wcluster *wc = cluster_at(w, m->cluster);
             if (wc)
-                set_hosts(wc, m->set);
+                tn__worker_set_hosts(wc, m->set);
             else
                 tn_host_set_unref(m->set);
             break;
@@ -303,7 +303,7 @@ struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn
     qsort(w->clusters, w->n_clusters, sizeof(*w->clusters), cmp_wcluster);
     for (size_t i = 0; i < cfg->n_clusters; i++)
         if (sets[i])
-            set_hosts(cluster_at(w, i), tn_host_set_ref(sets[i]));
+            tn__worker_set_hosts(cluster_at(w, i), tn_host_set_ref(sets[i]));
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct tn_wlistener *wl = &w->listeners[i];
         wl->l = tn_listener_ref(cfg->listeners[i]);

@@ -92,6 +92,10 @@ static inline uint64_t tn_worker_now(struct tn_worker *w)
     return uv_now(&w->loop);
 }
 
+/* Switches a worker's cluster to a new host set (taking over the caller's
+ * reference); pools of hosts that stay are kept, the others retired. */
+void tn__worker_set_hosts(struct tn_wcluster *wc, struct tn_host_set *set);
+
 /* A downstream connection closed (drain bookkeeping). */
 void tn_worker_conn_closed(struct tn_worker *w);
 
