@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "dataplane/address.h"
+#include "dataplane/dp_stats.h"
 #include "dataplane/err.h"
 #include "dataplane/pool.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
@@ -96,6 +97,7 @@ struct tn_cluster {
      * kept beside the settings: a replaced cluster starts from zero, as in
      * Envoy). */
     atomic_uint rc_cx, rc_pending, rc_rq, rc_retries;
+    struct tn_cluster_stats stats; /* slots, set before workers share the cluster */
 };
 
 /* Compiles one cluster. err's path should point at it. A cluster with one

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 
 #include "dataplane/accesslog.h"
+#include "dataplane/dp_stats.h"
 #include "dataplane/h1.h"
 #include "dataplane/listener.h"
 #include "dataplane/log.h"
@@ -45,7 +46,7 @@ struct tn_stream {
     void *fctx[MAX_FILTERS];
     unsigned n_filters;
     bool active, req_done, resp_started, resp_done, resp_chunked, head_request, destroyed;
-    bool sent_continue;
+    bool sent_continue, counted;
     uint64_t idle_timeout_ms; /* the HCM's stream_idle_timeout, or the route's idle_timeout */
     uint32_t resp_flags;
     struct tn_header *resp_hdrs; /* as sent, for the access log (pointing into resp_blk) */
@@ -73,10 +74,14 @@ struct tn_dconn {
     struct tn_stream s;
     uint64_t n_streams;
     uint64_t last_activity; /* uv_now of the stream's last progress */
-    bool closing, reading, keepalive, in_parse, stream_ended_in_parse, drain, read_paused_by_filter, eof;
+    bool remote_closed, closing, reading, keepalive, in_parse, stream_ended_in_parse, drain, read_paused_by_filter, eof;
 };
 
 static http_parser_settings settings;
+
+/* The connection manager's stats: HS(c, name) is the worker shard and slot. */
+#define HS(c, f) (c)->w->shard, (c)->l->hcm.stats.f
+#define LS(c, f) (c)->w->shard, (c)->l->stats.f
 
 /* --- connection lifecycle ----------------------------------------------- */
 
@@ -84,6 +89,13 @@ static void on_closed(uv_handle_t *h)
 {
     struct tn_dconn *c = h->data;
     struct tn_worker *w = c->w;
+    tn_stat_dec(LS(c, downstream_cx_active));
+    tn_stat_inc(LS(c, downstream_cx_destroy));
+    tn_stat_dec(HS(c, downstream_cx_active));
+    tn_stat_dec(HS(c, downstream_cx_http1_active));
+    tn_stat_inc(HS(c, downstream_cx_destroy));
+    tn_stat_inc(c->w->shard, c->remote_closed ? c->l->hcm.stats.downstream_cx_destroy_remote
+                                              : c->l->hcm.stats.downstream_cx_destroy_local);
     tn_h1_head_dispose(&c->head);
     free(c->s.hdrs);
     free(c->s.resp_hdrs);
@@ -188,9 +200,10 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     if (n == 0)
         return;
     if (n < 0) {
+        c->remote_closed = true;
         if (c->s.active && !c->s.req_done) {
             c->s.si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
-            c->w->stats.rx_reset++;
+            tn_stat_inc(HS(c, downstream_rq_rx_reset));
         }
         if (n == UV_EOF && c->s.active && c->s.req_done && !c->s.resp_done) {
             /* half-close after complete requests: answer them all first */
@@ -237,7 +250,7 @@ static void parse_error(struct tn_dconn *c)
     TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] malformed request: %s", c->id, http_errno_description(e));
     if (!c->s.active && !c->keepalive)
         return; /* a callback already answered and the connection closes after it */
-    c->w->stats.protocol_error++;
+    tn_stat_inc(HS(c, downstream_cx_protocol_error));
     if (c->s.active && c->s.resp_started) {
         conn_close(c);
         return;
@@ -334,13 +347,27 @@ static void stream_log(struct tn_stream *s)
     s->si.end_ns = uv_now(&c->w->loop) * 1000000;
     s->si.resp_headers = s->resp_hdrs;
     s->si.n_resp_headers = s->n_resp_hdrs;
-    struct tn_worker_stats *st = &c->w->stats;
-    int code = s->si.response_code;
-    st->rq_total++;
-    if (code >= 100 && code < 600)
-        (&st->rq_1xx)[code / 100 - 1]++;
     for (size_t i = 0; i < hcm->n_access_logs; i++)
         tn_alog_write(c->w->alog, &hcm->access_logs[i], &s->si);
+}
+
+/* A request the connection manager counted ends: Envoy's downstream_rq_*. */
+static void stream_count_end(struct tn_stream *s)
+{
+    struct tn_dconn *c = s->conn;
+    const struct tn_http_stats *hs = &c->l->hcm.stats;
+    int code = s->si.response_code;
+    tn_stat_dec(HS(c, downstream_rq_active));
+    if (s->resp_done)
+        tn_stat_inc(HS(c, downstream_rq_completed));
+    if (code >= 100 && code < 600) {
+        const uint32_t slots[5] = {hs->downstream_rq_1xx, hs->downstream_rq_2xx, hs->downstream_rq_3xx,
+                                   hs->downstream_rq_4xx, hs->downstream_rq_5xx};
+        tn_stat_inc(c->w->shard, slots[code / 100 - 1]);
+    }
+    tn_stat_record(HS(c, downstream_rq_time), uv_now(&c->w->loop) - s->si.start_ns / 1000000);
+    tn_stat_add(HS(c, downstream_cx_rx_bytes_total), s->si.bytes_received);
+    tn_stat_add(HS(c, downstream_cx_tx_bytes_total), s->si.bytes_sent);
 }
 
 static void stream_destroy(struct tn_stream *s)
@@ -355,6 +382,8 @@ static void stream_destroy(struct tn_stream *s)
         if (ops && ops->on_destroy)
             ops->on_destroy(s, hcm->filters[i].config, s->fctx[i]);
     }
+    if (s->counted)
+        stream_count_end(s);
     if (s->si.response_code || s->si.response_flags)
         stream_log(s);
     if (s->resp_blk)
@@ -387,12 +416,13 @@ static void on_stream_timer(struct tn_timer *t)
     struct tn_stream *s = &c->s;
     if (!s->active) {
         TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] idle timeout", c->id);
+        tn_stat_inc(HS(c, downstream_cx_idle_timeout));
         conn_close(c);
         return;
     }
     if (!s->req_done && s->rq.method == NULL) {
         TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] request headers timeout", c->id);
-        c->w->stats.rq_timeout++;
+        tn_stat_inc(HS(c, downstream_rq_header_timeout));
         s->req_done = true;
         local_reply(s, 408, "request headers timeout", TN_RF_STREAM_IDLE_TIMEOUT, "request_header_timeout", true);
         return;
@@ -403,7 +433,7 @@ static void on_stream_timer(struct tn_timer *t)
         return;
     }
     TN_LOG(TN_LOG_DEBUG, http, "%s stream idle timeout", tn_stream_tag(s));
-    c->w->stats.rq_timeout++;
+    tn_stat_inc(HS(c, downstream_rq_idle_timeout));
     if (s->resp_started) {
         s->si.response_flags |= TN_RF_STREAM_IDLE_TIMEOUT;
         conn_close(c);
@@ -461,7 +491,7 @@ static void stream_begin(struct tn_dconn *c)
 
 static int too_large(struct tn_dconn *c)
 {
-    c->w->stats.too_large++;
+    tn_stat_inc(HS(c, downstream_rq_too_large));
     c->s.req_done = true;
     local_reply(&c->s, 431, "Request Header Fields Too Large", TN_RF_DOWNSTREAM_PROTOCOL_ERROR,
                 "http1.headers_too_large", true);
@@ -763,12 +793,16 @@ static int on_headers_complete(http_parser *p)
         return -1;
     }
     if (tn_h1_head_finish(&c->head) || prepare_request(c, s)) {
-        c->w->stats.protocol_error++;
+        tn_stat_inc(HS(c, downstream_cx_protocol_error));
         s->req_done = true;
         local_reply(s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.invalid_request", true);
         return -1;
     }
     c->keepalive = http_should_keep_alive(p) && !c->drain;
+    tn_stat_inc(HS(c, downstream_rq_total));
+    tn_stat_inc(HS(c, downstream_rq_http1_total));
+    tn_stat_inc(HS(c, downstream_rq_active));
+    s->counted = true;
     s->si.req_headers = s->rq.headers;
     s->si.n_req_headers = s->rq.n_headers;
     stream_touch(s);
@@ -1155,7 +1189,7 @@ void tn_stream_encode_data(struct tn_stream *s, struct tn_slice *data, bool end_
 void tn_stream_reset(struct tn_stream *s, uint32_t flags)
 {
     s->si.response_flags |= flags;
-    s->conn->w->stats.tx_reset++;
+    tn_stat_inc(HS(s->conn, downstream_rq_tx_reset));
     conn_close(s->conn);
 }
 
@@ -1202,7 +1236,12 @@ static void conn_start(struct tn_dconn *c, struct tn_wlistener *wl)
     c->l = tn_listener_ref(wl->l);
     c->id = ++w->next_conn_id * 64 + w->id;
     w->n_conns++;
-    w->stats.cx_total++;
+    tn_stat_inc(LS(c, downstream_cx_total));
+    tn_stat_inc(LS(c, downstream_cx_active));
+    tn_stat_inc(HS(c, downstream_cx_total));
+    tn_stat_inc(HS(c, downstream_cx_active));
+    tn_stat_inc(HS(c, downstream_cx_http1_total));
+    tn_stat_inc(HS(c, downstream_cx_http1_active));
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

@@ -189,6 +189,10 @@ static int compile_listener(struct tn_listener *l, const tn_pb_listener *pb, str
     l->addr.host = tn_pool_strdup(&l->pool, l->addr.host);
     tn_err_pop(err, mark);
     l->stat_prefix = tn_pool_strdup(&l->pool, *pb->stat_prefix ? pb->stat_prefix : l->addr.text);
+    if (*pb->stat_prefix == '\0' && l->stat_prefix)
+        for (char *p = (char *)l->stat_prefix; *p; p++)
+            if (*p == ':')
+                *p = '_'; /* Envoy names listener stats "listener.127.0.0.1_10000." */
     l->per_connection_buffer_limit =
         pb->per_connection_buffer_limit_bytes ? pb->per_connection_buffer_limit_bytes->value : 1024 * 1024;
     l->reuse_port = pb->enable_reuse_port ? pb->enable_reuse_port->value : true;

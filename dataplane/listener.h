@@ -9,6 +9,7 @@
 
 #include "dataplane/accesslog.h"
 #include "dataplane/address.h"
+#include "dataplane/dp_stats.h"
 #include "dataplane/err.h"
 #include "dataplane/pool.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
@@ -50,6 +51,7 @@ struct tn_hcm {
     bool accept_http_10; /* http_protocol_options: else HTTP/1.0 gets 426 */
     const char *default_host_for_http_10;
     const char *via;
+    struct tn_http_stats stats; /* slots, set before workers share the listener */
 };
 
 struct tn_listener {
@@ -61,6 +63,7 @@ struct tn_listener {
     uint32_t per_connection_buffer_limit;
     bool reuse_port;
     struct tn_hcm hcm; /* tern serves one HTTP filter chain per listener */
+    struct tn_listener_stats stats; /* slots, set before workers share the listener */
     const char *route_config_path; /* ".filter_chains[0]...route_config", for errors found later */
 };
 

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 
 #include "dataplane/cm.h"
+#include "dataplane/dp_stats.h"
+#include "dataplane/stats.h"
 #include "dataplane/listener.h"
 #include "dataplane/log.h"
 #include "dataplane/worker.h"
@@ -33,6 +35,12 @@ struct tn_server {
     unsigned signals;
     bool started, stopping;
     int exit_code;
+    struct tn_stats stats;
+    struct tn_server_stats sstats;
+    _Atomic uint64_t *main_shard;
+    _Atomic uint64_t **worker_shards;
+    uv_timer_t stats_timer;
+    uint64_t start_ms;
 };
 
 /* SO_REUSEPORT would let a second process share a port it finds in use
@@ -123,6 +131,71 @@ static void on_hosts(void *arg, const struct tn_cluster *c, struct tn_host_set *
 
 static void stop(struct tn_server *srv);
 
+/* Registers every stat and makes one shard per writer thread (the main
+ * thread and each worker) before any worker runs. */
+static int stats_setup(struct tn_server *srv)
+{
+    tn_stats_init(&srv->stats);
+    if (tn_dp_stats_register(&srv->stats, srv->cfg, &srv->sstats))
+        return -1;
+    if ((srv->main_shard = tn_stats_shard(&srv->stats)) == NULL)
+        return -1;
+    srv->worker_shards = calloc(srv->opts.concurrency, sizeof(*srv->worker_shards));
+    if (srv->worker_shards == NULL)
+        return -1;
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        if ((srv->worker_shards[w] = tn_stats_shard(&srv->stats)) == NULL)
+            return -1;
+    return 0;
+}
+
+/* Main-thread stats, refreshed every second and before the admin reads:
+ * server gauges, cluster membership, health-check counters. */
+static void stats_refresh(struct tn_server *srv)
+{
+    struct tn_config *cfg = srv->cfg;
+    _Atomic uint64_t *m = srv->main_shard;
+    const struct tn_server_stats *ss = &srv->sstats;
+    uint64_t now = uv_now(srv->loop);
+    tn_stat_set(m, ss->live, srv->started && !srv->stopping ? 1 : 0);
+    tn_stat_set(m, ss->uptime, (now - srv->start_ms) / 1000);
+    tn_stat_set(m, ss->concurrency, srv->opts.concurrency);
+    tn_stat_set(m, ss->cm_active_clusters, cfg->n_clusters);
+    tn_stat_set(m, ss->cm_cluster_added, cfg->n_clusters);
+    tn_stat_set(m, ss->lm_total_listeners_active, cfg->n_listeners);
+    tn_stat_set(m, ss->lm_listener_added, cfg->n_listeners);
+    uint64_t conns = 0;
+    for (size_t i = 0; i < srv->stats.n; i++)
+        if (strncmp(srv->stats.v[i].name, "listener.", 9) == 0 && srv->stats.v[i].kind == TN_STAT_GAUGE)
+            conns += tn_stats_value(&srv->stats, &srv->stats.v[i]);
+    tn_stat_set(m, ss->total_connections, conns);
+    for (size_t i = 0; srv->cm && i < cfg->n_clusters; i++) {
+        const struct tn_cluster *c = cfg->clusters[i];
+        struct tn_host_set *set = tn_cm_hosts(srv->cm, c->name);
+        uint64_t healthy = 0;
+        for (size_t h = 0; set && h < set->n_hosts; h++)
+            healthy += tn_host_healthy(set->hosts[h], now);
+        tn_stat_set(m, c->stats.membership_total, set ? set->n_hosts : 0);
+        tn_stat_set(m, c->stats.membership_healthy, healthy);
+        tn_stat_set(m, c->stats.health_check_healthy, healthy);
+        const struct tn_cm_stats *cs = tn_cm_stats(srv->cm, c->name);
+        if (cs) {
+            tn_stat_set(m, c->stats.health_check_attempt, cs->hc_attempt);
+            tn_stat_set(m, c->stats.health_check_success, cs->hc_success);
+            tn_stat_set(m, c->stats.health_check_failure, cs->hc_failure);
+            tn_stat_set(m, c->stats.health_check_network_failure, cs->hc_network_failure);
+            tn_stat_set(m, c->stats.update_attempt, cs->update_attempt);
+            tn_stat_set(m, c->stats.update_success, cs->update_success);
+            tn_stat_set(m, c->stats.update_failure, cs->update_failure);
+        }
+    }
+}
+
+static void on_stats_timer(uv_timer_t *t)
+{
+    stats_refresh(t->data);
+}
+
 static void on_ready(void *arg)
 {
     struct tn_server *srv = arg;
@@ -130,7 +203,8 @@ static void on_ready(void *arg)
     if (srv->stopping)
         return;
     for (unsigned w = 0; w < srv->opts.concurrency; w++) {
-        srv->workers[w] = tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], srv->sets);
+        srv->workers[w] =
+            tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], srv->sets, srv->worker_shards[w]);
         if (srv->workers[w] == NULL) {
             TN_LOG(TN_LOG_CRITICAL, main, "cannot start worker %u", w);
             srv->exit_code = 1;
@@ -155,6 +229,7 @@ static void stop(struct tn_server *srv)
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->drained_async, NULL);
+    uv_close((uv_handle_t *)&srv->stats_timer, NULL);
     if (srv->cm)
         tn_cm_close(srv->cm);
     srv->cm = NULL;
@@ -230,6 +305,12 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     }
     for (size_t i = 0; i < nw * cfg->n_listeners; i++)
         srv.fds[i] = -1;
+    srv.start_ms = uv_now(srv.loop);
+    if (stats_setup(&srv)) {
+        TN_LOG(TN_LOG_CRITICAL, main, "out of memory");
+        srv.exit_code = 1;
+        goto out;
+    }
     signal(SIGPIPE, SIG_IGN);
     warn_unsupported(cfg);
     if (bind_all(&srv)) {
@@ -245,6 +326,9 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     srv.drain_timer.data = &srv;
     uv_async_init(srv.loop, &srv.drained_async, on_drained);
     srv.drained_async.data = &srv;
+    uv_timer_init(srv.loop, &srv.stats_timer);
+    srv.stats_timer.data = &srv;
+    uv_timer_start(&srv.stats_timer, on_stats_timer, 1000, 1000);
     srv.cm = tn_cm_new(srv.loop, cfg, on_hosts, on_ready, &srv);
     if (srv.cm == NULL) {
         TN_LOG(TN_LOG_CRITICAL, main, "cannot start the cluster manager");
@@ -265,6 +349,8 @@ out:
             tn_host_set_unref(srv.sets[i]);
     free(srv.sets);
     free(srv.fds);
+    free(srv.worker_shards);
+    tn_stats_dispose(&srv.stats);
     free(srv.workers);
     uv_loop_close(srv.loop);
     tn_config_unref(srv.cfg);

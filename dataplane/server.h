@@ -3,6 +3,9 @@
 #ifndef TN_SERVER_H
 #define TN_SERVER_H
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 #include "dataplane/config.h"
 
 struct tn_server_options {
@@ -26,7 +29,7 @@ struct tn_server;
  * cfg->listeners[i], already bound) and initial host sets sets[j] (one per
  * cfg->clusters[j], may be NULL). NULL on failure. */
 struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
-                                   struct tn_host_set *const *sets);
+                                   struct tn_host_set *const *sets, _Atomic uint64_t *shard);
 /* Messages to a worker (any thread). */
 void tn__worker_post_hosts(struct tn_worker *w, size_t cluster, struct tn_host_set *set);
 void tn__worker_post_drain(struct tn_worker *w);

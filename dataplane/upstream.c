@@ -30,10 +30,14 @@ struct tn_uconn {
     struct tn_timer timer; /* connect timeout, then idle timeout */
     struct tn_block *rblk, *cur_blk;
     unsigned n_requests;
-    bool parser_reset, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted;
+    uint64_t opened; /* uv_now when the connect started */
+    bool remote_closed, parser_reset, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted;
 };
 
 static http_parser_settings settings;
+
+/* Cluster stats on the worker's shard. */
+#define US(p, f) (p)->wc->w->shard, (p)->wc->c->stats.f
 
 static struct tn_worker *worker_of(struct tn_hpool *p)
 {
@@ -92,6 +96,10 @@ static void uc_close(struct tn_uconn *uc)
     uc->state = UC_CLOSED;
     p->n_conns--;
     atomic_fetch_sub(&p->wc->c->rc_cx, 1);
+    tn_stat_dec(US(p, upstream_cx_active));
+    tn_stat_inc(US(p, upstream_cx_destroy));
+    tn_stat_inc(p->wc->w->shard, uc->remote_closed ? p->wc->c->stats.upstream_cx_destroy_remote
+                                                   : p->wc->c->stats.upstream_cx_destroy_local);
     tn_timer_stop(&worker_of(p)->timers, &uc->timer);
     tn_outq_dispose(&uc->out);
     if (uc->rblk)
@@ -124,6 +132,7 @@ static struct tn_ureq *pend_pop(struct tn_hpool *p)
         p->pend_tail = NULL;
     p->n_pending--;
     atomic_fetch_sub(&p->wc->c->rc_pending, 1);
+    tn_stat_dec(US(p, upstream_rq_pending_active));
     r->pending = false;
     return r;
 }
@@ -144,11 +153,12 @@ static void on_idle_timeout(struct tn_timer *t)
     if (uc->state == UC_CONNECTING) {
         struct tn_hpool *p = uc->pool;
         TN_LOG(TN_LOG_DEBUG, pool, "connect timeout to %s", p->host->addr_text);
-        worker_of(p)->stats.upstream_cx_connect_timeout++;
+        tn_stat_inc(US(p, upstream_cx_connect_timeout));
         uc_close(uc);
         fail_waiting(p, TN_POOL_CONNECT_TIMEOUT);
         return;
     }
+    tn_stat_inc(US(uc->pool, upstream_cx_idle_timeout));
     uc_close(uc);
 }
 
@@ -207,6 +217,7 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     if (n == 0)
         return;
     if (n < 0) {
+        uc->remote_closed = true;
         if (uc->state == UC_BUSY && uc->resp_started && n == UV_EOF) {
             /* a close-delimited body ends here, anything else is cut short */
             http_parser_execute(&uc->parser, &settings, NULL, 0);
@@ -375,13 +386,14 @@ static void on_connected(uv_connect_t *creq, int status)
     p->n_connecting--;
     if (status < 0) {
         TN_LOG(TN_LOG_DEBUG, pool, "connect to %s failed: %s", p->host->addr_text, uv_strerror(status));
-        worker_of(p)->stats.upstream_cx_connect_fail++;
+        tn_stat_inc(US(p, upstream_cx_connect_fail));
         p->n_connecting++; /* uc_close counts it out */
         uc_close(uc);
         fail_waiting(p, TN_POOL_CONNECT_FAILURE);
         return;
     }
     uv_tcp_nodelay(&uc->tcp, 1);
+    tn_stat_record(US(p, upstream_cx_connect_ms), uv_now(&worker_of(p)->loop) - uc->opened);
     uc_release(uc);
 }
 
@@ -400,6 +412,10 @@ static struct tn_uconn *uc_open(struct tn_hpool *p)
     p->n_conns++;
     p->n_connecting++;
     atomic_fetch_add(&c->rc_cx, 1);
+    tn_stat_inc(US(p, upstream_cx_total));
+    tn_stat_inc(US(p, upstream_cx_active));
+    tn_stat_inc(US(p, upstream_cx_http1_total));
+    uc->opened = uv_now(&w->loop);
     uc->state = UC_CONNECTING;
     http_parser_init(&uc->parser, HTTP_RESPONSE);
     uc->parser.data = uc;
@@ -444,6 +460,7 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r)
         return -1;
     if (p->n_connecting <= p->n_pending) {
         if (atomic_load(&c->rc_cx) >= c->thresholds[0].max_connections) {
+            tn_stat_inc(US(p, upstream_cx_overflow));
             if (p->n_connecting == 0 && p->n_conns == 0)
                 return -1; /* nothing here will ever free up */
         } else if (uc_open(p) == NULL) {
@@ -451,6 +468,8 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r)
         }
     }
     atomic_fetch_add(&c->rc_pending, 1);
+    tn_stat_inc(US(p, upstream_rq_pending_total));
+    tn_stat_inc(US(p, upstream_rq_pending_active));
     r->pending = true;
     r->next = NULL;
     if (p->pend_tail)
@@ -477,6 +496,7 @@ void tn_ureq_cancel(struct tn_ureq *r)
                 p->pend_tail = prev;
             p->n_pending--;
             atomic_fetch_sub(&p->wc->c->rc_pending, 1);
+            tn_stat_dec(US(p, upstream_rq_pending_active));
         }
         r->pending = false;
     }

@@ -271,11 +271,12 @@ static uint64_t seed(unsigned id)
 }
 
 struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
-                                   struct tn_host_set *const *sets)
+                                   struct tn_host_set *const *sets, _Atomic uint64_t *shard)
 {
     struct tn_worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return NULL;
+    w->shard = shard;
     w->id = id;
     w->server = srv;
     w->cfg = tn_config_ref(cfg);

@@ -13,6 +13,7 @@
 #include "dataplane/host.h"
 #include "dataplane/lb.h"
 #include "dataplane/outq.h"
+#include "dataplane/stats.h"
 #include "dataplane/timer.h"
 
 struct tn_hpool;
@@ -33,13 +34,6 @@ struct tn_wlistener {
     struct tn_listener *l; /* reference */
     struct tn_worker *w;
     bool open;
-};
-
-/* Counters of one worker (merged by the admin API later). */
-struct tn_worker_stats {
-    uint64_t cx_total, rq_total, rq_1xx, rq_2xx, rq_3xx, rq_4xx, rq_5xx;
-    uint64_t protocol_error, too_large, rq_timeout, no_route, no_cluster, rx_reset, tx_reset;
-    uint64_t upstream_rq_retry, upstream_cx_connect_fail, upstream_cx_connect_timeout, upstream_rq_pending_overflow;
 };
 
 struct tn_msg;
@@ -68,7 +62,7 @@ struct tn_worker {
     unsigned n_conns;
     struct tn_dconn *conns; /* every open downstream connection (drain walks them) */
     bool draining;
-    struct tn_worker_stats stats;
+    _Atomic uint64_t *shard; /* this worker's stats values (dataplane/stats.h) */
 };
 
 /* The worker's view of a cluster by name, NULL when the config has none. */

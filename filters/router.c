@@ -25,6 +25,11 @@
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "filters/route_match.h"
 
+/* Stats: CS(r, name) is the cluster's slot, HSR(r, name) the connection
+ * manager's, both on the worker's shard. */
+#define CS(r, f) tn_stream_worker((r)->s)->shard, (r)->cluster->stats.f
+#define HSR(r, f) tn_stream_worker((r)->s)->shard, tn_stream_hcm((r)->s)->stats.f
+
 #define RESET_BODY_PREFIX "upstream connect error or disconnect/reset before headers. reset reason: "
 
 struct router {
@@ -71,6 +76,7 @@ static void release_try(struct router *r)
         tn_ureq_cancel(&r->ureq);
     tn_timer_stop(&W(r)->timers, &r->try_timeout);
     if (r->host) {
+        tn_stat_dec(CS(r, upstream_rq_active));
         atomic_fetch_sub(&r->host->active_rq, 1);
         tn_host_unref(r->host);
         r->host = NULL;
@@ -375,8 +381,10 @@ static bool retriable(struct router *r, int status, bool connect_failure)
     if (!p->set || !r->replayable || r->resp_started)
         return false;
     if (r->attempts > p->num_retries) {
-        if (retry_on(r, status, connect_failure))
+        if (retry_on(r, status, connect_failure)) {
             tn_stream_info(r->s)->response_flags |= TN_RF_UPSTREAM_RETRY_LIMIT_EXCEEDED;
+            tn_stat_inc(CS(r, upstream_rq_retry_limit_exceeded));
+        }
         return false;
     }
     return retry_on(r, status, connect_failure);
@@ -417,6 +425,7 @@ static bool maybe_retry(struct router *r, int status, bool connect_failure)
         return false;
     struct tn_cluster *c = r->cluster;
     if (atomic_load(&c->rc_retries) >= c->thresholds[0].max_retries) {
+        tn_stat_inc(CS(r, upstream_rq_retry_overflow));
         tn_stream_info(r->s)->response_flags |= TN_RF_UPSTREAM_OVERFLOW;
         return false;
     }
@@ -427,7 +436,7 @@ static bool maybe_retry(struct router *r, int status, bool connect_failure)
     if (cap > max)
         cap = max;
     release_try(r);
-    W(r)->stats.upstream_rq_retry++;
+    tn_stat_inc(CS(r, upstream_rq_retry));
     if (!r->retry_counted) {
         atomic_fetch_add(&c->rc_retries, 1); /* an active retry until the request ends */
         r->retry_counted = true;
@@ -474,6 +483,7 @@ static void on_failure(struct tn_ureq *q, enum tn_pool_failure why)
 static void on_reset(struct tn_ureq *q, enum tn_reset_reason why)
 {
     struct router *r = (struct router *)((char *)q - offsetof(struct router, ureq));
+    tn_stat_inc(CS(r, upstream_rq_rx_reset));
     tn_outlier_report(r->cluster, r->set, r->host, 0, tn_worker_now(W(r)));
     if (!r->resp_started && maybe_retry(r, 0, false))
         return;
@@ -485,17 +495,37 @@ static void on_reset(struct tn_ureq *q, enum tn_reset_reason why)
              "upstream_reset_before_response_started{connection_termination}");
 }
 
+/* The upstream answered a try: Envoy's upstream_rq_<class>, _completed,
+ * _time, and retry_success when a retry is what got the answer. */
+static void count_response(struct router *r, int status, uint64_t now)
+{
+    const struct tn_cluster_stats *cs = &r->cluster->stats;
+    _Atomic uint64_t *shard = tn_stream_worker(r->s)->shard;
+    if (status >= 100 && status < 600) {
+        const uint32_t slots[5] = {cs->upstream_rq_1xx, cs->upstream_rq_2xx, cs->upstream_rq_3xx, cs->upstream_rq_4xx,
+                                   cs->upstream_rq_5xx};
+        tn_stat_inc(shard, slots[status / 100 - 1]);
+    }
+    tn_stat_inc(shard, cs->upstream_rq_completed);
+    tn_stat_record(shard, cs->upstream_rq_time, now - r->try_start);
+    if (r->attempts > 1 && status < 500)
+        tn_stat_inc(shard, cs->upstream_rq_retry_success);
+}
+
 static void on_headers(struct tn_ureq *q, struct tn_response *resp)
 {
     struct router *r = (struct router *)((char *)q - offsetof(struct router, ureq));
     struct tn_worker *w = W(r);
     uint64_t now = tn_worker_now(w);
     tn_outlier_report(r->cluster, r->set, r->host, resp->status, now);
-    if (maybe_retry(r, resp->status, false))
+    if (maybe_retry(r, resp->status, false)) {
+        count_response(r, resp->status, now); /* the try's answer counts though it is not passed on */
         return;
+    }
     tn_timer_stop(&w->timers, &r->try_timeout);
     tn_timer_stop(&w->timers, &r->timeout);
     r->resp_started = true;
+    count_response(r, resp->status, now);
     struct tn_stream_info *si = tn_stream_info(r->s);
     if (si->first_upstream_rx_ns == 0)
         si->first_upstream_rx_ns = uv_now(&w->loop) * 1000000;
@@ -584,7 +614,7 @@ static const struct tn_ureq_ops ureq_ops = {
 static void on_timeout(struct tn_timer *t)
 {
     struct router *r = (struct router *)((char *)t - offsetof(struct router, timeout));
-    W(r)->stats.rq_timeout++;
+    tn_stat_inc(CS(r, upstream_rq_timeout));
     if (r->host)
         tn_outlier_report(r->cluster, r->set, r->host, 0, tn_worker_now(W(r)));
     fail(r, 504, "upstream request timeout", TN_RF_UPSTREAM_REQUEST_TIMEOUT, "upstream_response_timeout");
@@ -593,6 +623,7 @@ static void on_timeout(struct tn_timer *t)
 static void on_try_timeout(struct tn_timer *t)
 {
     struct router *r = (struct router *)((char *)t - offsetof(struct router, try_timeout));
+    tn_stat_inc(CS(r, upstream_rq_per_try_timeout));
     if (r->host)
         tn_outlier_report(r->cluster, r->set, r->host, 0, tn_worker_now(W(r)));
     if (maybe_retry(r, 0, false))
@@ -681,6 +712,8 @@ static void start_try(struct router *r)
     }
     r->host = tn_host_ref(h);
     r->last_host = h;
+    tn_stat_inc(CS(r, upstream_rq_total));
+    tn_stat_inc(CS(r, upstream_rq_active));
     atomic_fetch_add(&h->active_rq, 1);
     tn_stream_info(r->s)->upstream_host = h->addr_text;
     if (r->head.blk == NULL) {
@@ -704,7 +737,7 @@ static void start_try(struct router *r)
     case 1:
         break;
     default:
-        w->stats.upstream_rq_pending_overflow++;
+        tn_stat_inc(CS(r, upstream_rq_pending_overflow));
         fail(r, 503, RESET_BODY_PREFIX "overflow", TN_RF_UPSTREAM_OVERFLOW,
              "upstream_reset_before_response_started{overflow}");
     }
@@ -891,7 +924,7 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     r->vh = rt ? tn_route_table_vhost(rt, rq->host, rq->host_len) : NULL;
     r->route = r->vh ? tn_route_match(r->vh, &view) : NULL;
     if (r->route == NULL) {
-        w->stats.no_route++;
+        tn_stat_inc(HSR(r, no_route));
         TN_LOG(TN_LOG_DEBUG, router, "%s no route for %.*s %.*s", tn_stream_tag(s), (int)rq->host_len, rq->host,
                (int)rq->path_len, rq->path);
         respond(r, 404, NULL, TN_RF_NO_ROUTE_FOUND, "route_not_found");
@@ -899,11 +932,14 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     }
     r->rt = tn_route_table_ref(rt);
     si->route_name = r->route->name;
+    tn_stat_inc(HSR(r, rq_total));
     if (r->route->kind == TN_ROUTE_DIRECT) {
+        tn_stat_inc(HSR(r, rq_direct_response));
         send_direct(r);
         return TN_FILTER_STOP;
     }
     if (r->route->kind == TN_ROUTE_REDIRECT) {
+        tn_stat_inc(HSR(r, rq_redirect));
         send_redirect(r, &view);
         return TN_FILTER_STOP;
     }
@@ -911,7 +947,7 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     const char *name = pick_cluster(r, rq, random);
     r->wc = name ? tn_worker_cluster(w, name) : NULL;
     if (r->wc == NULL) {
-        w->stats.no_cluster++;
+        tn_stat_inc(HSR(r, no_cluster));
         respond(r, (int)r->route->cluster_not_found_code, NULL, TN_RF_NO_CLUSTER_FOUND, "cluster_not_found");
         return TN_FILTER_STOP;
     }

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 
 #include "dataplane/config.h"
+#include "dataplane/dp_stats.h"
+#include "dataplane/stats.h"
 #include "dataplane/conn.h"
 #include "dataplane/host.h"
 #include "dataplane/worker.h"
@@ -82,6 +84,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_conn: %s\n", err.msg);
         abort();
     }
+    static struct tn_stats st;
+    static struct tn_server_stats ss;
+    tn_stats_init(&st);
+    if (tn_dp_stats_register(&st, cfg, &ss) || (w.shard = tn_stats_shard(&st)) == NULL)
+        abort();
     uv_loop_init(&w.loop);
     tn_timers_init(&w.timers, &w.loop);
     tn_outq_flusher_init(&w.flusher, &w.loop);

@@ -7,6 +7,8 @@
 #include <uv.h>
 
 #include "dataplane/config.h"
+#include "dataplane/dp_stats.h"
+#include "dataplane/stats.h"
 #include "dataplane/upstream.h"
 #include "dataplane/worker.h"
 #include "suites.h"
@@ -85,6 +87,13 @@ static void setup_worker(int port, unsigned max_cx, unsigned max_pending)
     cfg = tn_config_compile(b, &err);
     ck_assert_msg(cfg != NULL, "%s", err.msg);
     memset(&w, 0, sizeof(w));
+    static struct tn_stats st;
+    static struct tn_server_stats ss;
+    tn_stats_dispose(&st);
+    tn_stats_init(&st);
+    ck_assert_int_eq(tn_dp_stats_register(&st, cfg, &ss), 0);
+    w.shard = tn_stats_shard(&st);
+    ck_assert_ptr_nonnull(w.shard);
     ck_assert_int_eq(uv_loop_init(&w.loop), 0);
     tn_timers_init(&w.timers, &w.loop);
     tn_outq_flusher_init(&w.flusher, &w.loop);
