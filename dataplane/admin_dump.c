@@ -1,0 +1,350 @@
+/* /config_dump: the bootstrap and its static clusters, listeners and inline
+ * route configurations, as Envoy's admin.v3 *ConfigDump messages.
+ *
+ * Resources learnt over xDS are not kept as protos by the config, so the
+ * dynamic_* lists are always empty. The subset of the API tern loads has no
+ * secrets (no SDS, no TLS keys), so nothing needs redacting yet; a secret
+ * added later must be masked here. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataplane/admin_int.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "xds/pbjson.h"
+#include "xds/types.h"
+
+#define ADMIN_TYPE "type.googleapis.com/envoy.admin.v3."
+#define MAX_ROUTES 64
+#define MAX_MASKS 16
+
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager pb_hcm;
+
+struct dump {
+    struct tn__admin_req *r;
+    pb_hcm *hcms[MAX_ROUTES]; /* unpacked HCMs whose route_config is inline */
+    size_t n_routes;
+};
+
+/* Appends message m with "@type" first: {"@type":"<url>",<fields>}. */
+static void typed(struct tn_buf *b, const char *url, const ProtobufCMessage *m)
+{
+    struct tn_buf tmp;
+    tn_buf_init(&tmp);
+    tn_pbjson_print(m, &tmp, 0);
+    tn_buf_printf(b, "{\"@type\":\"%s\"", url);
+    if (tmp.len > 2) { /* not "{}" */
+        tn_buf_addc(b, ',');
+        tn_buf_add(b, tmp.data + 1, tmp.len - 1);
+    } else {
+        tn_buf_addc(b, '}');
+    }
+    tn_buf_dispose(&tmp);
+}
+
+static void last_updated(struct dump *d, struct tn_buf *b)
+{
+    tn_buf_adds(b, ",\"last_updated\":\"");
+    tn__admin_rfc3339(b, d->r->ctx->info.start_ms);
+    tn_buf_addc(b, '"');
+}
+
+static const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *statics(struct dump *d)
+{
+    const tn_pb_bootstrap *b = d->r->ctx->cfg->bootstrap;
+    return b ? b->static_resources : NULL;
+}
+
+/* Every inline route_config of the static listeners' HTTP connection managers. */
+static void find_routes(struct dump *d)
+{
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = statics(d);
+    const ProtobufCMessageDescriptor *hd =
+        &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor;
+    for (size_t i = 0; sr && i < sr->n_listeners; i++)
+        for (size_t k = 0; k < sr->listeners[i]->n_filter_chains; k++) {
+            const Envoy__Config__Listener__V3__FilterChain *fc = sr->listeners[i]->filter_chains[k];
+            for (size_t f = 0; f < fc->n_filters && d->n_routes < MAX_ROUTES; f++) {
+                const Google__Protobuf__Any *any = fc->filters[f]->typed_config;
+                struct tn_err err;
+                tn_err_init(&err);
+                if (any == NULL || tn_type_find(any->type_url) != hd)
+                    continue;
+                pb_hcm *h = (pb_hcm *)tn_any_unpack((const ProtobufCMessage *)any, hd, &err);
+                if (h && h->route_config)
+                    d->hcms[d->n_routes++] = h;
+                else if (h)
+                    protobuf_c_message_free_unpacked(&h->base, NULL);
+            }
+        }
+}
+
+/* --- the lists (Envoy's repeated field names) ----------------------------------- */
+
+struct list {
+    const char *name;      /* "static_clusters" */
+    const char *dump;      /* "ClustersConfigDump" */
+    const char *item_type; /* "ClustersConfigDump.StaticCluster" */
+    size_t (*count)(struct dump *d);
+    void (*item)(struct dump *d, size_t i, struct tn_buf *b);
+};
+
+static size_t n_none(struct dump *d)
+{
+    (void)d;
+    return 0;
+}
+
+static size_t n_clusters(struct dump *d)
+{
+    return statics(d) ? statics(d)->n_clusters : 0;
+}
+
+static size_t n_listeners(struct dump *d)
+{
+    return statics(d) ? statics(d)->n_listeners : 0;
+}
+
+static size_t n_routes(struct dump *d)
+{
+    return d->n_routes;
+}
+
+static void item_cluster(struct dump *d, size_t i, struct tn_buf *b)
+{
+    tn_buf_adds(b, "{\"cluster\":");
+    typed(b, "type.googleapis.com/envoy.config.cluster.v3.Cluster", &statics(d)->clusters[i]->base);
+    last_updated(d, b);
+    tn_buf_addc(b, '}');
+}
+
+static void item_listener(struct dump *d, size_t i, struct tn_buf *b)
+{
+    tn_buf_adds(b, "{\"listener\":");
+    typed(b, "type.googleapis.com/envoy.config.listener.v3.Listener", &statics(d)->listeners[i]->base);
+    last_updated(d, b);
+    tn_buf_addc(b, '}');
+}
+
+static void item_route(struct dump *d, size_t i, struct tn_buf *b)
+{
+    tn_buf_adds(b, "{\"route_config\":");
+    typed(b, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", &d->hcms[i]->route_config->base);
+    last_updated(d, b);
+    tn_buf_addc(b, '}');
+}
+
+static const struct list lists[] = {
+    {"static_clusters", "ClustersConfigDump", "ClustersConfigDump.StaticCluster", n_clusters, item_cluster},
+    {"dynamic_active_clusters", "ClustersConfigDump", "ClustersConfigDump.DynamicCluster", n_none, NULL},
+    {"static_listeners", "ListenersConfigDump", "ListenersConfigDump.StaticListener", n_listeners, item_listener},
+    {"dynamic_listeners", "ListenersConfigDump", "ListenersConfigDump.DynamicListener", n_none, NULL},
+    {"static_route_configs", "RoutesConfigDump", "RoutesConfigDump.StaticRouteConfig", n_routes, item_route},
+    {"dynamic_route_configs", "RoutesConfigDump", "RoutesConfigDump.DynamicRouteConfig", n_none, NULL},
+};
+
+#define N_LISTS (sizeof(lists) / sizeof(lists[0]))
+
+/* --- ?mask: keep only the named fields (a.b for nested ones) --------------------- */
+
+struct masks {
+    const char *v[MAX_MASKS];
+    size_t len[MAX_MASKS];
+    size_t n;
+};
+
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+        p++;
+    return p;
+}
+
+/* Past one JSON value (the printer's output is well-formed). */
+static const char *skip_value(const char *p)
+{
+    int depth = 0;
+    p = skip_ws(p);
+    do {
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+        } else if (depth == 0) {
+            while (*p && *p != ',' && *p != '}' && *p != ']')
+                p++;
+            return p;
+        }
+        if (*p)
+            p++;
+    } while (*p && depth > 0);
+    return p;
+}
+
+/* The masks below field key (len kl): "key.rest" becomes "rest"; whole is
+ * set when "key" itself is named. */
+static void sub_masks(const struct masks *m, const char *key, size_t kl, struct masks *sub, bool *whole)
+{
+    sub->n = 0;
+    *whole = false;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->len[i] == kl && strncmp(m->v[i], key, kl) == 0)
+            *whole = true;
+        else if (m->len[i] > kl && m->v[i][kl] == '.' && strncmp(m->v[i], key, kl) == 0) {
+            sub->v[sub->n] = m->v[i] + kl + 1;
+            sub->len[sub->n++] = m->len[i] - kl - 1;
+        }
+    }
+}
+
+static void mask_object(struct tn_buf *out, const char *p, const struct masks *m, bool keep_type)
+{
+    bool first = true;
+    p = skip_ws(p) + 1; /* '{' */
+    tn_buf_addc(out, '{');
+    while (*(p = skip_ws(p)) == '"') {
+        const char *key = p + 1, *colon = skip_value(p);
+        size_t kl = (size_t)(colon - key - 1);
+        const char *val = skip_ws(skip_ws(colon) + 1), *end = skip_value(val);
+        struct masks sub;
+        bool whole;
+        sub_masks(m, key, kl, &sub, &whole);
+        if (whole || (keep_type && kl == 5 && strncmp(key, "@type", 5) == 0) || (sub.n && *val == '{')) {
+            tn_buf_adds(out, first ? "" : ",");
+            tn_buf_add(out, p, (size_t)(val - p));
+            if (whole || !sub.n)
+                tn_buf_add(out, val, (size_t)(end - val));
+            else
+                mask_object(out, val, &sub, false);
+            first = false;
+        }
+        p = skip_ws(end);
+        if (*p == ',')
+            p++;
+    }
+    tn_buf_addc(out, '}');
+}
+
+static void parse_masks(const char *spec, struct masks *m)
+{
+    m->n = 0;
+    while (spec && *spec && m->n < MAX_MASKS) {
+        const char *comma = strchr(spec, ',');
+        size_t len = comma ? (size_t)(comma - spec) : strlen(spec);
+        if (len) {
+            m->v[m->n] = spec;
+            m->len[m->n++] = len;
+        }
+        spec = comma ? comma + 1 : NULL;
+    }
+}
+
+/* Appends one element of "configs", masked when the request asks. */
+static void emit(struct dump *d, const struct masks *m, struct tn_buf *elt, bool *first)
+{
+    tn_buf_adds(d->r->body, *first ? "" : ",");
+    *first = false;
+    if (m->n)
+        mask_object(d->r->body, elt->data, m, true);
+    else
+        tn_buf_add(d->r->body, elt->data, elt->len);
+    elt->len = 0;
+}
+
+/* --- the pages --------------------------------------------------------------------- */
+
+static void bootstrap_dump(struct dump *d, struct tn_buf *b)
+{
+    tn_buf_adds(b, "{\"@type\":\"" ADMIN_TYPE "BootstrapConfigDump\",\"bootstrap\":");
+    if (d->r->ctx->cfg->bootstrap)
+        tn_pbjson_print(&d->r->ctx->cfg->bootstrap->base, b, 0);
+    else
+        tn_buf_adds(b, "{}");
+    last_updated(d, b);
+    tn_buf_addc(b, '}');
+}
+
+static void list_items(struct dump *d, const struct list *l, struct tn_buf *b)
+{
+    size_t n = l->count(d);
+    tn_buf_printf(b, ",\"%s\":[", l->name);
+    for (size_t i = 0; i < n; i++) {
+        tn_buf_adds(b, i ? "," : "");
+        l->item(d, i, b);
+    }
+    tn_buf_addc(b, ']');
+}
+
+/* One *ConfigDump made of lists[from], lists[from + 1]. */
+static void pair_dump(struct dump *d, size_t from, struct tn_buf *b)
+{
+    tn_buf_printf(b, "{\"@type\":\"" ADMIN_TYPE "%s\"", lists[from].dump);
+    if (from < 4)
+        tn_buf_adds(b, ",\"version_info\":\"\"");
+    list_items(d, &lists[from], b);
+    list_items(d, &lists[from + 1], b);
+    tn_buf_addc(b, '}');
+}
+
+/* ?resource=<list>: that list's items, each with its own "@type". */
+static int resource_dump(struct dump *d, const struct list *l, const struct masks *m)
+{
+    struct tn_buf elt, item;
+    bool first = true;
+    tn_buf_init(&elt);
+    tn_buf_init(&item);
+    size_t n = l->count(d);
+    for (size_t i = 0; i < n; i++) {
+        l->item(d, i, &item);
+        tn_buf_printf(&elt, "{\"@type\":\"" ADMIN_TYPE "%s\",", l->item_type);
+        tn_buf_add(&elt, item.data + 1, item.len - 1);
+        item.len = 0;
+        emit(d, m, &elt, &first);
+    }
+    tn_buf_dispose(&elt);
+    tn_buf_dispose(&item);
+    return 200;
+}
+
+static int full_dump(struct dump *d, const struct masks *m)
+{
+    struct tn_buf elt;
+    bool first = true;
+    tn_buf_init(&elt);
+    bootstrap_dump(d, &elt);
+    emit(d, m, &elt, &first);
+    for (size_t i = 0; i < N_LISTS; i += 2) {
+        pair_dump(d, i, &elt);
+        emit(d, m, &elt, &first);
+    }
+    tn_buf_dispose(&elt);
+    return 200;
+}
+
+int tn__admin_config_dump(struct tn__admin_req *r)
+{
+    struct dump d = {.r = r};
+    struct masks m;
+    const char *resource = tn__admin_param(r, "resource");
+    const struct list *l = NULL;
+    int status;
+    for (size_t i = 0; resource && i < N_LISTS && l == NULL; i++)
+        if (strcmp(resource, lists[i].name) == 0)
+            l = &lists[i];
+    if (resource && *resource && l == NULL) {
+        tn_buf_printf(r->body, "The resource %s in config_dump was not found\n", resource);
+        return 404;
+    }
+    parse_masks(tn__admin_param(r, "mask"), &m);
+    find_routes(&d);
+    r->ctype = TN__ADMIN_JSON;
+    tn_buf_adds(r->body, "{\"configs\":[");
+    status = l ? resource_dump(&d, l, &m) : full_dump(&d, &m);
+    tn_buf_adds(r->body, "]}\n");
+    for (size_t i = 0; i < d.n_routes; i++)
+        protobuf_c_message_free_unpacked(&d.hcms[i]->base, NULL);
+    return status;
+}

@@ -1,0 +1,206 @@
+/* /stats (text, JSON) and /stats/prometheus. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataplane/admin_int.h"
+#include "dataplane/matcher.h"
+#include "dataplane/pool.h"
+#include "xds/pbjson.h"
+
+/* The stats a request selects (?filter, ?usedonly), in the page's order. */
+struct selection {
+    const struct tn_stat **v;
+    size_t n;
+};
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(const struct tn_stat *const *)a)->name, (*(const struct tn_stat *const *)b)->name);
+}
+
+/* Prometheus groups one metric's samples under one TYPE line: counters,
+ * gauges, then histograms, each by metric name then Envoy name. */
+static int by_prom(const void *a, const void *b)
+{
+    const struct tn_stat *x = *(const struct tn_stat *const *)a, *y = *(const struct tn_stat *const *)b;
+    int c;
+    if (x->kind != y->kind)
+        return (int)x->kind - (int)y->kind;
+    if ((c = strcmp(x->prom_name, y->prom_name)) != 0)
+        return c;
+    return strcmp(x->name, y->name);
+}
+
+/* Fills sel; 0, or 400 with the reason in the body for a bad filter. */
+static int select_stats(struct tn__admin_req *r, struct selection *sel, int (*order)(const void *, const void *))
+{
+    const struct tn_stats *st = r->ctx->stats;
+    const char *filter = tn__admin_param(r, "filter");
+    bool used_only = tn__admin_param(r, "usedonly") != NULL;
+    struct tn_pool pool;
+    struct tn_err err;
+    struct pcre2_real_code_8 *re = NULL;
+    int rc = 0;
+
+    tn_pool_init(&pool);
+    tn_err_init(&err);
+    sel->n = 0;
+    sel->v = malloc((st->n ? st->n : 1) * sizeof(*sel->v));
+    if (sel->v == NULL) {
+        rc = 500;
+    } else if (filter && *filter && (re = tn_regex_compile(&pool, filter, false, &err)) == NULL) {
+        tn_buf_printf(r->body, "Invalid re2 regex: %s\n", err.msg);
+        rc = 400;
+    }
+    for (size_t i = 0; rc == 0 && i < st->n; i++) {
+        const struct tn_stat *s = &st->v[i];
+        if ((re == NULL || tn_regex_match(re, s->name, strlen(s->name))) && (!used_only || tn_stats_used(st, s)))
+            sel->v[sel->n++] = s;
+    }
+    if (rc == 0)
+        qsort(sel->v, sel->n, sizeof(*sel->v), order);
+    tn_pool_dispose(&pool);
+    return rc;
+}
+
+/* --- /stats ---------------------------------------------------------------------- */
+
+/* Gauges are summed per-shard deltas: a transiently negative sum prints signed. */
+static void add_value(struct tn_buf *b, const struct tn_stats *st, const struct tn_stat *s)
+{
+    uint64_t v = tn_stats_value(st, s);
+    if (s->kind == TN_STAT_GAUGE)
+        tn_buf_printf(b, "%lld", (long long)v);
+    else
+        tn_buf_printf(b, "%llu", (unsigned long long)v);
+}
+
+static void stats_text(struct tn__admin_req *r, const struct selection *sel)
+{
+    const struct tn_stats *st = r->ctx->stats;
+    for (size_t i = 0; i < sel->n; i++)
+        if (sel->v[i]->kind != TN_STAT_HISTOGRAM) {
+            tn_buf_printf(r->body, "%s: ", sel->v[i]->name);
+            add_value(r->body, st, sel->v[i]);
+            tn_buf_addc(r->body, '\n');
+        }
+    for (size_t i = 0; i < sel->n; i++) {
+        uint64_t buckets[TN_HIST_BUCKETS + 1], count, sum;
+        if (sel->v[i]->kind != TN_STAT_HISTOGRAM)
+            continue;
+        tn_stats_histogram(st, sel->v[i], buckets, &count, &sum);
+        if (count == 0)
+            tn_buf_printf(r->body, "%s: No recorded values\n", sel->v[i]->name);
+        else
+            tn_buf_printf(r->body, "%s: count=%llu sum=%llu\n", sel->v[i]->name, (unsigned long long)count,
+                          (unsigned long long)sum);
+    }
+}
+
+static void stats_json(struct tn__admin_req *r, const struct selection *sel)
+{
+    const struct tn_stats *st = r->ctx->stats;
+    bool first = true;
+    tn_buf_adds(r->body, "{\"stats\":[");
+    for (size_t i = 0; i < sel->n; i++) {
+        if (sel->v[i]->kind == TN_STAT_HISTOGRAM)
+            continue; /* Envoy's "histograms" object (quantiles) is not produced */
+        tn_buf_adds(r->body, first ? "{\"name\":" : ",{\"name\":");
+        first = false;
+        tn_pbjson_string(r->body, sel->v[i]->name, strlen(sel->v[i]->name));
+        tn_buf_adds(r->body, ",\"value\":");
+        add_value(r->body, st, sel->v[i]);
+        tn_buf_addc(r->body, '}');
+    }
+    tn_buf_adds(r->body, "]}\n");
+}
+
+int tn__admin_stats(struct tn__admin_req *r)
+{
+    struct selection sel = {0};
+    const char *fmt = tn__admin_param(r, "format");
+    int rc;
+    if (fmt && strcmp(fmt, "json") != 0 && strcmp(fmt, "text") != 0 && strcmp(fmt, "prometheus") != 0) {
+        tn_buf_printf(r->body, "usage: /stats?format=(json|prometheus|text), not '%s'\n", fmt);
+        return 400;
+    }
+    if (fmt && strcmp(fmt, "prometheus") == 0)
+        return tn__admin_prometheus(r);
+    if ((rc = select_stats(r, &sel, by_name)) == 0) {
+        rc = 200;
+        if (fmt && strcmp(fmt, "json") == 0) {
+            r->ctype = TN__ADMIN_JSON;
+            stats_json(r, &sel);
+        } else {
+            stats_text(r, &sel);
+        }
+    }
+    free(sel.v);
+    return rc;
+}
+
+/* --- /stats/prometheus ------------------------------------------------------------- */
+
+static const char *const prom_type[] = {
+    [TN_STAT_COUNTER] = "counter",
+    [TN_STAT_GAUGE] = "gauge",
+    [TN_STAT_HISTOGRAM] = "histogram",
+};
+
+/* "{labels}" or "{labels,extra}" or "" when both are empty. */
+static void prom_labels(struct tn_buf *b, const char *labels, const char *extra)
+{
+    if (*labels == '\0' && extra == NULL)
+        return;
+    tn_buf_printf(b, "{%s%s%s}", labels, *labels && extra ? "," : "", extra ? extra : "");
+}
+
+static void prom_histogram(struct tn__admin_req *r, const struct tn_stat *s)
+{
+    uint64_t buckets[TN_HIST_BUCKETS + 1], count, sum;
+    char le[48];
+    tn_stats_histogram(r->ctx->stats, s, buckets, &count, &sum);
+    for (size_t b = 0; b <= TN_HIST_BUCKETS; b++) {
+        if (b < TN_HIST_BUCKETS)
+            snprintf(le, sizeof(le), "le=\"%.17g\"", tn_hist_bounds[b]);
+        else
+            snprintf(le, sizeof(le), "le=\"+Inf\"");
+        tn_buf_printf(r->body, "%s_bucket", s->prom_name);
+        prom_labels(r->body, s->labels, le);
+        tn_buf_printf(r->body, " %llu\n", (unsigned long long)buckets[b]);
+    }
+    tn_buf_printf(r->body, "%s_sum", s->prom_name);
+    prom_labels(r->body, s->labels, NULL);
+    tn_buf_printf(r->body, " %llu\n%s_count", (unsigned long long)sum, s->prom_name);
+    prom_labels(r->body, s->labels, NULL);
+    tn_buf_printf(r->body, " %llu\n", (unsigned long long)count);
+}
+
+static void prom_sample(struct tn__admin_req *r, const struct tn_stat *s)
+{
+    tn_buf_adds(r->body, s->prom_name);
+    prom_labels(r->body, s->labels, NULL);
+    tn_buf_addc(r->body, ' ');
+    add_value(r->body, r->ctx->stats, s);
+    tn_buf_addc(r->body, '\n');
+}
+
+int tn__admin_prometheus(struct tn__admin_req *r)
+{
+    struct selection sel = {0};
+    int rc = select_stats(r, &sel, by_prom);
+    if (rc == 0) {
+        rc = 200;
+        for (size_t i = 0; i < sel.n; i++) {
+            const struct tn_stat *s = sel.v[i];
+            if (i == 0 || strcmp(sel.v[i - 1]->prom_name, s->prom_name) != 0 || sel.v[i - 1]->kind != s->kind)
+                tn_buf_printf(r->body, "# TYPE %s %s\n", s->prom_name, prom_type[s->kind]);
+            if (s->kind == TN_STAT_HISTOGRAM)
+                prom_histogram(r, s);
+            else
+                prom_sample(r, s);
+        }
+    }
+    free(sel.v);
+    return rc;
+}
