@@ -206,7 +206,10 @@ int main(int argc, char **argv)
     }
     TN_LOG(TN_LOG_INFO, main, "tern %s starting: configuration '%s', %ld worker%s", TN_VERSION, what,
            o.concurrency, o.concurrency == 1 ? "" : "s");
-    struct tn_server_options so = {.concurrency = (unsigned)o.concurrency, .drain_time_s = (unsigned)o.drain_time_s};
+    struct tn_server_options so = {.concurrency = (unsigned)o.concurrency,
+                                   .drain_time_s = (unsigned)o.drain_time_s,
+                                   .argv = (const char *const *)argv,
+                                   .argc = argc};
     int rc = tn_server_run(cfg, &so);
     tn_config_unref(cfg);
     return rc;

@@ -8,11 +8,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "dataplane/admin.h"
 #include "dataplane/cm.h"
 #include "dataplane/dp_stats.h"
 #include "dataplane/stats.h"
@@ -41,6 +43,11 @@ struct tn_server {
     _Atomic uint64_t **worker_shards;
     uv_timer_t stats_timer;
     uint64_t start_ms;
+    uint64_t start_wall_ms;
+    struct tn_admin *admin;
+    bool draining;          /* listeners closed (signal or POST /drain_listeners) */
+    bool exit_when_drained; /* a signal asked for the drain: exit when it ends */
+    bool hc_failed;         /* POST /healthcheck/fail */
 };
 
 /* SO_REUSEPORT would let a second process share a port it finds in use
@@ -230,6 +237,9 @@ static void stop(struct tn_server *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->drained_async, NULL);
     uv_close((uv_handle_t *)&srv->stats_timer, NULL);
+    if (srv->admin)
+        tn_admin_close(srv->admin);
+    srv->admin = NULL;
     if (srv->cm)
         tn_cm_close(srv->cm);
     srv->cm = NULL;
@@ -245,7 +255,7 @@ static void on_drain_timeout(uv_timer_t *t)
 static void on_drained(uv_async_t *a)
 {
     struct tn_server *srv = a->data;
-    if (atomic_load(&srv->n_drained) >= srv->opts.concurrency) {
+    if (srv->exit_when_drained && atomic_load(&srv->n_drained) >= srv->opts.concurrency) {
         TN_LOG(TN_LOG_INFO, main, "drained: every connection finished");
         stop(srv);
     }
@@ -271,6 +281,15 @@ static void on_signal(uv_signal_t *h, int signum)
         stop(srv);
         return;
     }
+    srv->exit_when_drained = true;
+    if (srv->draining) { /* already drained by the admin: nothing to wait for */
+        if (atomic_load(&srv->n_drained) >= srv->opts.concurrency)
+            stop(srv);
+        else
+            uv_timer_start(&srv->drain_timer, on_drain_timeout, (uint64_t)srv->opts.drain_time_s * 1000, 0);
+        return;
+    }
+    srv->draining = true;
     for (unsigned w = 0; w < srv->opts.concurrency; w++)
         tn__worker_post_drain(srv->workers[w]);
     uv_timer_start(&srv->drain_timer, on_drain_timeout, (uint64_t)srv->opts.drain_time_s * 1000, 0);
@@ -291,6 +310,55 @@ static void warn_unsupported(const struct tn_config *cfg)
                    cfg->listeners[i]->name);
 }
 
+/* --- what the admin API asks of the server ---------------------------------- */
+
+static const char *admin_state(void *arg)
+{
+    struct tn_server *srv = arg;
+    if (srv->draining || srv->stopping)
+        return "DRAINING";
+    return srv->started ? "LIVE" : "INITIALIZING";
+}
+
+static void admin_quit(void *arg)
+{
+    struct tn_server *srv = arg;
+    TN_LOG(TN_LOG_INFO, main, "admin: /quitquitquit");
+    stop(srv);
+}
+
+static void admin_drain_listeners(void *arg, bool graceful)
+{
+    struct tn_server *srv = arg;
+    TN_LOG(TN_LOG_INFO, main, "admin: draining listeners%s", graceful ? " (graceful)" : "");
+    if (srv->draining || !srv->started)
+        return;
+    srv->draining = true;
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        tn__worker_post_drain(srv->workers[w]);
+}
+
+static void admin_healthcheck(void *arg, bool fail)
+{
+    struct tn_server *srv = arg;
+    srv->hc_failed = fail;
+    TN_LOG(TN_LOG_INFO, main, "admin: health check %s", fail ? "failing" : "passing");
+}
+
+static void admin_reopen_logs(void *arg)
+{
+    (void)arg;
+    TN_LOG(TN_LOG_INFO, main, "admin: reopen_logs: access log files are opened per write batch (O_APPEND)");
+}
+
+static const struct tn_admin_ops admin_ops = {
+    .state = admin_state,
+    .quit = admin_quit,
+    .drain_listeners = admin_drain_listeners,
+    .healthcheck = admin_healthcheck,
+    .reopen_logs = admin_reopen_logs,
+};
+
 int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
 {
     struct tn_server srv = {.loop = uv_default_loop(), .cfg = tn_config_ref(cfg), .opts = *opts};
@@ -306,6 +374,11 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     for (size_t i = 0; i < nw * cfg->n_listeners; i++)
         srv.fds[i] = -1;
     srv.start_ms = uv_now(srv.loop);
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        srv.start_wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    }
     if (stats_setup(&srv)) {
         TN_LOG(TN_LOG_CRITICAL, main, "out of memory");
         srv.exit_code = 1;
@@ -334,6 +407,15 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
         TN_LOG(TN_LOG_CRITICAL, main, "cannot start the cluster manager");
         srv.exit_code = 1;
         stop(&srv);
+    }
+    if (cfg->has_admin && !srv.stopping) {
+        struct tn_admin_info info = {.version = TN_VERSION, .start_ms = srv.start_wall_ms,
+                                     .concurrency = srv.opts.concurrency, .argv = opts->argv, .argc = opts->argc};
+        srv.admin = tn_admin_start(srv.loop, cfg, &srv.stats, srv.cm, &admin_ops, &srv, &info);
+        if (srv.admin == NULL) {
+            srv.exit_code = 1;
+            stop(&srv);
+        }
     }
     uv_run(srv.loop, UV_RUN_DEFAULT);
     for (unsigned w = 0; w < nw; w++)

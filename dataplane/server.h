@@ -11,6 +11,8 @@
 struct tn_server_options {
     unsigned concurrency;
     unsigned drain_time_s;
+    const char *const *argv; /* for /server_info */
+    int argc;
 };
 
 /* Serves cfg until SIGTERM/SIGINT and a drain (or a second signal). Takes a
