@@ -12,7 +12,8 @@
     X(cm_suite)                                                                                                        \
     X(accesslog_suite)                                                                                                 \
     X(h1_suite)                                                                                                        \
-    X(pool_suite)
+    X(pool_suite)                                                                                                      \
+    X(admin_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
