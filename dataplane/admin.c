@@ -114,7 +114,7 @@ static void written(uv_write_t *w, int status)
         conn_close(c);
     /* The response is on the wire; the server may now close everything,
      * this admin included (a stays allocated until the close callbacks). */
-    if (quit && a->ctx.ops->quit)
+    if (quit && a->ctx.ops && a->ctx.ops->quit)
         a->ctx.ops->quit(a->ctx.arg);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -446,7 +447,10 @@ START_TEST(clusters_listeners_server_info)
 }
 END_TEST
 
-/* Prometheus' own parser accepts the exposition (skipped without promtool). */
+/* Prometheus' own parser accepts the exposition (skipped without promtool).
+ * promtool exits 1 on a parse error and 3 on lint findings; the only
+ * findings allowed are the ones Envoy's own output gets (it has no HELP
+ * lines, and its counter names do not end in _total). */
 START_TEST(promtool_accepts)
 {
     if (system("command -v promtool >/dev/null 2>&1") != 0) {
@@ -454,16 +458,70 @@ START_TEST(promtool_accepts)
         return;
     }
     fetch("GET", "/stats/prometheus");
-    char path[] = "/tmp/tern-admin-promXXXXXX", cmd[128];
-    int fd = mkstemp(path);
+    char in[] = "/tmp/tern-admin-promXXXXXX", cmd[256], line[512];
+    int fd = mkstemp(in);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, body, strlen(body)), (ssize_t)strlen(body));
     close(fd);
-    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", path);
-    int rc = system(cmd);
-    unlink(path);
-    ck_assert_int_eq(rc, 0);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s 2>&1", in);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    while (fgets(line, sizeof(line), p))
+        ck_assert_msg(strstr(line, "no help text") || strstr(line, "should have \"_total\" suffix"),
+                      "promtool: %s", line);
+    int rc = pclose(p);
+    unlink(in);
+    ck_assert_msg(WIFEXITED(rc) && (WEXITSTATUS(rc) == 0 || WEXITSTATUS(rc) == 3), "promtool exit %d", rc);
     tn_buf_dispose(&resp);
+}
+END_TEST
+
+/* A second admin on a taken port fails without leaking its handle; with no
+ * cluster manager /clusters still lists the cluster, without hosts. */
+START_TEST(busy_port_and_no_cm)
+{
+    struct tn_admin *again = tn_admin_start(&loop, cfg, &st, NULL, &ops, NULL, NULL);
+    ck_assert_ptr_null(again);
+    struct tn_admin *bare;
+    tn_admin_close(adm);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    bare = tn_admin_start(&loop, cfg, &st, NULL, NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(bare);
+    adm = bare;
+    fetch("GET", "/clusters");
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(body, "service1::added_via_api::false\n"));
+    ck_assert_ptr_null(strstr(body, "127.0.0.1:8081"));
+    fetch("GET", "/ready"); /* no ops: LIVE */
+    ck_assert_int_eq(status, 200);
+    fetch("POST", "/quitquitquit");
+    ck_assert_int_eq(status, 200);
+    tn_buf_dispose(&resp);
+}
+END_TEST
+
+static void idle_connected(uv_connect_t *cr, int st)
+{
+    ck_assert_int_eq(st, 0);
+    *(int *)cr->data = 1;
+}
+
+/* Closing the admin with a connection that never sent a request. */
+START_TEST(close_with_idle_connection)
+{
+    uv_tcp_t tcp;
+    uv_connect_t cr;
+    struct sockaddr_in sa;
+    int connected = 0;
+    uv_ip4_addr("127.0.0.1", port, &sa);
+    uv_tcp_init(&loop, &tcp);
+    cr.data = &connected;
+    ck_assert_int_eq(uv_tcp_connect(&cr, &tcp, (struct sockaddr *)&sa, idle_connected), 0);
+    while (!connected)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the admin accepts */
+    uv_close((uv_handle_t *)&tcp, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the stack handle's close completes here */
 }
 END_TEST
 
@@ -481,6 +539,8 @@ Suite *admin_suite(void)
     tcase_add_test(tc, config_dump);
     tcase_add_test(tc, clusters_listeners_server_info);
     tcase_add_test(tc, promtool_accepts);
+    tcase_add_test(tc, busy_port_and_no_cm);
+    tcase_add_test(tc, close_with_idle_connection);
     suite_add_tcase(s, tc);
     return s;
 }
