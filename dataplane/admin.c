@@ -231,8 +231,7 @@ struct tn_admin *tn_admin_start(uv_loop_t *loop, struct tn_config *cfg, struct t
     a->open = 1;
     if ((rc = uv_tcp_bind(&a->tcp, (const struct sockaddr *)&cfg->admin_addr.sa, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&a->tcp, 128, on_connection)) != 0) {
-        TN_LOG(TN_LOG_CRITICAL, admin, "cannot listen on admin address %s: %s", cfg->admin_addr.text,
-               uv_strerror(rc));
+        TN_LOG(TN_LOG_CRITICAL, admin, "cannot listen on admin address %s: %s", cfg->admin_addr.text, uv_strerror(rc));
         a->closing = true;
         uv_close((uv_handle_t *)&a->tcp, listener_closed);
         return NULL;

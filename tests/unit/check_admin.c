@@ -76,38 +76,39 @@ static void load_config(void)
 {
     char yaml[2048];
     struct tn_err err;
-    snprintf(yaml, sizeof(yaml),
-             "node: {id: node-1, cluster: front}\n"
-             "admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}\n"
-             "static_resources:\n"
-             "  listeners:\n"
-             "  - name: listener_0\n"
-             "    address: {socket_address: {address: 127.0.0.1, port_value: 10000}}\n"
-             "    filter_chains:\n"
-             "    - filters:\n"
-             "      - name: envoy.filters.network.http_connection_manager\n"
-             "        typed_config:\n"
-             "          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-             ".HttpConnectionManager\n"
-             "          stat_prefix: ingress_http\n"
-             "          route_config:\n"
-             "            name: local_route\n"
-             "            virtual_hosts:\n"
-             "            - name: all\n"
-             "              domains: ['*']\n"
-             "              routes: [{match: {prefix: /}, route: {cluster: service1}}]\n"
-             "          http_filters:\n"
-             "          - name: envoy.filters.http.router\n"
-             "            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n"
-             "  clusters:\n"
-             "  - name: service1\n"
-             "    connect_timeout: 1s\n"
-             "    load_assignment:\n"
-             "      cluster_name: service1\n"
-             "      endpoints:\n"
-             "      - lb_endpoints:\n"
-             "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}\n",
-             port);
+    snprintf(
+        yaml, sizeof(yaml),
+        "node: {id: node-1, cluster: front}\n"
+        "admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}\n"
+        "static_resources:\n"
+        "  listeners:\n"
+        "  - name: listener_0\n"
+        "    address: {socket_address: {address: 127.0.0.1, port_value: 10000}}\n"
+        "    filter_chains:\n"
+        "    - filters:\n"
+        "      - name: envoy.filters.network.http_connection_manager\n"
+        "        typed_config:\n"
+        "          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+        ".HttpConnectionManager\n"
+        "          stat_prefix: ingress_http\n"
+        "          route_config:\n"
+        "            name: local_route\n"
+        "            virtual_hosts:\n"
+        "            - name: all\n"
+        "              domains: ['*']\n"
+        "              routes: [{match: {prefix: /}, route: {cluster: service1}}]\n"
+        "          http_filters:\n"
+        "          - name: envoy.filters.http.router\n"
+        "            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n"
+        "  clusters:\n"
+        "  - name: service1\n"
+        "    connect_timeout: 1s\n"
+        "    load_assignment:\n"
+        "      cluster_name: service1\n"
+        "      endpoints:\n"
+        "      - lb_endpoints:\n"
+        "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}\n",
+        port);
     tn_err_init(&err);
     tn_pb_bootstrap *b = tn_bootstrap_load(NULL, yaml, &err);
     ck_assert_msg(b != NULL, "%s", err.msg);
@@ -133,8 +134,8 @@ static void fill_stats(void)
 static void setup(void)
 {
     static const char *const argv[] = {"tern", "-c", "/etc/tern.yaml", "--concurrency", "2"};
-    struct tn_admin_info info = {.version = "1.2.3-test", .start_ms = 1700000000000ull, .concurrency = 2,
-                                 .argv = argv, .argc = 5};
+    struct tn_admin_info info = {
+        .version = "1.2.3-test", .start_ms = 1700000000000ull, .concurrency = 2, .argv = argv, .argc = 5};
     cur_state = "LIVE";
     n_quit = n_drain = n_graceful = n_hc_fail = n_hc_ok = n_reopen = 0;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -326,35 +327,35 @@ START_TEST(prometheus_exposition)
 {
     fetch("GET", "/stats/prometheus");
     ck_assert_int_eq(status, 200);
-    ck_assert_str_eq(
-        body, "# TYPE envoy_cluster_upstream_rq_xx counter\n"
-              "envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"2\",envoy_cluster_name=\"service1\"} 3\n"
-              "envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\",envoy_cluster_name=\"service1\"} 0\n"
-              "# TYPE envoy_server_live gauge\n"
-              "envoy_server_live 1\n"
-              "# TYPE envoy_cluster_upstream_rq_time histogram\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"0.5\"} 0\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"1\"} 0\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"5\"} 1\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"10\"} 1\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"25\"} 1\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"50\"} 1\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"100\"} 1\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"250\"} 1\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"500\"} 1\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"1000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"2500\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"5000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"10000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"30000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"60000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"300000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"600000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"1800000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"3600000\"} 2\n"
-              "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"+Inf\"} 2\n"
-              "envoy_cluster_upstream_rq_time_sum{envoy_cluster_name=\"service1\"} 703\n"
-              "envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"service1\"} 2\n");
+    ck_assert_str_eq(body,
+                     "# TYPE envoy_cluster_upstream_rq_xx counter\n"
+                     "envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"2\",envoy_cluster_name=\"service1\"} 3\n"
+                     "envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\",envoy_cluster_name=\"service1\"} 0\n"
+                     "# TYPE envoy_server_live gauge\n"
+                     "envoy_server_live 1\n"
+                     "# TYPE envoy_cluster_upstream_rq_time histogram\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"0.5\"} 0\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"1\"} 0\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"5\"} 1\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"10\"} 1\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"25\"} 1\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"50\"} 1\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"100\"} 1\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"250\"} 1\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"500\"} 1\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"1000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"2500\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"5000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"10000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"30000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"60000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"300000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"600000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"1800000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"3600000\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"service1\",le=\"+Inf\"} 2\n"
+                     "envoy_cluster_upstream_rq_time_sum{envoy_cluster_name=\"service1\"} 703\n"
+                     "envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"service1\"} 2\n");
     fetch("GET", "/stats?format=prometheus&usedonly&filter=server");
     ck_assert_str_eq(body, "# TYPE envoy_server_live gauge\nenvoy_server_live 1\n");
     tn_buf_dispose(&resp);
@@ -467,8 +468,8 @@ START_TEST(promtool_accepts)
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     while (fgets(line, sizeof(line), p))
-        ck_assert_msg(strstr(line, "no help text") || strstr(line, "should have \"_total\" suffix"),
-                      "promtool: %s", line);
+        ck_assert_msg(strstr(line, "no help text") || strstr(line, "should have \"_total\" suffix"), "promtool: %s",
+                      line);
     int rc = pclose(p);
     unlink(in);
     ck_assert_msg(WIFEXITED(rc) && (WEXITSTATUS(rc) == 0 || WEXITSTATUS(rc) == 3), "promtool exit %d", rc);
