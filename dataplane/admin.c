@@ -114,7 +114,7 @@ static void written(uv_write_t *w, int status)
         conn_close(c);
     /* The response is on the wire; the server may now close everything,
      * this admin included (a stays allocated until the close callbacks). */
-    if (quit && a->ctx.ops->quit)
+    if (quit && a->ctx.ops && a->ctx.ops->quit)
         a->ctx.ops->quit(a->ctx.arg);
 }
 
@@ -231,8 +231,7 @@ struct tn_admin *tn_admin_start(uv_loop_t *loop, struct tn_config *cfg, struct t
     a->open = 1;
     if ((rc = uv_tcp_bind(&a->tcp, (const struct sockaddr *)&cfg->admin_addr.sa, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&a->tcp, 128, on_connection)) != 0) {
-        TN_LOG(TN_LOG_CRITICAL, admin, "cannot listen on admin address %s: %s", cfg->admin_addr.text,
-               uv_strerror(rc));
+        TN_LOG(TN_LOG_CRITICAL, admin, "cannot listen on admin address %s: %s", cfg->admin_addr.text, uv_strerror(rc));
         a->closing = true;
         uv_close((uv_handle_t *)&a->tcp, listener_closed);
         return NULL;

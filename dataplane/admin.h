@@ -37,8 +37,14 @@ struct tn_admin_info {
 struct tn_admin;
 
 /* Binds cfg->admin_addr and serves on loop. NULL with the reason logged
- * when it cannot listen (the server then exits 1). stats, cm and cfg stay
- * owned by the caller and must outlive the admin. */
+ * when it cannot listen (the server then exits 1; the half-made listener is
+ * freed by its close callback, so run the loop once before uv_loop_close).
+ * stats, cm (may be NULL: clusters show no hosts), cfg, ops (may be NULL, as
+ * may any callback in it: state then reads "LIVE") and info->argv stay owned
+ * by the caller and must outlive the admin; *info is copied. Each connection
+ * serves one request and is closed after the response (Connection: close).
+ * ops->quit runs from the write callback of the /quitquitquit response, once
+ * it is written, and may call tn_admin_close. */
 struct tn_admin *tn_admin_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_stats *stats, struct tn_cm *cm,
                                 const struct tn_admin_ops *ops, void *arg, const struct tn_admin_info *info);
 

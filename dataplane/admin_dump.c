@@ -15,7 +15,7 @@
 
 #define ADMIN_TYPE "type.googleapis.com/envoy.admin.v3."
 #define MAX_ROUTES 64
-#define MAX_MASKS 16
+#define MAX_MASKS  16
 
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager pb_hcm;
 

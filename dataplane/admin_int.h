@@ -7,8 +7,8 @@
 #include "dataplane/admin.h"
 #include "dataplane/buf.h"
 
-#define TN__ADMIN_TEXT "text/plain; charset=UTF-8"
-#define TN__ADMIN_JSON "application/json"
+#define TN__ADMIN_TEXT       "text/plain; charset=UTF-8"
+#define TN__ADMIN_JSON       "application/json"
 #define TN__ADMIN_MAX_PARAMS 32
 
 /* What every page may read. */

@@ -42,8 +42,7 @@ static void url_decode(char *s)
 static void parse_query(struct tn__admin_req *r, char *query)
 {
     char *save = NULL;
-    for (char *kv = strtok_r(query, "&", &save); kv && r->n_q < TN__ADMIN_MAX_PARAMS;
-         kv = strtok_r(NULL, "&", &save)) {
+    for (char *kv = strtok_r(query, "&", &save); kv && r->n_q < TN__ADMIN_MAX_PARAMS; kv = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(kv, '=');
         if (eq)
             *eq++ = '\0';
@@ -214,10 +213,11 @@ static void list_loggers(struct tn_buf *b)
 
 static int logging_usage(struct tn__admin_req *r, const char *why)
 {
-    tn_buf_printf(r->body, "error: %s\n\nusage: /logging?<name>=<level> (change single level)\n"
-                           "usage: /logging?paths=name1:level1,name2:level2,... (change multiple levels)\n"
-                           "usage: /logging?level=<level> (change all levels)\n"
-                           "levels: trace debug info warning error critical off\n",
+    tn_buf_printf(r->body,
+                  "error: %s\n\nusage: /logging?<name>=<level> (change single level)\n"
+                  "usage: /logging?paths=name1:level1,name2:level2,... (change multiple levels)\n"
+                  "usage: /logging?level=<level> (change all levels)\n"
+                  "levels: trace debug info warning error critical off\n",
                   why);
     list_loggers(r->body);
     return 400;
@@ -319,8 +319,8 @@ static void cluster_text(struct tn__admin_req *r, const struct tn_cluster *c)
         tn_buf_printf(b, "\n%s::%s::weight::%u\n", c->name, h->addr_text, h->weight);
         tn_buf_printf(b, "%s::%s::region::\n%s::%s::zone::\n%s::%s::sub_zone::\n", c->name, h->addr_text, c->name,
                       h->addr_text, c->name, h->addr_text);
-        tn_buf_printf(b, "%s::%s::canary::false\n%s::%s::priority::%u\n", c->name, h->addr_text, c->name,
-                      h->addr_text, h->priority);
+        tn_buf_printf(b, "%s::%s::canary::false\n%s::%s::priority::%u\n", c->name, h->addr_text, c->name, h->addr_text,
+                      h->priority);
         tn_buf_printf(b, "%s::%s::success_rate::-1\n%s::%s::local_origin_success_rate::-1\n", c->name, h->addr_text,
                       c->name, h->addr_text);
     }

@@ -13,7 +13,8 @@
     X(accesslog_suite)                                                                                                 \
     X(h1_suite)                                                                                                        \
     X(pool_suite)                                                                                                      \
-    X(stats_suite)
+    X(stats_suite)                                                                                                     \
+    X(admin_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
