@@ -81,6 +81,14 @@ void tn_pbjson_string(struct tn_buf *out, const char *str, size_t n)
             if (len == 0) {
                 tn_buf_adds(out, "\\ufffd");
                 i++;
+            } else if ((len == 2 && s[i] == 0xc2 && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f) ||
+                       (len == 3 && s[i] == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9))) {
+                /* C1 controls, U+2028 and U+2029: YAML reads NEL and the
+                 * separators as line breaks, so they are escaped for the
+                 * JSON to load back as the same string */
+                unsigned cp = len == 2 ? s[i + 1] : 0x2000u | (unsigned)(s[i + 2] - 0x80);
+                tn_buf_printf(out, "\\u%04x", cp);
+                i += len;
             } else {
                 tn_buf_add(out, s + i, len);
                 i += len;
