@@ -85,6 +85,10 @@ struct uv_loop_s;
  * the functions below only on that loop's thread. */
 struct tn_alog_writer *tn_alog_writer_new(struct uv_loop_s *loop);
 
+/* Log rotation (SIGUSR1, POST /reopen_logs): every writer closes and
+ * reopens its files before its next batch (within a second). Any thread. */
+void tn_alog_reopen(void);
+
 /* Formats one line of `log` for the request and queues it; never blocks.
  * Logs sharing a destination (the same path, stdout, stderr) share one
  * buffer and one fd, so their lines stay in order. A line that finds the

@@ -7,6 +7,7 @@
  * reaches its cap as well (a slow disk, a stuck pipe) lines are dropped and
  * counted: the loop never blocks and memory stays bounded. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -27,12 +28,22 @@
  * whole even when the reader is a pipe (writes over PIPE_BUF may interleave). */
 static pthread_mutex_t stdio_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Bumped by tn_alog_reopen; a file destination whose fd was opened under an
+ * older generation reopens its path before its next batch. */
+static atomic_uint reopen_gen;
+
+void tn_alog_reopen(void)
+{
+    atomic_fetch_add(&reopen_gen, 1);
+}
+
 struct dest {
     struct tn_alog_writer *w;
     struct dest *next;
     enum tn_access_log_sink sink;
     char *path;              /* FILE, owned */
     int fd;                  /* FILE: -1 until the pool thread opens it; 1 or 2 for stdout, stderr */
+    unsigned gen;            /* reopen generation fd was opened under */
     struct tn_alog_buf fill; /* lines being added (loop thread) */
     size_t fill_lines;
     struct tn_alog_buf out; /* being written (pool thread while busy) */
@@ -77,7 +88,13 @@ static void write_work(uv_work_t *req)
 {
     struct dest *d = req->data;
     d->werr = 0;
+    unsigned gen = atomic_load(&reopen_gen);
+    if (d->sink == TN_ACCESS_LOG_FILE && d->fd >= 0 && d->gen != gen) {
+        close(d->fd); /* log rotation: the path may name a new file now */
+        d->fd = -1;
+    }
     if (d->fd < 0) {
+        d->gen = gen;
         d->fd = open(d->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (d->fd < 0) {
             d->werr = errno;

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "dataplane/accesslog.h"
 #include "dataplane/admin.h"
 #include "dataplane/cm.h"
 #include "dataplane/dp_stats.h"
@@ -30,7 +31,7 @@ struct tn_server {
     struct tn_worker **workers;
     int *fds; /* [worker][listener] */
     struct tn_host_set **sets; /* latest per cluster (references) */
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigusr1;
     uv_timer_t drain_timer;
     uv_async_t drained_async;
     atomic_uint n_drained;
@@ -234,6 +235,7 @@ static void stop(struct tn_server *srv)
             tn__worker_post_exit(srv->workers[w]);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sigusr1, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->drained_async, NULL);
     uv_close((uv_handle_t *)&srv->stats_timer, NULL);
@@ -348,7 +350,14 @@ static void admin_healthcheck(void *arg, bool fail)
 static void admin_reopen_logs(void *arg)
 {
     (void)arg;
-    TN_LOG(TN_LOG_INFO, main, "admin: reopen_logs: access log files are opened per write batch (O_APPEND)");
+    TN_LOG(TN_LOG_INFO, main, "reopening access log files");
+    tn_alog_reopen();
+}
+
+static void on_sigusr1(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    admin_reopen_logs(h->data);
 }
 
 static const struct tn_admin_ops admin_ops = {
@@ -395,6 +404,9 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     srv.sigterm.data = srv.sigint.data = &srv;
     uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv.sigint, on_signal, SIGINT);
+    uv_signal_init(srv.loop, &srv.sigusr1);
+    srv.sigusr1.data = &srv;
+    uv_signal_start(&srv.sigusr1, on_sigusr1, SIGUSR1);
     uv_timer_init(srv.loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;
     uv_async_init(srv.loop, &srv.drained_async, on_drained);
