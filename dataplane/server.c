@@ -5,6 +5,7 @@
 #include "dataplane/server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +169,8 @@ static void stats_refresh(struct tn_server *srv)
     tn_stat_set(m, ss->live, srv->started && !srv->stopping ? 1 : 0);
     tn_stat_set(m, ss->uptime, (now - srv->start_ms) / 1000);
     tn_stat_set(m, ss->concurrency, srv->opts.concurrency);
+    struct mallinfo2 mi = mallinfo2(); /* once a second, on the main thread */
+    tn_stat_set(m, ss->memory_allocated, mi.uordblks + mi.hblkhd);
     tn_stat_set(m, ss->cm_active_clusters, cfg->n_clusters);
     tn_stat_set(m, ss->cm_cluster_added, cfg->n_clusters);
     tn_stat_set(m, ss->lm_total_listeners_active, cfg->n_listeners);
@@ -180,9 +183,12 @@ static void stats_refresh(struct tn_server *srv)
     for (size_t i = 0; srv->cm && i < cfg->n_clusters; i++) {
         const struct tn_cluster *c = cfg->clusters[i];
         struct tn_host_set *set = tn_cm_hosts(srv->cm, c->name);
-        uint64_t healthy = 0;
-        for (size_t h = 0; set && h < set->n_hosts; h++)
+        uint64_t healthy = 0, ejected = 0;
+        for (size_t h = 0; set && h < set->n_hosts; h++) {
             healthy += tn_host_healthy(set->hosts[h], now);
+            ejected += atomic_load(&set->hosts[h]->eject_until_ms) > now;
+        }
+        tn_stat_set(m, c->stats.outlier_detection_ejections_active, ejected);
         tn_stat_set(m, c->stats.membership_total, set ? set->n_hosts : 0);
         tn_stat_set(m, c->stats.membership_healthy, healthy);
         tn_stat_set(m, c->stats.health_check_healthy, healthy);

@@ -371,6 +371,13 @@ static void send_request(struct router *r)
 
 static void start_try(struct router *r);
 
+/* Outlier detection hears of every try's result; an ejection counts. */
+static void report_outlier(struct router *r, int status, uint64_t now)
+{
+    if (r->host && tn_outlier_report(r->cluster, r->set, r->host, status, now))
+        tn_stat_inc(CS(r, outlier_detection_ejections_enforced_total));
+}
+
 /* Whether the policy retries this failure (status 0: connect failure,
  * reset or per-try timeout). */
 static bool retry_on(struct router *r, int status, bool connect_failure);
@@ -473,7 +480,7 @@ static void on_failure(struct tn_ureq *q, enum tn_pool_failure why)
         fail(r, 503, RESET_BODY_PREFIX "overflow", TN_RF_UPSTREAM_OVERFLOW, "upstream_reset_before_response_started{overflow}");
         return;
     }
-    tn_outlier_report(r->cluster, r->set, r->host, 0, tn_worker_now(W(r)));
+    report_outlier(r, 0, tn_worker_now(W(r)));
     if (maybe_retry(r, 0, true))
         return;
     fail(r, 503, RESET_BODY_PREFIX "connection failure", TN_RF_UPSTREAM_CONNECTION_FAILURE,
@@ -484,7 +491,7 @@ static void on_reset(struct tn_ureq *q, enum tn_reset_reason why)
 {
     struct router *r = (struct router *)((char *)q - offsetof(struct router, ureq));
     tn_stat_inc(CS(r, upstream_rq_rx_reset));
-    tn_outlier_report(r->cluster, r->set, r->host, 0, tn_worker_now(W(r)));
+    report_outlier(r, 0, tn_worker_now(W(r)));
     if (!r->resp_started && maybe_retry(r, 0, false))
         return;
     if (why == TN_RESET_PROTOCOL_ERROR)
@@ -517,7 +524,7 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     struct router *r = (struct router *)((char *)q - offsetof(struct router, ureq));
     struct tn_worker *w = W(r);
     uint64_t now = tn_worker_now(w);
-    tn_outlier_report(r->cluster, r->set, r->host, resp->status, now);
+    report_outlier(r, resp->status, now);
     if (maybe_retry(r, resp->status, false)) {
         count_response(r, resp->status, now); /* the try's answer counts though it is not passed on */
         return;
@@ -616,7 +623,7 @@ static void on_timeout(struct tn_timer *t)
     struct router *r = (struct router *)((char *)t - offsetof(struct router, timeout));
     tn_stat_inc(CS(r, upstream_rq_timeout));
     if (r->host)
-        tn_outlier_report(r->cluster, r->set, r->host, 0, tn_worker_now(W(r)));
+        report_outlier(r, 0, tn_worker_now(W(r)));
     fail(r, 504, "upstream request timeout", TN_RF_UPSTREAM_REQUEST_TIMEOUT, "upstream_response_timeout");
 }
 
@@ -625,7 +632,7 @@ static void on_try_timeout(struct tn_timer *t)
     struct router *r = (struct router *)((char *)t - offsetof(struct router, try_timeout));
     tn_stat_inc(CS(r, upstream_rq_per_try_timeout));
     if (r->host)
-        tn_outlier_report(r->cluster, r->set, r->host, 0, tn_worker_now(W(r)));
+        report_outlier(r, 0, tn_worker_now(W(r)));
     if (maybe_retry(r, 0, false))
         return;
     fail(r, 504, "upstream request timeout", TN_RF_UPSTREAM_REQUEST_TIMEOUT, "upstream_per_try_timeout");

@@ -47,6 +47,8 @@ check "listener downstream_cx_total counts every connection (>= 7)" yes "$([ "${
 check "server.live" 1 "$(stat 'server\.live')"
 check "server.concurrency" 2 "$(stat 'server\.concurrency')"
 check "cluster_manager.active_clusters" 1 "$(stat 'cluster_manager\.active_clusters')"
+m=$(stat 'server\.memory_allocated')
+check "server.memory_allocated is set" yes "$([ "${m:-0}" -gt 100000 ] && echo yes || echo "no: $m")"
 
 out=$(tn_curl "$admin/stats?filter=upstream_rq_total")
 check "?filter keeps only matching stats" "cluster.service1.upstream_rq_total: 7" "$out"
