@@ -22,7 +22,38 @@ enum tn_access_log_sink {
 struct tn_alog_format; /* a compiled format: immutable, from the log's pool */
 struct tn_stream_info;
 
+/* An access log filter (envoy.config.accesslog.v3.AccessLogFilter),
+ * compiled: a tree of tests on the finished request. */
+enum tn_alog_filter_kind {
+    TN_ALF_STATUS = 0,    /* status_code_filter */
+    TN_ALF_DURATION,      /* duration_filter (ms) */
+    TN_ALF_NOT_HC,        /* not_health_check_filter */
+    TN_ALF_HEADER,        /* header_filter (request headers) */
+    TN_ALF_RESPONSE_FLAG, /* response_flag_filter */
+    TN_ALF_RUNTIME,       /* runtime_filter: percent_sampled (there is no runtime) */
+    TN_ALF_AND,
+    TN_ALF_OR,
+};
+
+struct tn_header_matcher;
+
+struct tn_alog_filter {
+    enum tn_alog_filter_kind kind;
+    int op;         /* STATUS, DURATION: 0 EQ, 1 GE, 2 LE */
+    uint64_t value; /* STATUS, DURATION */
+    uint32_t flags; /* RESPONSE_FLAG: TN_RF_* any of which passes (all flags when none named) */
+    uint32_t numerator, denominator; /* RUNTIME */
+    bool independent;                /* RUNTIME: ignore x-request-id */
+    const struct tn_header_matcher *header;
+    const struct tn_alog_filter *subs; /* AND, OR */
+    size_t n_subs;
+};
+
+/* Whether a request passes filter f (NULL passes everything). */
+bool tn_alog_filter_pass(const struct tn_alog_filter *f, const struct tn_stream_info *si);
+
 struct tn_access_log {
+    const struct tn_alog_filter *filter; /* NULL: every request is logged */
     enum tn_access_log_sink sink;
     const char *path;   /* FILE */
     const char *format; /* text format; NULL for Envoy's default format */
@@ -89,7 +120,8 @@ struct tn_alog_writer *tn_alog_writer_new(struct uv_loop_s *loop);
  * reopens its files before its next batch (within a second). Any thread. */
 void tn_alog_reopen(void);
 
-/* Formats one line of `log` for the request and queues it; never blocks.
+/* Formats one line of `log` for the request and queues it, when the
+ * request passes the log's filter; never blocks.
  * Logs sharing a destination (the same path, stdout, stderr) share one
  * buffer and one fd, so their lines stay in order. A line that finds the
  * destination's buffers full (up to 4 MiB waiting on a slow disk or pipe) is

@@ -6,16 +6,21 @@
 #include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "dataplane/accesslog.h"
 #include "dataplane/admin_int.h"
+#include "dataplane/config.h"
 #include "dataplane/h1.h"
 #include "dataplane/log.h"
+#include "dataplane/stream_info.h"
 
 #define URL_MAX 8192
 
 struct tn_admin {
     uv_tcp_t tcp;
     struct tn__admin_ctx ctx;
+    struct tn_alog_writer *alog; /* admin.access_log; NULL when there is none */
     struct aconn *conns;
     unsigned open; /* handles not yet closed: the listener and each connection */
     bool closing;
@@ -30,7 +35,11 @@ struct aconn {
     struct tn_buf out;
     uv_write_t wr;
     uv_shutdown_t sd;
-    bool complete, url_too_long, quit, closed;
+    struct tn_h1_head head; /* request headers, for the access log */
+    uint64_t start_ns, start_ms;
+    int status;
+    size_t body_len;
+    bool complete, url_too_long, quit, closed, logged;
     char rbuf[4096];
 };
 
@@ -53,6 +62,7 @@ static void conn_closed(uv_handle_t *h)
     struct tn_admin *a = c->a;
     tn_buf_dispose(&c->url);
     tn_buf_dispose(&c->out);
+    tn_h1_head_dispose(&c->head);
     free(c);
     a->open--;
     maybe_free(a);
@@ -81,6 +91,20 @@ static int on_url(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+static int on_field(http_parser *p, const char *at, size_t n)
+{
+    struct aconn *c = p->data;
+    (void)tn_h1_head_field(&c->head, at, n); /* past the limit the log sees fewer headers */
+    return 0;
+}
+
+static int on_value(http_parser *p, const char *at, size_t n)
+{
+    struct aconn *c = p->data;
+    (void)tn_h1_head_value(&c->head, at, n);
+    return 0;
+}
+
 static int on_complete(http_parser *p)
 {
     struct aconn *c = p->data;
@@ -91,8 +115,61 @@ static int on_complete(http_parser *p)
 
 static const http_parser_settings settings = {
     .on_url = on_url,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
     .on_message_complete = on_complete,
 };
+
+/* --- access log ---------------------------------------------------------------- */
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* One line per answered request in each of admin.access_log, as Envoy logs
+ * its admin requests. */
+static void log_request(struct aconn *c)
+{
+    struct tn_admin *a = c->a;
+    const struct tn_config *cfg = a->ctx.cfg;
+    if (a->alog == NULL || c->logged || c->status == 0)
+        return;
+    c->logged = true;
+    struct tn_stream_info si;
+    memset(&si, 0, sizeof(si));
+    si.start_ms = c->start_ms;
+    si.start_ns = c->start_ns;
+    si.end_ns = uv_hrtime();
+    si.last_downstream_rx_ns = si.end_ns;
+    si.response_code = c->status;
+    si.response_code_details = "admin_filter_response";
+    si.bytes_sent = c->body_len;
+    si.protocol = c->parser.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    si.method = http_method_str(c->parser.method);
+    si.method_len = strlen(si.method);
+    si.path = c->url.len ? c->url.data : "/";
+    si.path_len = c->url.len ? c->url.len : 1;
+    si.scheme = "http";
+    if (tn_h1_head_finish(&c->head) == 0) {
+        si.req_headers = c->head.h;
+        si.n_req_headers = c->head.n;
+        const struct tn_header *h = tn_headers_find(c->head.h, c->head.n, "host", 4);
+        if (h)
+            si.authority = h->value, si.authority_len = h->value_len;
+        h = tn_headers_find(c->head.h, c->head.n, "x-request-id", 12);
+        if (h)
+            si.request_id = h->value, si.request_id_len = h->value_len;
+    }
+    int len = sizeof(si.downstream_remote);
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&si.downstream_remote, &len);
+    len = sizeof(si.downstream_local);
+    uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&si.downstream_local, &len);
+    for (size_t i = 0; i < cfg->n_admin_logs; i++)
+        tn_alog_write(a->alog, &cfg->admin_logs[i], &si);
+}
 
 /* --- responding -------------------------------------------------------------- */
 
@@ -109,6 +186,7 @@ static void written(uv_write_t *w, int status)
     bool quit = c->quit && status == 0 && !a->closing;
     if (c->closed)
         return;
+    log_request(c);
     c->sd.data = c;
     if (status != 0 || uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, shut_done) != 0)
         conn_close(c);
@@ -125,6 +203,8 @@ static void respond(struct aconn *c, int status, const char *ctype, const struct
                   "Cache-Control: no-cache, max-age=0\r\nX-Content-Type-Options: nosniff\r\n"
                   "Connection: close\r\n\r\n",
                   status, tn_h1_reason(status), ctype, body->len);
+    c->status = status;
+    c->body_len = c->parser.method != HTTP_HEAD ? body->len : 0;
     if (c->parser.method != HTTP_HEAD && body->len)
         tn_buf_add(&c->out, body->data, body->len);
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
@@ -208,6 +288,9 @@ static void on_connection(uv_stream_t *srv, int status)
     a->conns = c;
     tn_buf_init(&c->url);
     tn_buf_init(&c->out);
+    tn_h1_head_init(&c->head, 64 * 1024);
+    c->start_ns = uv_hrtime();
+    c->start_ms = wall_ms();
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0 || uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) != 0)
@@ -237,6 +320,8 @@ struct tn_admin *tn_admin_start(uv_loop_t *loop, struct tn_config *cfg, struct t
         return NULL;
     }
     TN_LOG(TN_LOG_INFO, admin, "admin address: %s", cfg->admin_addr.text);
+    if (cfg->n_admin_logs && (a->alog = tn_alog_writer_new(loop)) == NULL)
+        TN_LOG(TN_LOG_ERROR, admin, "admin access log: out of memory; admin requests are not logged");
     return a;
 }
 
@@ -245,5 +330,8 @@ void tn_admin_close(struct tn_admin *a)
     a->closing = true;
     while (a->conns)
         conn_close(a->conns);
+    if (a->alog)
+        tn_alog_writer_close(a->alog);
+    a->alog = NULL;
     uv_close((uv_handle_t *)&a->tcp, listener_closed);
 }

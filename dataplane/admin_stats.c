@@ -75,6 +75,31 @@ static void add_value(struct tn_buf *b, const struct tn_stats *st, const struct 
         tn_buf_printf(b, "%llu", (unsigned long long)v);
 }
 
+/* Envoy's supported_quantiles. */
+static const double quantiles[] = {0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100};
+#define N_QUANTILES (sizeof(quantiles) / sizeof(quantiles[0]))
+
+/* The q-quantile (0..1) of a bucketed histogram, interpolated linearly
+ * inside the bucket it falls in (as Prometheus's histogram_quantile); the
+ * +Inf bucket answers its lower bound. count > 0. */
+static double quantile(const uint64_t buckets[TN_HIST_BUCKETS + 1], uint64_t count, double q)
+{
+    double rank = q * (double)count;
+    size_t b = 0;
+    while (b < TN_HIST_BUCKETS && (double)buckets[b] < rank)
+        b++;
+    if (q == 0) /* the lower bound of the first bucket that holds anything */
+        while (b < TN_HIST_BUCKETS && buckets[b] == 0)
+            b++;
+    if (b == TN_HIST_BUCKETS)
+        return tn_hist_bounds[TN_HIST_BUCKETS - 1];
+    double lo = b ? tn_hist_bounds[b - 1] : 0, hi = tn_hist_bounds[b];
+    uint64_t below = b ? buckets[b - 1] : 0, in = buckets[b] - below;
+    if (in == 0)
+        return lo;
+    return lo + (hi - lo) * (rank - (double)below) / (double)in;
+}
+
 static void stats_text(struct tn__admin_req *r, const struct selection *sel)
 {
     const struct tn_stats *st = r->ctx->stats;
@@ -89,28 +114,68 @@ static void stats_text(struct tn__admin_req *r, const struct selection *sel)
         if (sel->v[i]->kind != TN_STAT_HISTOGRAM)
             continue;
         tn_stats_histogram(st, sel->v[i], buckets, &count, &sum);
-        if (count == 0)
-            tn_buf_printf(r->body, "%s: No recorded values\n", sel->v[i]->name);
-        else
-            tn_buf_printf(r->body, "%s: count=%llu sum=%llu\n", sel->v[i]->name, (unsigned long long)count,
-                          (unsigned long long)sum);
+        tn_buf_printf(r->body, "%s:", sel->v[i]->name);
+        if (count == 0) {
+            tn_buf_adds(r->body, " No recorded values\n");
+            continue;
+        }
+        /* Envoy prints (interval,cumulative); tern keeps cumulative
+         * histograms only, so the interval is nan, as Envoy prints an empty
+         * interval. */
+        for (size_t q = 0; q < N_QUANTILES; q++) {
+            tn_buf_adds(r->body, " P");
+            tn_buf_printf(r->body, "%g(nan,", quantiles[q]);
+            tn_buf_printf(r->body, "%g)", quantile(buckets, count, quantiles[q] / 100));
+        }
+        tn_buf_addc(r->body, '\n');
     }
 }
 
 static void stats_json(struct tn__admin_req *r, const struct selection *sel)
 {
     const struct tn_stats *st = r->ctx->stats;
-    bool first = true;
+    bool first = true, any_hist = false;
     tn_buf_adds(r->body, "{\"stats\":[");
     for (size_t i = 0; i < sel->n; i++) {
-        if (sel->v[i]->kind == TN_STAT_HISTOGRAM)
-            continue; /* Envoy's "histograms" object (quantiles) is not produced */
+        if (sel->v[i]->kind == TN_STAT_HISTOGRAM) {
+            any_hist = true;
+            continue;
+        }
         tn_buf_adds(r->body, first ? "{\"name\":" : ",{\"name\":");
         first = false;
         tn_pbjson_string(r->body, sel->v[i]->name, strlen(sel->v[i]->name));
         tn_buf_adds(r->body, ",\"value\":");
         add_value(r->body, st, sel->v[i]);
         tn_buf_addc(r->body, '}');
+    }
+    if (any_hist) {
+        /* Envoy's shape: {"histograms": {"supported_quantiles": [...],
+         * "computed_quantiles": [{"name", "values": [{"interval",
+         * "cumulative"}, ...]}]}}, null where there is no value */
+        tn_buf_adds(r->body, first ? "{\"histograms\":{\"supported_quantiles\":[" : ",{\"histograms\":{\"supported_quantiles\":[");
+        for (size_t q = 0; q < N_QUANTILES; q++)
+            tn_buf_printf(r->body, q ? ",%g" : "%g", quantiles[q]);
+        tn_buf_adds(r->body, "],\"computed_quantiles\":[");
+        bool hfirst = true;
+        for (size_t i = 0; i < sel->n; i++) {
+            uint64_t buckets[TN_HIST_BUCKETS + 1], count, sum;
+            if (sel->v[i]->kind != TN_STAT_HISTOGRAM)
+                continue;
+            tn_stats_histogram(st, sel->v[i], buckets, &count, &sum);
+            tn_buf_adds(r->body, hfirst ? "{\"name\":" : ",{\"name\":");
+            hfirst = false;
+            tn_pbjson_string(r->body, sel->v[i]->name, strlen(sel->v[i]->name));
+            tn_buf_adds(r->body, ",\"values\":[");
+            for (size_t q = 0; q < N_QUANTILES; q++) {
+                tn_buf_adds(r->body, q ? ",{\"interval\":null,\"cumulative\":" : "{\"interval\":null,\"cumulative\":");
+                if (count)
+                    tn_buf_printf(r->body, "%g}", quantile(buckets, count, quantiles[q] / 100));
+                else
+                    tn_buf_adds(r->body, "null}");
+            }
+            tn_buf_adds(r->body, "]}");
+        }
+        tn_buf_adds(r->body, "]}}");
     }
     tn_buf_adds(r->body, "]}\n");
 }

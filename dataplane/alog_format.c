@@ -323,6 +323,20 @@ static void op_resp(const struct seg *s, const struct tn_stream_info *si, struct
         resp_header(s->alt, s->alt_len, si, v);
 }
 
+static void trailer(const char *name, size_t len, const struct tn_stream_info *si, struct val *v)
+{
+    const struct tn_header *h = tn_headers_find(si->resp_trailers, si->n_resp_trailers, name, len);
+    if (h != NULL)
+        set_str(v, h->value, h->value_len);
+}
+
+static void op_trailer(const struct seg *s, const struct tn_stream_info *si, struct val *v)
+{
+    trailer(s->name, s->name_len, si, v);
+    if (v->kind == VAL_NONE && s->alt != NULL)
+        trailer(s->alt, s->alt_len, si, v);
+}
+
 static void op_response_code(const struct seg *s, const struct tn_stream_info *si, struct val *v)
 {
     set_num(v, (uint64_t)(si->response_code > 0 ? si->response_code : 0));
@@ -365,9 +379,9 @@ static void op_response_duration(const struct seg *s, const struct tn_stream_inf
     set_since_start(si, si->first_upstream_rx_ns, v);
 }
 
-/* The stream info does not record when the request's last byte arrived. */
-static void op_none(const struct seg *s, const struct tn_stream_info *si, struct val *v)
+static void op_request_duration(const struct seg *s, const struct tn_stream_info *si, struct val *v)
 {
+    set_since_start(si, si->last_downstream_rx_ns, v);
 }
 
 static void op_protocol(const struct seg *s, const struct tn_stream_info *si, struct val *v)
@@ -431,6 +445,16 @@ static void op_downstream_local_noport(const struct seg *s, const struct tn_stre
     set_addr(&si->downstream_local, false, v);
 }
 
+static void op_upstream_local(const struct seg *s, const struct tn_stream_info *si, struct val *v)
+{
+    set_addr(&si->upstream_local, true, v);
+}
+
+static void op_upstream_local_noport(const struct seg *s, const struct tn_stream_info *si, struct val *v)
+{
+    set_addr(&si->upstream_local, false, v);
+}
+
 static void op_attempts(const struct seg *s, const struct tn_stream_info *si, struct val *v)
 {
     set_num(v, si->upstream_attempts);
@@ -489,17 +513,21 @@ static const struct op ops[] = {
     {"START_TIME", ARG_OPTIONAL, op_start_time, setup_start_time},
     {"REQ", ARG_REQUIRED, op_req, setup_header},
     {"RESP", ARG_REQUIRED, op_resp, setup_header},
+    {"TRAILER", ARG_REQUIRED, op_trailer, setup_header},
     {"RESPONSE_CODE", ARG_NONE, op_response_code, NULL},
     {"RESPONSE_CODE_DETAILS", ARG_NONE, op_response_code_details, NULL},
     {"RESPONSE_FLAGS", ARG_NONE, op_response_flags, NULL},
     {"BYTES_RECEIVED", ARG_NONE, op_bytes_received, NULL},
     {"BYTES_SENT", ARG_NONE, op_bytes_sent, NULL},
     {"DURATION", ARG_NONE, op_duration, NULL},
-    {"REQUEST_DURATION", ARG_NONE, op_none, NULL},
+    {"REQUEST_DURATION", ARG_NONE, op_request_duration, NULL},
     {"RESPONSE_DURATION", ARG_NONE, op_response_duration, NULL},
     {"PROTOCOL", ARG_NONE, op_protocol, NULL},
     {"UPSTREAM_HOST", ARG_NONE, op_upstream_host, NULL},
     {"UPSTREAM_CLUSTER", ARG_NONE, op_upstream_cluster, NULL},
+    {"UPSTREAM_LOCAL_ADDRESS", ARG_NONE, op_upstream_local, NULL},
+    {"UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", ARG_NONE, op_upstream_local_noport, NULL},
+    {"UPSTREAM_REMOTE_ADDRESS", ARG_NONE, op_upstream_host, NULL},
     {"ROUTE_NAME", ARG_NONE, op_route_name, NULL},
     {"DOWNSTREAM_REMOTE_ADDRESS", ARG_NONE, op_downstream_remote, NULL},
     {"DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", ARG_NONE, op_downstream_remote_noport, NULL},

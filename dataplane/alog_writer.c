@@ -252,6 +252,8 @@ struct tn_alog_writer *tn_alog_writer_new(uv_loop_t *loop)
 
 void tn_alog_write(struct tn_alog_writer *w, const struct tn_access_log *log, const struct tn_stream_info *si)
 {
+    if (log->filter && !tn_alog_filter_pass(log->filter, si))
+        return;
     struct dest *d = dest_for(w, log);
     if (d == NULL) {
         w->dropped++;

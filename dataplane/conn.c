@@ -807,8 +807,10 @@ static int on_headers_complete(http_parser *p)
     s->si.n_req_headers = s->rq.n_headers;
     stream_touch(s);
     s->rq.end_stream = !s->rq.has_body;
-    if (s->rq.end_stream)
+    if (s->rq.end_stream) {
         s->req_done = true;
+        s->si.last_downstream_rx_ns = uv_now(&c->w->loop) * 1000000;
+    }
     s->n_filters = hcm->n_filters;
     size_t off = 0;
     for (unsigned i = 0; i < s->n_filters; i++) {
@@ -838,6 +840,7 @@ static void request_body(struct tn_stream *s, struct tn_slice *data, bool end)
     if (end) {
         s->req_done = true;
         s->rq.end_stream = true;
+        s->si.last_downstream_rx_ns = uv_now(&s->conn->w->loop) * 1000000;
     }
     if (s->resp_done || !s->active) {
         tn_slice_release(data);

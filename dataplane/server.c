@@ -24,6 +24,7 @@
 #include "dataplane/listener.h"
 #include "dataplane/log.h"
 #include "dataplane/worker.h"
+#include "filters/health_check.h"
 
 struct tn_server {
     uv_loop_t *loop;
@@ -176,6 +177,15 @@ static uint64_t memory_allocated(void)
     return n;
 }
 
+/* server.version: Envoy reports its source revision as a number; tern
+ * reports its release, "1.2.3" as 1002003. */
+static uint64_t version_number(const char *v)
+{
+    unsigned a = 0, b = 0, c = 0;
+    sscanf(v, "%u.%u.%u", &a, &b, &c);
+    return (uint64_t)a * 1000000 + (uint64_t)b * 1000 + c;
+}
+
 /* Main-thread stats, refreshed every second and before the admin reads:
  * server gauges, cluster membership, health-check counters. */
 static void stats_refresh(struct tn_server *srv)
@@ -187,6 +197,7 @@ static void stats_refresh(struct tn_server *srv)
     tn_stat_set(m, ss->live, srv->started && !srv->stopping ? 1 : 0);
     tn_stat_set(m, ss->uptime, (now - srv->start_ms) / 1000);
     tn_stat_set(m, ss->concurrency, srv->opts.concurrency);
+    tn_stat_set(m, ss->version, version_number(TN_VERSION));
     tn_stat_set(m, ss->memory_allocated, memory_allocated());
     tn_stat_set(m, ss->cm_active_clusters, cfg->n_clusters);
     tn_stat_set(m, ss->cm_cluster_added, cfg->n_clusters);
@@ -367,6 +378,7 @@ static void admin_healthcheck(void *arg, bool fail)
 {
     struct tn_server *srv = arg;
     srv->hc_failed = fail;
+    tn_health_check_set_failing(fail);
     TN_LOG(TN_LOG_INFO, main, "admin: health check %s", fail ? "failing" : "passing");
 }
 

@@ -47,6 +47,7 @@ struct tn_stream_info {
     uint64_t start_ms;       /* wall clock, ms since the epoch: %START_TIME% */
     uint64_t start_ns;       /* monotonic, for durations */
     uint64_t end_ns;         /* when the last byte was sent (0 if not yet) */
+    uint64_t last_downstream_rx_ns; /* the request's last byte arrived, 0 if not yet */
     uint64_t first_upstream_rx_ns; /* first response byte from upstream, 0 if none */
     uint32_t response_flags; /* TN_RF_* */
     int response_code;       /* 0 when no response was sent */
@@ -70,6 +71,10 @@ struct tn_stream_info {
     const char *upstream_cluster; /* NULL when none was chosen */
     const char *upstream_host;    /* "127.0.0.1:8081", NULL when none */
     struct sockaddr_storage downstream_remote, downstream_local;
+    struct sockaddr_storage upstream_local; /* ss_family 0 when no upstream connection was used */
+    const struct tn_header *resp_trailers;  /* as received from upstream */
+    size_t n_resp_trailers;
+    bool health_check; /* answered (or passed on) by the health check filter */
     uint32_t upstream_attempts; /* tries made (1 + retries) */
     const char *scheme;         /* "http" or "https" (%REQ(:SCHEME)%), NULL when unknown */
 };

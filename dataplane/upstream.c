@@ -31,7 +31,9 @@ struct tn_uconn {
     struct tn_block *rblk, *cur_blk;
     unsigned n_requests;
     uint64_t opened; /* uv_now when the connect started */
-    bool remote_closed, parser_reset, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted;
+    struct sockaddr_storage local; /* the connection's own address (%UPSTREAM_LOCAL_ADDRESS%) */
+    bool remote_closed, parser_reset, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted,
+        in_trailers;
 };
 
 static http_parser_settings settings;
@@ -185,7 +187,7 @@ static void uc_release(struct tn_uconn *uc)
         r->uc = uc;
         uc->n_requests++;
         uc->req_written = uc->resp_done = uc->resp_started = false;
-        uc->in_1xx = false;
+        uc->in_1xx = uc->in_trailers = false;
         tn_timer_stop(&worker_of(p)->timers, &uc->timer);
         read_start(uc);
         r->ops->on_ready(r, uc);
@@ -279,6 +281,11 @@ static int on_message_begin(http_parser *p)
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     struct tn_uconn *uc = p->data;
+    if (uc->resp_started && !uc->in_trailers) {
+        /* a chunked body's trailers: the head was handed over long ago */
+        uc->in_trailers = true;
+        tn_h1_head_reset(&uc->head);
+    }
     return tn_h1_head_field(&uc->head, at, n);
 }
 
@@ -337,11 +344,20 @@ static int on_message_complete(http_parser *p)
 {
     struct tn_uconn *uc = p->data;
     if (uc->in_1xx) {
-        uc->in_1xx = false;
+        uc->in_1xx = uc->in_trailers = false;
         return 0;
     }
     struct tn_ureq *r = uc->req;
     bool keep = http_should_keep_alive(p);
+    if (uc->in_trailers) {
+        uc->in_trailers = false;
+        if (tn_h1_head_finish(&uc->head))
+            return -1;
+        if (r && r->ops->on_trailers)
+            r->ops->on_trailers(r, uc->head.h, uc->head.n);
+        if (uc->req != r || uc->state != UC_BUSY)
+            return -1; /* the owner gave the request up */
+    }
     uc->resp_done = true;
     uc->parser_reset = true;
     http_parser_pause(p, 1);
@@ -356,6 +372,11 @@ static int on_message_complete(http_parser *p)
         r->ops->on_data(r, &none, true);
     }
     return 0;
+}
+
+const struct sockaddr_storage *tn_uconn_local(const struct tn_uconn *uc)
+{
+    return &uc->local;
 }
 
 /* --- connecting ----------------------------------------------------------- */
@@ -393,6 +414,9 @@ static void on_connected(uv_connect_t *creq, int status)
         return;
     }
     uv_tcp_nodelay(&uc->tcp, 1);
+    int alen = sizeof(uc->local);
+    if (uv_tcp_getsockname(&uc->tcp, (struct sockaddr *)&uc->local, &alen))
+        uc->local.ss_family = 0;
     tn_stat_record(US(p, upstream_cx_connect_ms), uv_now(&worker_of(p)->loop) - uc->opened);
     uc_release(uc);
 }
@@ -452,7 +476,7 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r)
         uc->req = r;
         r->uc = uc;
         uc->n_requests++;
-        uc->req_written = uc->resp_done = uc->resp_started = uc->in_1xx = false;
+        uc->req_written = uc->resp_done = uc->resp_started = uc->in_1xx = uc->in_trailers = false;
         tn_timer_stop(&worker_of(p)->timers, &uc->timer);
         return 0;
     }

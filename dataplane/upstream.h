@@ -44,6 +44,9 @@ struct tn_ureq_ops {
     /* A response body slice (reference passed over); end: the response is
      * complete and the connection no longer belongs to the request. */
     void (*on_data)(struct tn_ureq *r, struct tn_slice *data, bool end);
+    /* The response's trailers (chunked), just before on_data(end); the
+     * headers live until the call returns. May be NULL. */
+    void (*on_trailers)(struct tn_ureq *r, const struct tn_header *h, size_t n);
     /* The connection failed before the response completed; it is gone. */
     void (*on_reset)(struct tn_ureq *r, enum tn_reset_reason why);
     /* The connection's write side drained below its low watermark. */
@@ -91,6 +94,8 @@ bool tn_uconn_write_above(struct tn_uconn *uc);
 /* The whole request has been written (the connection may be reused after
  * the response). */
 void tn_uconn_request_done(struct tn_uconn *uc);
+/* The connection's local address (family 0 when unknown). */
+const struct sockaddr_storage *tn_uconn_local(const struct tn_uconn *uc);
 /* Stops or resumes reading the response (downstream backpressure). */
 void tn_uconn_read_pause(struct tn_uconn *uc, bool pause);
 

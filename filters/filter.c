@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "filters/health_check.h"
 #include "filters/router.h"
 #include "xds/types.h"
 
@@ -10,6 +11,7 @@
  * would drop self-registering constructors nothing references. */
 #define TN_FILTERS(X)                                                                                                  \
     X(tn_router_factory)                                                                                               \
+    X(tn_health_check_factory)                                                                                         \
     X(tn_cache_factory)
 
 static const struct tn_filter_factory *const factories[] = {

@@ -47,14 +47,19 @@ static char *lower_dup(struct ctx *c, const char *s)
 }
 
 /* Envoy's rule for header names in mutations and matchers. */
-static int check_header_name(struct ctx *c, const char *name, int allow_pseudo)
+static int check_name(struct tn_err *err, const char *name, int allow_pseudo)
 {
     if (*name == '\0')
-        return tn_err_fail(c->err, "header name must not be empty");
+        return tn_err_fail(err, "header name must not be empty");
     for (const char *p = name; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f || (*p == ':' && (p != name || !allow_pseudo)))
-            return tn_err_fail(c->err, "invalid header name '%s'", name);
+            return tn_err_fail(err, "invalid header name '%s'", name);
     return 0;
+}
+
+static int check_header_name(struct ctx *c, const char *name, int allow_pseudo)
+{
+    return check_name(c->err, name, allow_pseudo);
 }
 
 static int fraction(struct ctx *c, const pb_fraction *f, uint32_t *num, uint32_t *den)
@@ -244,11 +249,14 @@ static int compile_mirrors(struct ctx *c, pb_mirror **pb, size_t n, struct tn_mi
 
 /* ---- matchers ----------------------------------------------------------- */
 
-static int compile_header_matcher(struct ctx *c, const pb_header_matcher *pb, struct tn_header_matcher *h)
+int tn_header_matcher_compile(struct tn_pool *pool, const pb_header_matcher *pb, struct tn_header_matcher *h,
+                              struct tn_err *err)
 {
-    if (check_header_name(c, pb->name, 1))
+    if (check_name(err, pb->name, 1))
         return -1;
-    h->name = lower_dup(c, pb->name);
+    h->name = tn_pool_strdup(pool, pb->name);
+    for (char *q = (char *)h->name; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
     h->invert = pb->invert_match;
     h->treat_missing_as_empty = pb->treat_missing_header_as_empty;
     struct tn_string_matcher *m = &h->m;
@@ -267,20 +275,20 @@ static int compile_header_matcher(struct ctx *c, const pb_header_matcher *pb, st
         m->kind = TN_MATCH_CONTAINS, v = pb->contains_match;
         break;
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SAFE_REGEX_MATCH:
-        tn_err_push(c->err, ".safe_regex_match.regex");
+        tn_err_push(err, ".safe_regex_match.regex");
         m->kind = TN_MATCH_REGEX;
-        m->re = tn_regex_compile(&c->t->pool, pb->safe_regex_match ? pb->safe_regex_match->regex : "", true, c->err);
+        m->re = tn_regex_compile(pool, pb->safe_regex_match ? pb->safe_regex_match->regex : "", true, err);
         return m->re ? 0 : -1;
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_STRING_MATCH:
-        tn_err_push(c->err, ".string_match");
-        return tn_string_matcher_compile(&c->t->pool, pb->string_match, m, c->err);
+        tn_err_push(err, ".string_match");
+        return tn_string_matcher_compile(pool, pb->string_match, m, err);
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_RANGE_MATCH:
         m->kind = TN_MATCH_RANGE;
         h->range_start = pb->range_match->start;
         h->range_end = pb->range_match->end;
         if (h->range_start >= h->range_end) {
-            tn_err_push(c->err, ".range_match");
-            return tn_err_fail(c->err, "start must be less than end");
+            tn_err_push(err, ".range_match");
+            return tn_err_fail(err, "start must be less than end");
         }
         return 0;
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PRESENT_MATCH:
@@ -292,9 +300,14 @@ static int compile_header_matcher(struct ctx *c, const pb_header_matcher *pb, st
         h->present = true;
         return 0;
     }
-    m->value = tn_pool_strdup(&c->t->pool, v);
+    m->value = tn_pool_strdup(pool, v);
     m->len = strlen(v);
     return 0;
+}
+
+static int compile_header_matcher(struct ctx *c, const pb_header_matcher *pb, struct tn_header_matcher *h)
+{
+    return tn_header_matcher_compile(&c->t->pool, pb, h, c->err);
 }
 
 /* Length of the literal text every full match of an anchored pattern starts

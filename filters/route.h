@@ -43,6 +43,11 @@ struct tn_header_matcher {
     bool invert, treat_missing_as_empty, present;
 };
 
+/* Compiles an Envoy HeaderMatcher (route matches, access log and health
+ * check filters) from pool: 0, or -1 with err set below the current path. */
+int tn_header_matcher_compile(struct tn_pool *pool, const Envoy__Config__Route__V3__HeaderMatcher *pb,
+                              struct tn_header_matcher *h, struct tn_err *err);
+
 struct tn_query_matcher {
     const char *name;
     struct tn_string_matcher m; /* kind PRESENT: presence only */

@@ -142,7 +142,7 @@ static bool in_range(const struct tn_header_matcher *h, const char *s, size_t le
     return v >= h->range_start && v < h->range_end;
 }
 
-static bool header_matches(const struct tn_header_matcher *h, const struct tn_request_view *rq)
+bool tn_header_matcher_match(const struct tn_header_matcher *h, const struct tn_request_view *rq)
 {
     const char *v;
     size_t len;
@@ -234,7 +234,7 @@ static bool route_matches(const struct tn_route *r, const struct tn_request_view
     if (r->fraction_den != 0 && rq->random % r->fraction_den >= r->fraction_num)
         return false;
     for (size_t i = 0; i < r->n_headers; i++)
-        if (!header_matches(&r->headers[i], rq))
+        if (!tn_header_matcher_match(&r->headers[i], rq))
             return false;
     if (r->n_queries == 0)
         return true;

@@ -19,6 +19,10 @@
  * in cap bytes; out then holds nothing usable. */
 #define TN_ROUTE_NOSPACE ((size_t)-1)
 
+/* Whether rq's headers satisfy h (several values of one header joined with
+ * ",", as Envoy's matchers see them). */
+bool tn_header_matcher_match(const struct tn_header_matcher *h, const struct tn_request_view *rq);
+
 /* The first route of vh whose match accepts rq, or NULL (also for a NULL vh).
  * Paths compare without the query string; header matchers see several values
  * of one header joined with ","; runtime_fraction uses rq->random. The route

@@ -356,6 +356,7 @@ static void send_request(struct router *r)
     struct tn_slice h = tn_slice_of(r->head.blk, r->head.p, r->head.len);
     r->body_written = 0;
     r->try_start = tn_worker_now(W(r));
+    tn_stream_info(r->s)->upstream_local = *tn_uconn_local(uc);
     if (tn_uconn_write(uc, NULL, 0, &h, 1, NULL, 0))
         return;
     if (r->ureq.uc)
@@ -607,7 +608,29 @@ static void on_write_low(struct tn_ureq *q)
     }
 }
 
+/* Trailers go to the access log (%TRAILER(X)%); as Envoy's HTTP/1 codec
+ * without enable_trailers, they are not sent on to the client. */
+static void on_trailers(struct tn_ureq *q, const struct tn_header *h, size_t n)
+{
+    struct router *r = (struct router *)((char *)q - offsetof(struct router, ureq));
+    struct tn_stream_info *si = tn_stream_info(r->s);
+    struct tn_header *t = n ? tn_stream_alloc(r->s, n * sizeof(*t)) : NULL;
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        t[i].name = tn_stream_strdup(r->s, h[i].name, h[i].name_len);
+        t[i].value = tn_stream_strdup(r->s, h[i].value, h[i].value_len);
+        if (t[i].name == NULL || t[i].value == NULL)
+            return;
+        t[i].name_len = h[i].name_len;
+        t[i].value_len = h[i].value_len;
+    }
+    si->resp_trailers = t;
+    si->n_resp_trailers = n;
+}
+
 static const struct tn_ureq_ops ureq_ops = {
+    .on_trailers = on_trailers,
     .on_ready = on_ready,
     .on_failure = on_failure,
     .on_headers = on_headers,

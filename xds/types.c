@@ -11,6 +11,7 @@
 #include "envoy/extensions/access_loggers/stream/v3/stream.pb-c.h"
 #include "envoy/extensions/filters/http/cache/v3/cache.pb-c.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
+#include "envoy/extensions/filters/http/health_check/v3/health_check.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/http/cache/simple_http_cache/v3/config.pb-c.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
@@ -25,6 +26,7 @@
     X(envoy__config__endpoint__v3__cluster_load_assignment__descriptor)                                                \
     X(envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor)           \
     X(envoy__extensions__filters__http__router__v3__router__descriptor)                                                \
+    X(envoy__extensions__filters__http__health_check__v3__health_check__descriptor)                                    \
     X(envoy__extensions__filters__http__cache__v3__cache_config__descriptor)                                           \
     X(envoy__extensions__http__cache__simple_http_cache__v3__simple_http_cache_config__descriptor)                     \
     X(envoy__extensions__access_loggers__file__v3__file_access_log__descriptor)                                        \

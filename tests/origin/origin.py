@@ -46,6 +46,9 @@ Behaviour (PATH is the request target; knobs are query parameters, combinable):
                   seed (see pattern_block; tests can recompute it).
   ?seed=S         seed for ?size data (default "tern")
   ?chunked=1      use Transfer-Encoding: chunked for the response body
+  ?trailer=name:value
+                  send a trailer after a chunked body (repeatable; implies
+                  ?chunked=1)
   ?close_mid_body=1
                   send the headers (with the full Content-Length, or chunked
                   with ?chunked=1) and about half the body, then close
@@ -390,7 +393,8 @@ class Origin:
             return v[-1] if v else default
 
         no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
-        chunked = qget("chunked") == "1" and not no_body
+        trailers = [t.split(":", 1) for t in q.get("trailer", []) if ":" in t]
+        chunked = (qget("chunked") == "1" or bool(trailers)) and not no_body
         mid_close = qget("close_mid_body") == "1"
         drip = 0
         try:
@@ -440,7 +444,8 @@ class Origin:
             await writer.drain()
             return False
         if chunked:
-            writer.write(b"0\r\n\r\n")
+            tail = "".join("%s: %s\r\n" % (k, v) for k, v in trailers)
+            writer.write(b"0\r\n" + tail.encode("latin-1", "replace") + b"\r\n")
             await writer.drain()
         return keep
 

@@ -33,6 +33,11 @@ static const struct tn_header resp_headers[] = {
     {.name = "content-type", .value = "text/plain", .name_len = 12, .value_len = 10},
 };
 
+static const struct tn_header resp_trailers[] = {
+    {.name = "grpc-status", .value = "0", .name_len = 11, .value_len = 1},
+    {.name = "x-checksum", .value = "abc", .name_len = 10, .value_len = 3},
+};
+
 static void fill_si(void)
 {
     memset(&si, 0, sizeof(si));
@@ -66,6 +71,13 @@ static void fill_si(void)
     l->sin6_port = htons(10000);
     inet_pton(AF_INET6, "::1", &l->sin6_addr);
     si.upstream_attempts = 2;
+    si.resp_trailers = resp_trailers;
+    si.n_resp_trailers = sizeof(resp_trailers) / sizeof(resp_trailers[0]);
+    si.last_downstream_rx_ns = si.start_ns + 7900000;
+    struct sockaddr_in *u = (void *)&si.upstream_local;
+    u->sin_family = AF_INET;
+    u->sin_port = htons(40001);
+    inet_pton(AF_INET, "127.0.0.1", &u->sin_addr);
 }
 
 static void setup(void)
@@ -145,7 +157,11 @@ START_TEST(each_operator)
         {"%BYTES_RECEIVED% %BYTES_SENT%", "12 3456"},
         {"%DURATION%", "42"},
         {"%RESPONSE_DURATION%", "30"},
-        {"%REQUEST_DURATION%", "-"},
+        {"%REQUEST_DURATION%", "7"},
+        {"%TRAILER(GRPC-STATUS)% %TRAILER(x-checksum)% %TRAILER(X-NOPE)% %TRAILER(X-NOPE?X-CHECKSUM)%", "0 abc - abc"},
+        {"%TRAILER(X-CHECKSUM):2%", "ab"},
+        {"%UPSTREAM_LOCAL_ADDRESS% %UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%", "127.0.0.1:40001 127.0.0.1"},
+        {"%UPSTREAM_REMOTE_ADDRESS%", "127.0.0.1:8081"},
         {"%PROTOCOL%", "HTTP/1.1"},
         {"%UPSTREAM_HOST% %UPSTREAM_CLUSTER% %ROUTE_NAME%", "127.0.0.1:8081 web r1"},
         {"%DOWNSTREAM_REMOTE_ADDRESS%", "192.168.1.5:54321"},
@@ -163,6 +179,101 @@ START_TEST(each_operator)
     char host[256] = "";
     ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
     ck_assert_str_eq(fmt("%HOSTNAME%"), host);
+}
+END_TEST
+
+/* Whether the one log in `yaml` (a FILE_LOG with a filter) logs si. */
+static bool logs(const char *filter_yaml)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml), FILE_LOG("") "%s", filter_yaml);
+    struct tn_access_log *l = compile_log(yaml);
+    ck_assert_msg(l != NULL, "%s: %s", filter_yaml, err.msg);
+    return tn_alog_filter_pass(l->filter, &si);
+}
+
+static void filter_error(const char *filter_yaml, const char *msg)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml), FILE_LOG("") "%s", filter_yaml);
+    tn_err_init(&err);
+    ProtobufCMessage *m =
+        tn_pbconv_yaml_msg(yaml, strlen(yaml), &envoy__config__accesslog__v3__access_log__descriptor, &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    Envoy__Config__Accesslog__V3__AccessLog *pb = (void *)m;
+    struct tn_access_log *out = NULL;
+    ck_assert_int_eq(tn_access_logs_compile(&pool, &pb, 1, &out, "access_log", &err), -1);
+    protobuf_c_message_free_unpacked(m, NULL);
+    ck_assert_msg(strstr(err.msg, msg) != NULL, "expected '%s' in '%s'", msg, err.msg);
+}
+
+#define STATUS(op, v) "filter: {status_code_filter: {comparison: {op: " op ", value: {default_value: " v ", runtime_key: k}}}}\n"
+#define DURATION(op, v) "filter: {duration_filter: {comparison: {op: " op ", value: {default_value: " v ", runtime_key: k}}}}\n"
+
+START_TEST(filters)
+{
+    /* si: 503, UF+URX, 42 ms, user-agent curl/8.0 */
+    struct tn_access_log *plain = compile_log(FILE_LOG(""));
+    ck_assert_ptr_null(plain->filter);
+    ck_assert(logs(STATUS("GE", "500")));
+    ck_assert(!logs(STATUS("GE", "504")));
+    ck_assert(logs(STATUS("EQ", "503")));
+    ck_assert(!logs(STATUS("EQ", "200")));
+    ck_assert(logs(STATUS("LE", "503")));
+    ck_assert(!logs(STATUS("LE", "499")));
+    ck_assert(logs(DURATION("GE", "42")));
+    ck_assert(!logs(DURATION("GE", "43")));
+    ck_assert(logs(DURATION("LE", "100")));
+    ck_assert(logs("filter: {not_health_check_filter: {}}\n"));
+    si.health_check = true;
+    ck_assert(!logs("filter: {not_health_check_filter: {}}\n"));
+    si.health_check = false;
+    ck_assert(logs("filter: {header_filter: {header: {name: User-Agent, string_match: {prefix: curl}}}}\n"));
+    ck_assert(!logs("filter: {header_filter: {header: {name: user-agent, string_match: {exact: wget}}}}\n"));
+    ck_assert(logs("filter: {header_filter: {header: {name: x-absent, present_match: false}}}\n"));
+    ck_assert(logs("filter: {response_flag_filter: {flags: [UH, URX]}}\n"));
+    ck_assert(!logs("filter: {response_flag_filter: {flags: [UH, NR]}}\n"));
+    ck_assert(logs("filter: {response_flag_filter: {}}\n"));
+    si.response_flags = 0;
+    ck_assert(!logs("filter: {response_flag_filter: {}}\n"));
+    si.response_flags = TN_RF_NO_ROUTE_FOUND;
+    ck_assert(logs("filter: {response_flag_filter: {flags: [NR]}}\n"));
+    ck_assert(logs("filter: {and_filter: {filters: [" "{status_code_filter: {comparison: {op: GE, value: {default_value: 500, runtime_key: a}}}},"
+                   "{not_health_check_filter: {}}]}}\n"));
+    ck_assert(!logs("filter: {and_filter: {filters: [" "{status_code_filter: {comparison: {op: GE, value: {default_value: 500, runtime_key: a}}}},"
+                    "{response_flag_filter: {flags: [UH]}}]}}\n"));
+    ck_assert(logs("filter: {or_filter: {filters: [" "{status_code_filter: {comparison: {op: EQ, value: {default_value: 200, runtime_key: a}}}},"
+                   "{response_flag_filter: {flags: [NR]}}]}}\n"));
+    ck_assert(!logs("filter: {or_filter: {filters: [" "{status_code_filter: {comparison: {op: EQ, value: {default_value: 200, runtime_key: a}}}},"
+                    "{duration_filter: {comparison: {op: GE, value: {default_value: 1000, runtime_key: a}}}}]}}\n"));
+    ck_assert(logs("filter: {runtime_filter: {runtime_key: k, percent_sampled: {numerator: 100}}}\n"));
+    ck_assert(!logs("filter: {runtime_filter: {runtime_key: k, percent_sampled: {numerator: 0}}}\n"));
+    ck_assert(!logs("filter: {runtime_filter: {runtime_key: k}}\n"));
+    /* sampling by x-request-id: the same request, the same answer */
+    bool first = logs("filter: {runtime_filter: {runtime_key: k, percent_sampled: {numerator: 50}}}\n");
+    for (int i = 0; i < 20; i++)
+        ck_assert(logs("filter: {runtime_filter: {runtime_key: k, percent_sampled: {numerator: 50}}}\n") == first);
+    /* independent randomness over many tries: some in, some out */
+    int in = 0;
+    for (int i = 0; i < 1000; i++)
+        in += logs("filter: {runtime_filter: {runtime_key: k, percent_sampled: {numerator: 50}, "
+                   "use_independent_randomness: true}}\n");
+    ck_assert_int_gt(in, 350);
+    ck_assert_int_lt(in, 650);
+}
+END_TEST
+
+START_TEST(filter_errors)
+{
+    filter_error("filter: {response_flag_filter: {flags: [UH, XX]}}\n",
+                 "access_log[0].filter.response_flag_filter.flags[1]: unknown response flag 'XX'");
+    filter_error("filter: {status_code_filter: {}}\n", "access_log[0].filter.status_code_filter: comparison: required");
+    filter_error("filter: {and_filter: {filters: [{not_health_check_filter: {}}]}}\n",
+                 "access_log[0].filter.and_filter: filters: at least two are required");
+    filter_error("filter: {traceable_filter: {}}\n", "tern does not trace requests");
+    filter_error("filter: {}\n", "access_log[0].filter: one filter kind is required");
+    filter_error("filter: {or_filter: {filters: [{not_health_check_filter: {}}, {header_filter: {header: {name: ''}}}]}}\n",
+                 "access_log[0].filter.or_filter.filters[1].header_filter.header: header name must not be empty");
 }
 END_TEST
 
@@ -567,6 +678,8 @@ Suite *accesslog_suite(void)
     tcase_add_test(f, json_format);
     tcase_add_test(f, bad_operators);
     tcase_add_test(f, format_respects_the_cap);
+    tcase_add_test(f, filters);
+    tcase_add_test(f, filter_errors);
     suite_add_tcase(s, f);
     TCase *w = tcase_create("writer");
     tcase_add_checked_fixture(w, writer_setup, writer_teardown);

@@ -297,11 +297,13 @@ START_TEST(stats_text_filter_usedonly)
     ck_assert_str_eq(body, "cluster.service1.upstream_rq_2xx: 3\n"
                            "cluster.service1.upstream_rq_5xx: 0\n"
                            "server.live: 1\n"
-                           "cluster.service1.upstream_rq_time: count=2 sum=703\n");
+                           "cluster.service1.upstream_rq_time: P0(nan,1) P25(nan,3) P50(nan,5) P75(nan,750) P90(nan,900) "
+                           "P95(nan,950) P99(nan,990) P99.5(nan,995) P99.9(nan,999) P100(nan,1000)\n");
     fetch("GET", "/stats?usedonly");
     ck_assert_str_eq(body, "cluster.service1.upstream_rq_2xx: 3\n"
                            "server.live: 1\n"
-                           "cluster.service1.upstream_rq_time: count=2 sum=703\n");
+                           "cluster.service1.upstream_rq_time: P0(nan,1) P25(nan,3) P50(nan,5) P75(nan,750) P90(nan,900) "
+                           "P95(nan,950) P99(nan,990) P99.5(nan,995) P99.9(nan,999) P100(nan,1000)\n");
     fetch("GET", "/stats?filter=rq_%5B0-9%5Dxx");
     ck_assert_int_eq(status, 200);
     ck_assert_str_eq(body, "cluster.service1.upstream_rq_2xx: 3\n"
@@ -312,6 +314,14 @@ START_TEST(stats_text_filter_usedonly)
     ck_assert_int_eq(status, 200);
     ck_assert(has_header("Content-Type: application/json\r\n"));
     ck_assert_str_eq(body, "{\"stats\":[{\"name\":\"cluster.service1.upstream_rq_2xx\",\"value\":3}]}\n");
+    fetch("GET", "/stats?format=json&filter=rq_time");
+    ck_assert_str_eq(body, "{\"stats\":[{\"histograms\":{\"supported_quantiles\":[0,25,50,75,90,95,99,99.5,99.9,100],"
+                           "\"computed_quantiles\":[{\"name\":\"cluster.service1.upstream_rq_time\",\"values\":["
+                           "{\"interval\":null,\"cumulative\":1},{\"interval\":null,\"cumulative\":3},"
+                           "{\"interval\":null,\"cumulative\":5},{\"interval\":null,\"cumulative\":750},"
+                           "{\"interval\":null,\"cumulative\":900},{\"interval\":null,\"cumulative\":950},"
+                           "{\"interval\":null,\"cumulative\":990},{\"interval\":null,\"cumulative\":995},"
+                           "{\"interval\":null,\"cumulative\":999},{\"interval\":null,\"cumulative\":1000}]}]}}]}\n");
     fetch("GET", "/stats?format=xml");
     ck_assert_int_eq(status, 400);
     fetch("GET", "/reset_counters");
