@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/prctl.h>
+
 #include "dataplane/accesslog.h"
 #include "dataplane/conn.h"
 #include "dataplane/log.h"
@@ -250,6 +252,10 @@ void tn__worker_post_exit(struct tn_worker *w)
 static void run(void *arg)
 {
     struct tn_worker *w = arg;
+    char name[16];
+    /* "top -H" and tools/lockcount tell workers apart by name */
+    snprintf(name, sizeof(name), "tern-worker-%u", w->id);
+    prctl(PR_SET_NAME, name, 0, 0, 0);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < w->n_clusters; i++) {
         tn_lb_state_dispose(&w->clusters[i].lb);
