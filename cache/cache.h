@@ -1,7 +1,12 @@
 /* envoy.filters.http.cache: the response cache filter.
  *
- * This file holds the filter's configuration (Envoy's CacheConfig); the
- * storage, lookup and purge arrive with the cache issue. */
+ * Its configuration comes from Envoy's CacheConfig
+ * (envoy.extensions.filters.http.cache.v3.CacheConfig) or from tern's
+ * superset (tern.extensions.filters.http.cache.v1.CacheConfig); both compile
+ * into struct tn_cache_config (cache_config.c). Per-route overrides come from
+ * tern.extensions.filters.http.cache.v1.CachePerRoute in a route's or a
+ * virtual host's typed_per_filter_config (struct tn_cache_per_route). The
+ * storage is store.c, the HTTP caching rules policy.c, the filter filter.c. */
 #ifndef TN_CACHE_H
 #define TN_CACHE_H
 
@@ -12,13 +17,67 @@
 #include "dataplane/pool.h"
 #include "filters/filter.h"
 
+/* Durations are milliseconds; TN_CACHE_UNSET marks an optional one left out. */
+#define TN_CACHE_UNSET UINT64_MAX
+
 struct tn_cache_config {
     struct tn_pool pool;
-    struct tn_string_matcher *allowed_vary; /* headers a response may Vary on */
+    bool tern;     /* configured with tern's CacheConfig (else Envoy's) */
+    bool disabled; /* Envoy's `disabled` */
+
+    /* storage */
+    const char *name;        /* tern: sent as X-Served-By when set; NULL otherwise */
+    uint64_t max_size_bytes; /* whole cache (default 256 MiB) */
+    uint64_t max_entry_bytes; /* larger responses pass uncached (default 1 MiB;
+                                 Envoy's max_body_bytes when set, else 1 MiB too) */
+
+    /* freshness */
+    uint64_t default_ttl_ms;  /* when the origin gives none; TN_CACHE_UNSET: not cached */
+    uint64_t ttl_override_ms; /* replaces the origin's freshness; TN_CACHE_UNSET: none */
+    bool only_if_origin_cacheable; /* store only responses with explicit freshness
+                                      (max-age, s-maxage, Expires); default off */
+    uint64_t stale_ttl_ms; /* how long an expired entry is kept for revalidation
+                              and stale serving; 0: dropped when it expires */
+    bool ignore_cache_control; /* Kong's cache_control: false: ignore the origin's
+                                  Cache-Control/Expires, use default_ttl */
+    bool ignore_request_cache_control; /* Envoy's ignore_request_cache_control_header */
+    bool ignore_client_refresh;           /* a client's no-cache / max-age=0 does not
+                                             force an upstream refresh */
+    bool ignore_client_refresh_immutable; /* ... only for `immutable` responses */
+
+    /* what is cached */
+    uint32_t *response_codes; /* default 200, 203, 204, 206?, 300, 301, 308, 404, 405, 410,
+                                 414, 501 (RFC 9110 heuristically cacheable) — see cache_config.c */
+    size_t n_response_codes;
+    const char **request_methods; /* upper case; default GET, HEAD */
+    size_t n_request_methods;
+    const char **content_types; /* media types, lower case, compared without
+                                   parameters; none: any */
+    size_t n_content_types;
+    struct tn_string_matcher *allowed_vary; /* headers a response may Vary on (Envoy) */
     size_t n_allowed_vary;
-    uint32_t max_body_bytes; /* 0: the storage's limit */
-    bool ignore_request_cache_control;
+    const char **vary_headers; /* tern: request headers (lower case) that go into the key */
+    size_t n_vary_headers;
+    const char **vary_query_params; /* tern: query parameters in the key; none: the
+                                       whole query as sent */
+    size_t n_vary_query_params;
+
+    /* purge */
+    bool purge;          /* the PURGE method is handled here */
+    const char *purge_key; /* X-Purge-Key must equal it; "" or NULL: no header needed */
+    bool purge_allow_wildcard; /* PURGE /prefix** purges the prefix */
+
+    /* response headers: X-Cache-Status, X-Cache-Key, X-Cache-Hits (on with
+     * tern's config, off with Envoy's, which sends Age only) */
+    bool status_headers;
+};
+
+/* tern.extensions.filters.http.cache.v1.CachePerRoute, compiled. */
+struct tn_cache_per_route {
     bool disabled;
+    uint64_t default_ttl_ms;  /* TN_CACHE_UNSET: the filter's */
+    uint64_t ttl_override_ms; /* TN_CACHE_UNSET: the filter's */
+    uint64_t stale_ttl_ms;    /* TN_CACHE_UNSET: the filter's */
 };
 
 extern const struct tn_filter_factory tn_cache_factory;

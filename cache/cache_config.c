@@ -47,7 +47,9 @@ static void *create_config(const ProtobufCMessage *msg, struct tn_err *err)
         tn_err_pop(err, mark);
     }
     c->n_allowed_vary = pb->n_allowed_vary_headers;
-    c->max_body_bytes = pb->max_body_bytes;
+    c->max_entry_bytes = pb->max_body_bytes ? pb->max_body_bytes : 1024 * 1024;
+    c->max_size_bytes = 256ull * 1024 * 1024;
+    c->default_ttl_ms = c->ttl_override_ms = TN_CACHE_UNSET;
     c->ignore_request_cache_control = pb->ignore_request_cache_control_header;
     c->disabled = pb->disabled && pb->disabled->value;
     return c;

@@ -1,0 +1,126 @@
+/* HTTP caching rules for a shared cache (RFC 9111), as pure functions over
+ * headers: Cache-Control parsing, HTTP dates, whether a response may be
+ * stored, its freshness lifetime and current age, what a request's own
+ * directives allow, conditional requests and byte ranges. No I/O, no clock
+ * of its own: callers pass times (seconds since the epoch). */
+#ifndef TN_CACHE_POLICY_H
+#define TN_CACHE_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/cache.h"
+#include "dataplane/http.h"
+
+#define TN_CC_ABSENT (-1) /* a delta-seconds directive that was not given */
+
+/* Cache-Control (RFC 9111 5.2), request or response. Unknown directives are
+ * ignored; a directive given twice keeps the most restrictive reading (the
+ * smallest max-age; no-cache/no-store once seen stay set). Delta-seconds
+ * are TN_CC_ABSENT when not given, clamped to 2^31 when larger (RFC 9111
+ * 1.2.2); an invalid value makes max-age/s-maxage count as 0 (stale), and
+ * max-stale without a value is INT64_MAX. Field names (no-cache="x",
+ * private="x") make no-cache/private apply to the whole response, as a
+ * shared cache that does not strip fields must. */
+struct tn_cc {
+    int64_t max_age, s_maxage, max_stale, min_fresh, stale_while_revalidate, stale_if_error;
+    bool no_store, no_cache, is_private, is_public, must_revalidate, proxy_revalidate, immutable, only_if_cached;
+    bool present; /* any Cache-Control header was seen */
+};
+
+/* Parses every Cache-Control header among h[0..n) (several headers and
+ * comma-separated lists combine). With pragma true (requests) and no
+ * Cache-Control at all, "Pragma: no-cache" counts as no-cache. */
+void tn_cc_parse(const struct tn_header *h, size_t n, bool pragma, struct tn_cc *out);
+
+/* An HTTP-date (IMF-fixdate, RFC 850, asctime; RFC 9110 5.6.7) as seconds
+ * since the epoch, or -1 when it does not parse. */
+int64_t tn_http_date_parse(const char *s, size_t len);
+/* IMF-fixdate of t into out (29 bytes + NUL); returns 29. */
+size_t tn_http_date_format(int64_t t, char out[30]);
+
+/* What the cache knows about a stored response, computed once when it is
+ * stored (tn_cache_meta_init) and kept with the entry. */
+struct tn_cache_meta {
+    int status;
+    int64_t date;          /* Date, or response_time when absent/invalid */
+    int64_t expires;       /* Expires; -1 absent, 0 invalid (already expired) */
+    int64_t last_modified; /* -1 absent */
+    int64_t age_value;     /* Age header, 0 when absent */
+    int64_t request_time, response_time; /* when the request went out / the response came */
+    int64_t lifetime;      /* freshness lifetime in seconds (after config) */
+    int64_t stale_while_revalidate, stale_if_error; /* from the response, TN_CC_ABSENT if not given */
+    bool must_revalidate;  /* must-revalidate or proxy-revalidate: never served stale */
+    bool no_cache;         /* stored, but every use revalidates */
+    bool immutable;
+    bool authorization_ok; /* public, s-maxage or must-revalidate: may answer requests with Authorization */
+    char etag[128];        /* the ETag value as sent (quotes, W/ kept), "" when none or too long */
+};
+
+enum tn_storable {
+    TN_STORE_OK = 0,
+    TN_STORE_NO_METHOD,      /* the method is not cached (config request_methods; never unsafe ones) */
+    TN_STORE_NO_STATUS,      /* the status is not among response_codes */
+    TN_STORE_NO_STORE,       /* no-store in the request or the response */
+    TN_STORE_PRIVATE,        /* private */
+    TN_STORE_AUTHORIZATION,  /* the request had Authorization and the response does not allow it */
+    TN_STORE_NO_FRESHNESS,   /* no explicit freshness and no default_ttl (or only_if_origin_cacheable) */
+    TN_STORE_CONTENT_TYPE,   /* the media type is not among content_types */
+    TN_STORE_VARY,           /* Vary: * or a header not allowed (allowed_vary / vary_headers) */
+    TN_STORE_SET_COOKIE,     /* never used: Set-Cookie responses are stored only when public (see .c) */
+};
+
+/* Whether a response may be stored (RFC 9111 3 with the config's rules), and
+ * if so fills *meta. req: the request's headers; resp: the response's.
+ * method is the request method (upper case). now_s is response_time;
+ * request_time when the request was sent upstream. */
+enum tn_storable tn_cache_storable(const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr,
+                                   const char *method, size_t method_len, const struct tn_header *req, size_t n_req,
+                                   int status, const struct tn_header *resp, size_t n_resp, int64_t request_time,
+                                   int64_t now_s, struct tn_cache_meta *meta);
+
+/* The response's current age in seconds at now_s (RFC 9111 4.2.3). */
+int64_t tn_cache_age(const struct tn_cache_meta *m, int64_t now_s);
+
+enum tn_cache_use {
+    TN_USE_FRESH = 0,      /* serve it */
+    TN_USE_STALE_OK,       /* stale but the request's max-stale allows it: serve it */
+    TN_USE_REVALIDATE,     /* must be validated upstream before use (stale, no-cache, client refresh) */
+    TN_USE_STALE_WHILE_REVALIDATE, /* serve it now and refresh in the background */
+    TN_USE_UNUSABLE,       /* do not use (e.g. request max-age/min-fresh not met and must go upstream) */
+};
+
+/* How a stored response may answer a request (RFC 9111 4.2, 5.2.1), given
+ * the request's directives (ignored with cfg->ignore_request_cache_control;
+ * client refreshes ignored per ignore_client_refresh[_immutable]) and
+ * stale_ttl_ms from the config (or per-route). */
+enum tn_cache_use tn_cache_usable(const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr,
+                                  const struct tn_cache_meta *m, const struct tn_cc *req_cc, int64_t now_s);
+
+/* After an upstream failure (connect failure, 5xx, timeout): whether a
+ * stale entry may be served instead (within stale_ttl, honouring the
+ * response's and request's stale-if-error and must-revalidate). */
+bool tn_cache_stale_if_error(const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr,
+                             const struct tn_cache_meta *m, const struct tn_cc *req_cc, int64_t now_s);
+
+/* The client's conditional request against a stored response (RFC 9110
+ * 13.1.2, 13.1.3, 13.2.2): true when the answer is 304 Not Modified.
+ * If-None-Match (weak comparison, "*") takes precedence over
+ * If-Modified-Since, which is ignored when invalid or when there is no
+ * Last-Modified (then compared with Date). */
+bool tn_cache_not_modified(const struct tn_cache_meta *m, const struct tn_header *req, size_t n_req);
+
+/* A Range request header against a body of `total` bytes (RFC 9110 14.2):
+ * 0 with [*first, *last] for one satisfiable range (bytes=a-b, a-, -n;
+ * last clamped to total-1), 1 when unsatisfiable (416), -1 when the header
+ * should be ignored (not bytes, several ranges, malformed: a 200 with the
+ * whole body). */
+int tn_cache_range(const char *v, size_t len, uint64_t total, uint64_t *first, uint64_t *last);
+
+/* The media type of a Content-Type value, lower case, without parameters
+ * or spaces ("Text/HTML; charset=utf-8" -> "text/html") into out; returns
+ * its length (0 when none fits in cap). */
+size_t tn_cache_media_type(const char *v, size_t len, char *out, size_t cap);
+
+#endif
