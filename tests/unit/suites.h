@@ -14,7 +14,8 @@
     X(h1_suite)                                                                                                        \
     X(pool_suite)                                                                                                      \
     X(stats_suite)                                                                                                     \
-    X(admin_suite)
+    X(admin_suite)                                                                                                     \
+    X(cache_store_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
