@@ -45,6 +45,8 @@ struct tn_stream {
     struct tn_pool pool; /* anything else a filter keeps for the stream */
     void *fctx[MAX_FILTERS];
     unsigned n_filters;
+    unsigned hdr_stop;   /* filters [0, hdr_stop) have seen the request headers */
+    unsigned cur_filter; /* the filter whose request callback runs (local replies pass the ones before it) */
     bool active, req_done, resp_started, resp_done, resp_chunked, head_request, destroyed;
     bool sent_continue, counted;
     uint64_t idle_timeout_ms; /* the HCM's stream_idle_timeout, or the route's idle_timeout */
@@ -190,6 +192,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 static void read_start(struct tn_dconn *c);
 static void read_stop(struct tn_dconn *c);
 static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_t n);
+static void decode_headers_from(struct tn_stream *s, unsigned from);
+static bool encode_headers_from(struct tn_stream *s, unsigned from, struct tn_response *r);
+static void encode_data_from(struct tn_stream *s, unsigned from, struct tn_slice *data, bool end_stream);
 static void local_reply(struct tn_stream *s, int status, const char *body, uint32_t flags, const char *details,
                         bool close);
 
@@ -824,13 +829,26 @@ static int on_headers_complete(http_parser *p)
             s->fctx[i] = tn_pool_alloc(&s->pool, sz);
         }
     }
-    for (unsigned i = 0; i < s->n_filters && s->active && !s->destroyed; i++) {
+    s->hdr_stop = s->cur_filter = 0;
+    decode_headers_from(s, 0);
+    return 0;
+}
+
+/* Runs on_request_headers from filter `from` on, until one stops. */
+static void decode_headers_from(struct tn_stream *s, unsigned from)
+{
+    const struct tn_hcm *hcm = &s->conn->l->hcm;
+    unsigned i;
+    for (i = from; i < s->n_filters && s->active && !s->destroyed; i++) {
         const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        s->cur_filter = i;
+        s->hdr_stop = i + 1;
         if (ops && ops->on_request_headers &&
             ops->on_request_headers(s, hcm->filters[i].config, s->fctx[i], s->rq.end_stream) == TN_FILTER_STOP)
             break;
     }
-    return 0;
+    if (!s->destroyed)
+        s->cur_filter = s->n_filters ? s->n_filters - 1 : 0;
 }
 
 static void request_body(struct tn_stream *s, struct tn_slice *data, bool end)
@@ -847,12 +865,18 @@ static void request_body(struct tn_stream *s, struct tn_slice *data, bool end)
         return;
     }
     stream_touch(s);
-    for (unsigned i = 0; i < s->n_filters; i++) {
+    /* only the filters that saw the headers see the body */
+    for (unsigned i = 0; i < s->hdr_stop; i++) {
         const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        s->cur_filter = i;
         if (ops && ops->on_request_body &&
-            ops->on_request_body(s, hcm->filters[i].config, s->fctx[i], data, end) == TN_FILTER_STOP)
+            ops->on_request_body(s, hcm->filters[i].config, s->fctx[i], data, end) == TN_FILTER_STOP) {
+            if (!s->destroyed)
+                s->cur_filter = s->n_filters ? s->n_filters - 1 : 0;
             return;
+        }
     }
+    s->cur_filter = s->n_filters ? s->n_filters - 1 : 0;
     tn_slice_release(data);
 }
 
@@ -1041,20 +1065,65 @@ static void finish_response(struct tn_stream *s)
 
 /* Sends the response head through the filters before `from` (reverse
  * order), then to the client. */
-static void encode_headers_from(struct tn_stream *s, unsigned from, struct tn_response *r)
+/* Passes a response head through filters from-1 .. 0, then writes it.
+ * False when a filter stopped it or it could not be written. */
+static bool encode_headers_from(struct tn_stream *s, unsigned from, struct tn_response *r)
 {
     const struct tn_hcm *hcm = &s->conn->l->hcm;
     for (unsigned i = from; i-- > 0;) {
         const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
         if (ops && ops->on_response_headers &&
             ops->on_response_headers(s, hcm->filters[i].config, s->fctx[i], r) == TN_FILTER_STOP)
-            return;
+            return false;
     }
     if (write_head(s, r)) {
         conn_close(s->conn);
-        return;
+        return false;
     }
     if (r->end_stream || s->head_request || r->status == 204 || r->status == 304)
+        finish_response(s);
+    return true;
+}
+
+/* Passes a body slice through filters from-1 .. 0 (one that stops keeps
+ * it), then writes it; end_stream ends the response. */
+static void encode_data_from(struct tn_stream *s, unsigned from, struct tn_slice *data, bool end_stream)
+{
+    struct tn_dconn *c = s->conn;
+    const struct tn_hcm *hcm = &c->l->hcm;
+    if (!s->active || s->resp_done || c->closing) {
+        tn_slice_release(data);
+        return;
+    }
+    for (unsigned i = from; i-- > 0;) {
+        const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        if (ops && ops->on_response_body &&
+            ops->on_response_body(s, hcm->filters[i].config, s->fctx[i], data, end_stream) == TN_FILTER_STOP)
+            return;
+    }
+    if (!s->active || s->resp_done || c->closing) {
+        tn_slice_release(data);
+        return;
+    }
+    stream_touch(s);
+    if (data->len && !s->head_request) {
+        s->si.bytes_sent += data->len;
+        int rc;
+        if (s->resp_chunked) {
+            char pre[24];
+            size_t pl = tn_h1_chunk_size(pre, data->len);
+            rc = tn_outq_write(&c->out, pre, (size_t)pl, data, 1, "\r\n", 2);
+        } else {
+            rc = tn_outq_write(&c->out, NULL, 0, data, 1, NULL, 0);
+        }
+        if (rc) {
+            conn_close(c);
+            return;
+        }
+    } else {
+        tn_slice_release(data);
+    }
+    if (end_stream)
         finish_response(s);
 }
 
@@ -1078,23 +1147,21 @@ static void local_reply(struct tn_stream *s, int status, const char *body, uint3
     struct tn_header h[1] = {{.name = "content-type", .name_len = 12, .value = "text/plain", .value_len = 10}};
     struct tn_response r = {
         .status = status, .headers = h, .n_headers = bl ? 1 : 0, .content_length = (int64_t)bl, .end_stream = bl == 0};
-    if (write_head(s, &r)) {
+    /* the filters before the one answering see the reply (a cache may put
+     * a stale response in its place) */
+    uint64_t id = s->id;
+    unsigned from = s->n_filters ? (s->cur_filter < s->n_filters ? s->cur_filter : s->n_filters - 1) : 0;
+    if (!encode_headers_from(s, from, &r) || r.end_stream || s->head_request || !s->active || s->id != id)
+        return;
+    struct tn_block *b = tn_block_new(bl);
+    if (b == NULL) {
         conn_close(c);
         return;
     }
-    if (bl && !s->head_request) {
-        struct tn_block *b = tn_block_new(bl);
-        if (b == NULL) {
-            conn_close(c);
-            return;
-        }
-        memcpy(b->data, body, bl);
-        struct tn_slice sl = tn_slice_of(b, b->data, bl);
-        tn_block_unref(b);
-        s->si.bytes_sent += bl;
-        tn_outq_write(&c->out, NULL, 0, &sl, 1, NULL, 0);
-    }
-    finish_response(s);
+    memcpy(b->data, body, bl);
+    struct tn_slice sl = tn_slice_of(b, b->data, bl);
+    tn_block_unref(b);
+    encode_data_from(s, from, &sl, true);
 }
 
 /* --- the stream API ----------------------------------------------------------- */
@@ -1162,31 +1229,34 @@ void tn_stream_encode_headers(struct tn_stream *s, struct tn_response *r)
 
 void tn_stream_encode_data(struct tn_stream *s, struct tn_slice *data, bool end_stream)
 {
-    struct tn_dconn *c = s->conn;
-    if (!s->active || s->resp_done || c->closing) {
-        tn_slice_release(data);
+    encode_data_from(s, s->n_filters ? s->n_filters - 1 : 0, data, end_stream);
+}
+
+unsigned tn_stream_filter_index(struct tn_stream *s, const void *ctx)
+{
+    for (unsigned i = 0; i < s->n_filters; i++)
+        if (s->fctx[i] == ctx)
+            return i;
+    return s->n_filters ? s->n_filters - 1 : 0;
+}
+
+void tn_stream_encode_headers_from(struct tn_stream *s, unsigned idx, struct tn_response *r)
+{
+    if (!s->active || s->resp_started)
         return;
-    }
     stream_touch(s);
-    if (data->len && !s->head_request) {
-        s->si.bytes_sent += data->len;
-        int rc;
-        if (s->resp_chunked) {
-            char pre[24];
-            size_t pl = tn_h1_chunk_size(pre, data->len);
-            rc = tn_outq_write(&c->out, pre, (size_t)pl, data, 1, "\r\n", 2);
-        } else {
-            rc = tn_outq_write(&c->out, NULL, 0, data, 1, NULL, 0);
-        }
-        if (rc) {
-            conn_close(c);
-            return;
-        }
-    } else {
-        tn_slice_release(data);
-    }
-    if (end_stream)
-        finish_response(s);
+    encode_headers_from(s, idx, r);
+}
+
+void tn_stream_encode_data_from(struct tn_stream *s, unsigned idx, struct tn_slice *data, bool end_stream)
+{
+    encode_data_from(s, idx, data, end_stream);
+}
+
+void tn_stream_continue_decoding(struct tn_stream *s, unsigned idx)
+{
+    if (s->active && !s->resp_started)
+        decode_headers_from(s, idx + 1);
 }
 
 void tn_stream_reset(struct tn_stream *s, uint32_t flags)

@@ -79,6 +79,16 @@ void tn_stream_encode_headers(struct tn_stream *s, struct tn_response *r);
 /* Sends one body slice (reference taken over); end_stream ends the response.
  * A slice of length 0 with end_stream only ends it. */
 void tn_stream_encode_data(struct tn_stream *s, struct tn_slice *data, bool end_stream);
+/* Filters that answer or transform responses themselves (the cache): a
+ * filter's index in the chain (from its ctx), and the head / body sent from
+ * that point, passing only the filters before it. */
+unsigned tn_stream_filter_index(struct tn_stream *s, const void *ctx);
+void tn_stream_encode_headers_from(struct tn_stream *s, unsigned idx, struct tn_response *r);
+void tn_stream_encode_data_from(struct tn_stream *s, unsigned idx, struct tn_slice *data, bool end_stream);
+/* A filter that stopped on the request headers lets them go on to the
+ * filters after it. */
+void tn_stream_continue_decoding(struct tn_stream *s, unsigned idx);
+
 /* The response was cut short (upstream died mid-body): the client's
  * connection is closed without completing the response. */
 void tn_stream_reset(struct tn_stream *s, uint32_t flags);
