@@ -24,6 +24,21 @@ struct tn_block *tn_block_new(size_t cap)
     }
     b->refcnt = 1;
     b->next_free = NULL;
+    b->release = NULL;
+    b->owner = NULL;
+    return b;
+}
+
+struct tn_block *tn_block_foreign(void *owner, void (*release)(struct tn_block *b))
+{
+    struct tn_block *b = malloc(sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->refcnt = 1;
+    b->cap = 0;
+    b->next_free = NULL;
+    b->release = release;
+    b->owner = owner;
     return b;
 }
 
@@ -31,6 +46,10 @@ void tn_block_unref(struct tn_block *b)
 {
     if (--b->refcnt)
         return;
+    if (b->release) {
+        b->release(b);
+        return;
+    }
     if (b->cap == TN_BLOCK_SIZE && n_free < FREE_MAX) {
         b->next_free = free_list;
         free_list = b;

@@ -16,6 +16,10 @@ struct tn_block {
     unsigned refcnt;
     size_t cap;
     struct tn_block *next_free;
+    /* A foreign block (cap 0) lends bytes it does not hold, e.g. a cache
+     * entry's body: release runs instead of free when the last slice goes. */
+    void (*release)(struct tn_block *b);
+    void *owner;
     char data[];
 };
 
@@ -28,6 +32,11 @@ struct tn_slice {
 /* A block of at least `cap` bytes (TN_BLOCK_SIZE when cap is smaller) with
  * one reference; NULL when out of memory. */
 struct tn_block *tn_block_new(size_t cap);
+
+/* A foreign block for bytes `owner` keeps alive (one reference); release
+ * frees the block (with free) and lets go of the owner. NULL when out of
+ * memory. */
+struct tn_block *tn_block_foreign(void *owner, void (*release)(struct tn_block *b));
 
 static inline struct tn_block *tn_block_ref(struct tn_block *b)
 {
