@@ -7,7 +7,8 @@
 # variable query) is evaluated through Prometheus's HTTP API and must give
 # numbers, by the metric and label names the dashboard expects
 # (check-dashboard.py). Also: tern validates envoy.yaml, promtool checks
-# prometheus.yml and tern's exposition, Prometheus reports the target up.
+# prometheus.yml and tern's exposition, Prometheus reports the target up, and
+# at the end tern exits 0 on SIGTERM with no sanitizer report in its log.
 #
 #   examples/observability/run.sh [--keep]
 #
@@ -75,8 +76,13 @@ if [ -n "$missing" ]; then
     exit 2
 fi
 for p in "$origin_port" "$listen_port" "$admin_port" "$prom_port"; do
-    if "$py" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$p" 2>/dev/null; then
-        echo "run.sh: 127.0.0.1:$p is already in use; stop what listens there or choose other ports (TERN_OBS_*_PORT, see --help)" >&2
+    # As a server binds (SO_REUSEADDR): this also finds a port held by a
+    # client connection in TIME_WAIT, which a listener cannot take either.
+    if ! "$py" -c 'import socket,sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
+        echo "run.sh: 127.0.0.1:$p is in use; stop what listens there or choose other ports (TERN_OBS_*_PORT, see --help)" >&2
         exit 2
     fi
 done
@@ -127,6 +133,15 @@ wait_http() {
         wh_n=$((wh_n + 1))
     done
     return 1
+}
+
+# alive PID: running (not exited, not a zombie waiting to be reaped).
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    case $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) in
+    Z|X) return 1 ;;
+    esac
+    return 0
 }
 
 # show NAME: the tail of a process's log (on failure).
@@ -309,6 +324,31 @@ fi
 if ! kill -0 "$tern_pid" 2>/dev/null; then
     bad "tern is still running after the checks"
     show tern
+fi
+
+if [ "$keep" != 1 ]; then
+    step "stopping tern (SIGTERM): it drains and exits 0, and its log has no sanitizer report (ASan/UBSan builds)"
+    kill -TERM "$traffic_pid" 2>/dev/null
+    kill -TERM "$tern_pid" 2>/dev/null
+    n=0
+    while alive "$tern_pid" && [ $n -lt 150 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    if alive "$tern_pid"; then
+        bad "tern exits within 15 s of SIGTERM"
+        show tern
+    else
+        wait "$tern_pid"
+        trc=$?
+        pids=$(echo " $pids " | sed "s/ $tern_pid / /")
+        [ $trc -eq 0 ] && ok "tern exited 0 on SIGTERM" || { bad "tern exited $trc on SIGTERM"; show tern; }
+    fi
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$tmp/tern.log"; then
+        bad "sanitizer report in tern's log: $(grep -E -m1 -A6 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$tmp/tern.log" | tr '\n' ' ' | head -c 600)"
+    else
+        ok "no sanitizer report in tern's log"
+    fi
 fi
 
 if [ "$keep" = 1 ]; then
