@@ -23,8 +23,8 @@
 #   TERN_OBS_ADMIN_PORT       tern's admin API                 (default 9901)
 #   TERN_OBS_PROMETHEUS_PORT  Prometheus's web UI and API      (default 9090)
 #   TERN_OBS_CONCURRENCY      tern's --concurrency             (default 2)
-# Ports other than envoy.yaml's and prometheus.yml's are written into copies
-# of them in the temporary directory. Everything listens on 127.0.0.1 only.
+# It runs copies of envoy.yaml and prometheus.yml, in a temporary directory,
+# with these ports. Everything listens on 127.0.0.1 only.
 #
 # Exit status: 0 when every check passed, 1 when one failed, 2 when something
 # it needs is missing or a port is taken. Processes it started are stopped on
