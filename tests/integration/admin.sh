@@ -102,7 +102,7 @@ scrape_configs:
 YML
     tn_spawn "$TN_TMP/prometheus" prometheus --config.file="$TN_TMP/prometheus.yml" --storage.tsdb.path="$TN_TMP/prom-data" \
         --web.listen-address="127.0.0.1:$prom"
-    wait_port "$prom" 30 || tn_fail "prometheus starts" "$(tail -5 "$TN_TMP/prometheus.log" 2>/dev/null)"
+    wait_port "$prom" 30 || tn_fail "prometheus starts" "$(tail -5 "$TN_TMP/prometheus.err" 2>/dev/null)"
     for i in 1 2 3; do tn_curl -o /dev/null "$base/after-reset$i"; done
     got=
     n=0
