@@ -25,6 +25,7 @@
 #include "dataplane/log.h"
 #include "dataplane/worker.h"
 #include "filters/health_check.h"
+#include "cache/store.h"
 
 struct tn_server {
     uv_loop_t *loop;
@@ -46,6 +47,8 @@ struct tn_server {
     _Atomic uint64_t *main_shard;
     _Atomic uint64_t **worker_shards;
     uv_timer_t stats_timer;
+    uv_timer_t cache_timer;  /* cache maintenance, every 100 ms */
+    uv_async_t cache_async;  /* a store is full: maintain now */
     uint64_t start_ms;
     uint64_t start_wall_ms;
     struct tn_admin *admin;
@@ -238,6 +241,43 @@ static void on_stats_timer(uv_timer_t *t)
     stats_refresh(t->data);
 }
 
+/* The cache's stores are maintained here: dead and expired entries
+ * unlinked, eviction, frees once every worker has moved on. */
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void on_cache_timer(uv_timer_t *t)
+{
+    (void)t;
+    tn_cache_maintain(wall_ms());
+}
+
+static void on_cache_async(uv_async_t *a)
+{
+    (void)a;
+    tn_cache_maintain(wall_ms());
+}
+
+static void cache_kick(void *arg)
+{
+    struct tn_server *srv = arg;
+    uv_async_send(&srv->cache_async);
+}
+
+static void cache_wake_workers(void *arg)
+{
+    struct tn_server *srv = arg;
+    if (srv->stopping || !srv->started)
+        return;
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        if (srv->workers[w])
+            tn__worker_wake(srv->workers[w]);
+}
+
 static void on_ready(void *arg)
 {
     struct tn_server *srv = arg;
@@ -273,6 +313,8 @@ static void stop(struct tn_server *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->drained_async, NULL);
     uv_close((uv_handle_t *)&srv->stats_timer, NULL);
+    uv_close((uv_handle_t *)&srv->cache_timer, NULL);
+    tn_cache_set_waker(NULL, NULL);
     if (srv->admin)
         tn_admin_close(srv->admin);
     srv->admin = NULL;
@@ -449,6 +491,12 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     uv_timer_init(srv.loop, &srv.stats_timer);
     srv.stats_timer.data = &srv;
     uv_timer_start(&srv.stats_timer, on_stats_timer, 1000, 1000);
+    uv_timer_init(srv.loop, &srv.cache_timer);
+    uv_timer_start(&srv.cache_timer, on_cache_timer, 100, 100);
+    uv_async_init(srv.loop, &srv.cache_async, on_cache_async);
+    uv_unref((uv_handle_t *)&srv.cache_async); /* closed once the workers, who kick it, are gone */
+    tn_cache_set_kicker(cache_kick, &srv);
+    tn_cache_set_waker(cache_wake_workers, &srv);
     srv.cm = tn_cm_new(srv.loop, cfg, on_hosts, on_ready, &srv);
     if (srv.cm == NULL) {
         TN_LOG(TN_LOG_CRITICAL, main, "cannot start the cluster manager");
@@ -468,6 +516,8 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     for (unsigned w = 0; w < nw; w++)
         if (srv.workers[w])
             tn__worker_join(srv.workers[w]);
+    tn_cache_set_kicker(NULL, NULL);
+    uv_close((uv_handle_t *)&srv.cache_async, NULL);
     uv_run(srv.loop, UV_RUN_DEFAULT);
 out:
     for (size_t i = 0; i < nw * cfg->n_listeners; i++)
@@ -483,5 +533,6 @@ out:
     free(srv.workers);
     uv_loop_close(srv.loop);
     tn_config_unref(srv.cfg);
+    tn_cache_stores_free();
     return srv.exit_code;
 }

@@ -7,6 +7,7 @@
 
 #include <sys/prctl.h>
 
+#include "cache/store.h"
 #include "dataplane/accesslog.h"
 #include "dataplane/conn.h"
 #include "dataplane/log.h"
@@ -171,6 +172,7 @@ static void shutdown_worker(struct tn_worker *w)
     w->alog = NULL;
     tn_timers_close(&w->timers);
     tn_outq_flusher_close(&w->flusher);
+    uv_close((uv_handle_t *)&w->quiescent, NULL);
     uv_close((uv_handle_t *)&w->async, NULL);
 }
 
@@ -249,6 +251,17 @@ void tn__worker_post_exit(struct tn_worker *w)
 
 /* --- the thread ----------------------------------------------------------------- */
 
+static void on_quiescent(uv_check_t *h)
+{
+    struct tn_worker *w = h->data;
+    tn_cache_quiescent(w->cache_slot);
+}
+
+void tn__worker_wake(struct tn_worker *w)
+{
+    uv_async_send(&w->async);
+}
+
 static void run(void *arg)
 {
     struct tn_worker *w = arg;
@@ -256,7 +269,13 @@ static void run(void *arg)
     /* "top -H" and tools/lockcount tell workers apart by name */
     snprintf(name, sizeof(name), "tern-worker-%u", w->id);
     prctl(PR_SET_NAME, name, 0, 0, 0);
+    w->cache_slot = tn_cache_reader_register();
+    uv_check_init(&w->loop, &w->quiescent);
+    w->quiescent.data = w;
+    uv_check_start(&w->quiescent, on_quiescent);
+    uv_unref((uv_handle_t *)&w->quiescent);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    tn_cache_reader_unregister(w->cache_slot);
     for (size_t i = 0; i < w->n_clusters; i++) {
         tn_lb_state_dispose(&w->clusters[i].lb);
         tn_cluster_unref(w->clusters[i].c);

@@ -63,6 +63,8 @@ struct tn_worker {
     struct tn_dconn *conns; /* every open downstream connection (drain walks them) */
     bool draining;
     _Atomic uint64_t *shard; /* this worker's stats values (dataplane/stats.h) */
+    uv_check_t quiescent; /* once per loop iteration: the cache may free what it unlinked */
+    int cache_slot;
 };
 
 /* The worker's view of a cluster by name, NULL when the config has none. */
@@ -89,6 +91,9 @@ static inline uint64_t tn_worker_now(struct tn_worker *w)
 /* Switches a worker's cluster to a new host set (taking over the caller's
  * reference); pools of hosts that stay are kept, the others retired. */
 void tn__worker_set_hosts(struct tn_wcluster *wc, struct tn_host_set *set);
+
+/* Wakes the worker's loop for one iteration (any thread). */
+void tn__worker_wake(struct tn_worker *w);
 
 /* A downstream connection closed (drain bookkeeping). */
 void tn_worker_conn_closed(struct tn_worker *w);

@@ -181,15 +181,37 @@ tn_summary() {
 
 # ---- ports -----------------------------------------------------------------
 
+# free_port [N]: N ports nothing uses, picked at random below the kernel's
+# ephemeral range (32768-60999 here), so an outgoing connection of another
+# test (or its TIME_WAIT) never holds a port tern is about to listen on.
 free_port() {
     "$TN_PYTHON" - "${1:-1}" <<'EOF'
-import socket, sys
-socks = []
+import random, socket, sys
+lo, hi = 20000, 32000
+try:
+    first = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    if first <= lo + 1000:
+        lo, hi = 0, 0
+    else:
+        hi = min(hi, first - 1)
+except (OSError, ValueError, IndexError):
+    pass
+socks, ports = [], []
 for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    for _attempt in range(200):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", random.randint(lo, hi) if hi else 0))
+        except OSError:
+            s.close()
+            continue
+        break
+    else:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
     socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+    ports.append(s.getsockname()[1])
+print(" ".join(str(p) for p in ports))
 EOF
 }
 
