@@ -24,6 +24,7 @@
 #include "dataplane/worker.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "filters/route_match.h"
+#include "mirror/mirror.h"
 
 /* Stats: CS(r, name) is the cluster's slot, HSR(r, name) the connection
  * manager's, both on the worker's shard. */
@@ -46,6 +47,7 @@ struct router {
     struct tn_host_set *set;    /* reference, for outlier accounting */
     struct tn_slice head;       /* the request head, kept for retries */
     struct tn_slices body;      /* body kept for retries, or waiting for a connection */
+    struct tn_mirror mirror;    /* the request's shadows, fed the body while the stream lives */
     size_t body_written;        /* slices of `body` already written on this try */
     struct tn_retry_policy retry; /* the route's (or virtual host's), as the request's x-envoy-* amend it */
     uint32_t retry_codes[8];
@@ -86,6 +88,7 @@ static void release_try(struct router *r)
 static void cleanup(struct router *r)
 {
     struct tn_worker *w = W(r);
+    tn_mirror_detach(&r->mirror); /* complete shadows go on alone, the others are reset */
     release_try(r);
     tn_timer_stop(&w->timers, &r->timeout);
     tn_timer_stop(&w->timers, &r->backoff);
@@ -731,6 +734,8 @@ static void start_try(struct router *r)
             fail(r, 500, "request head too large", TN_RF_LOCAL_RESET, "router_head_failed");
             return;
         }
+        /* the head is final: shadows start from it, once per request */
+        tn_mirror_start(&r->mirror, r->s, r->route, &r->head, r->chunked, r->req_end, r->timeout_ms);
     }
     r->ureq.ops = &ureq_ops;
     r->ureq.head = tn_stream_request(r->s)->method_id == HTTP_HEAD;
@@ -982,6 +987,7 @@ static enum tn_filter_status on_request_body(struct tn_stream *s, void *config, 
 {
     struct router *r = ctx;
     (void)config;
+    tn_mirror_body(&r->mirror, data, end_stream); /* shadows take references of their own */
     if (r->done || r->cluster == NULL) {
         tn_slice_release(data);
         return TN_FILTER_STOP;
