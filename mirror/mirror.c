@@ -234,7 +234,6 @@ static void send_all(struct tn_shadow *sh)
     tn_slices_clear(&sh->body);
     if (rc == 0 && sh->req_end)
         end_request(sh);
-    shed_if_above(sh);
 }
 
 /* --- upstream events ------------------------------------------------------- */
@@ -483,20 +482,26 @@ void tn_mirror_start(struct tn_mirror *m, struct tn_stream *s, const struct tn_r
     }
 }
 
+/* Each slice is checked before it is written, not after: the primary's
+ * write side pauses the client at the same watermark, so a mirror exactly as
+ * fast as the primary reaches it at the same moment; what tells a mirror
+ * that cannot keep up is that it is still above when the primary has
+ * drained and the client's next bytes arrive. The queue is bounded by the
+ * high watermark plus one slice. */
 void tn_mirror_body(struct tn_mirror *m, const struct tn_slice *data, bool end_stream)
 {
     for (struct tn_shadow *sh = m->head, *next; sh; sh = next) {
         next = sh->next;
         if (data->len) {
             if (sh->ureq.uc && sh->sent) {
+                if (shed_if_above(sh))
+                    continue;
                 if (write_body(sh, data))
                     continue; /* the connection reports its failure */
-            } else {
-                if (tn_slices_push(&sh->body, tn_slice_of(data->blk, data->p, data->len)) ||
-                    sh->body.bytes > sh->cluster->per_connection_buffer_limit) {
-                    shadow_end(sh, END_DROPPED, "more body waiting for a connection than the buffer limit");
-                    continue;
-                }
+            } else if (sh->body.bytes >= sh->cluster->per_connection_buffer_limit ||
+                       tn_slices_push(&sh->body, tn_slice_of(data->blk, data->p, data->len))) {
+                shadow_end(sh, END_DROPPED, "more body waiting for a connection than the buffer limit");
+                continue;
             }
         }
         if (end_stream) {
@@ -506,7 +511,6 @@ void tn_mirror_body(struct tn_mirror *m, const struct tn_slice *data, bool end_s
             if (sh->ureq.uc && sh->sent)
                 end_request(sh);
         }
-        shed_if_above(sh);
     }
 }
 
