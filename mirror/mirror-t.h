@@ -4,6 +4,7 @@
 #define TN_MIRROR_T_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct tn_shadow;
 
@@ -18,7 +19,8 @@ struct tn_mirror {
 struct tn_mirror_worker {
     struct tn_shadow *live, *free;
     unsigned n_live, n_free;
-    bool closed; /* the worker stopped: ended shadows are freed at once */
+    size_t queued; /* body bytes the live shadows hold that their mirrors have not taken, as last seen */
+    bool closed;   /* the worker stopped: ended shadows are freed at once */
 };
 
 #endif

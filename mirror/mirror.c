@@ -43,6 +43,7 @@ struct tn_shadow {
     struct tn_timer timeout;
     uint64_t start, timeout_ms;
     uint32_t st_dropped, st_failed; /* the connection manager's slots */
+    size_t queued;                  /* bytes queued at the last look (the worker's sum has them) */
     char tag[40];                   /* the stream's "[C12][S3]", for logs after it is gone */
     bool suffix, chunked, req_end, sent, counted_rq;
 };
@@ -148,6 +149,7 @@ static void shadow_end(struct tn_shadow *sh, enum shadow_end why, const char *re
         TN_LOG(TN_LOG_DEBUG, mirror, "%s shadow to %s ended: %s", sh->tag, sh->cluster ? sh->cluster->name : "-",
                reason);
     unlink_request(sh);
+    mw->queued -= sh->queued;
     if (sh->ureq.uc || sh->ureq.pending)
         tn_ureq_cancel(&sh->ureq);
     tn_timer_stop(&w->timers, &sh->timeout);
@@ -183,11 +185,33 @@ static void shadow_end(struct tn_shadow *sh, enum shadow_end why, const char *re
 
 /* --- writing --------------------------------------------------------------- */
 
-/* Shedding: a shadow whose connection cannot take more is dropped, never
- * waited for. Returns true when it was. */
+/* Shedding: a shadow that cannot keep up is dropped, never waited for.
+ *
+ * What a connection has queued in user space is not how far behind its peer
+ * is: the kernel takes up to tcp_wmem's maximum (4 MiB by default) into the
+ * socket and the peer's receive buffer, and how much depends on how far
+ * autotuning went on that socket. So a mirror exactly as fast as the
+ * primary can hold a few MiB more here than the primary does, while the
+ * primary's own watermark paces the client. A shadow's high watermark is
+ * therefore SHADOW_BUFFERS times its connection's buffer limit; and all the
+ * shadows of a worker together hold at most WORKER_BUDGET, past which any
+ * shadow above one buffer is dropped. Returns true when it was dropped. */
+#define SHADOW_BUFFERS 4
+#define WORKER_BUDGET  ((size_t)64 << 20)
+
+static size_t track_queued(struct tn_shadow *sh)
+{
+    size_t q = sh->ureq.uc ? tn_uconn_write_queued(sh->ureq.uc) : sh->body.bytes;
+    sh->w->mirror.queued += q - sh->queued;
+    sh->queued = q;
+    return q;
+}
+
 static bool shed_if_above(struct tn_shadow *sh)
 {
-    if (sh->ureq.uc == NULL || !tn_uconn_write_above(sh->ureq.uc))
+    size_t limit = sh->cluster->per_connection_buffer_limit;
+    size_t q = track_queued(sh);
+    if (q <= limit || (q <= SHADOW_BUFFERS * limit && sh->w->mirror.queued <= WORKER_BUDGET))
         return false;
     shadow_end(sh, END_DROPPED, "the mirror's write side is above its high watermark");
     return true;
@@ -234,6 +258,7 @@ static void send_all(struct tn_shadow *sh)
     tn_slices_clear(&sh->body);
     if (rc == 0 && sh->req_end)
         end_request(sh);
+    track_queued(sh);
 }
 
 /* --- upstream events ------------------------------------------------------- */
@@ -482,12 +507,10 @@ void tn_mirror_start(struct tn_mirror *m, struct tn_stream *s, const struct tn_r
     }
 }
 
-/* Each slice is checked before it is written, not after: the primary's
- * write side pauses the client at the same watermark, so a mirror exactly as
- * fast as the primary reaches it at the same moment; what tells a mirror
- * that cannot keep up is that it is still above when the primary has
- * drained and the client's next bytes arrive. The queue is bounded by the
- * high watermark plus one slice. */
+/* Each slice is checked before it is written, not after: what tells a
+ * mirror that cannot keep up is that it is still above its mark when the
+ * primary has drained and the client's next bytes arrive. The queue is
+ * bounded by the mark plus one slice. */
 void tn_mirror_body(struct tn_mirror *m, const struct tn_slice *data, bool end_stream)
 {
     for (struct tn_shadow *sh = m->head, *next; sh; sh = next) {
@@ -502,6 +525,8 @@ void tn_mirror_body(struct tn_mirror *m, const struct tn_slice *data, bool end_s
                        tn_slices_push(&sh->body, tn_slice_of(data->blk, data->p, data->len))) {
                 shadow_end(sh, END_DROPPED, "more body waiting for a connection than the buffer limit");
                 continue;
+            } else {
+                track_queued(sh);
             }
         }
         if (end_stream) {

@@ -337,7 +337,7 @@ for name in requests dropped no_cluster failed; do
     check_match "/stats has http.front.mirror.$name" "^http\.front\.mirror\.$name: [0-9]+$" "$(echo "$s" | grep "^http\.front\.mirror\.$name:")"
 done
 n=$(stat 'http\.front\.mirror\.requests')
-check "mirror.requests counts the shadows started (> 300)" yes "$([ "${n:-0}" -gt 300 ] && echo yes || echo "no: $n")"
+check "mirror.requests counts the shadows started (> 200)" yes "$([ "${n:-0}" -gt 200 ] && echo yes || echo "no: $n")"
 n=$(stat 'cluster\.mir\.upstream_rq_5xx')
 check "the mirror's 503s count in its cluster's upstream_rq_5xx" yes "$([ "${n:-0}" -ge 5 ] && echo yes || echo "no: $n")"
 check "... and never in the connection manager's downstream_rq_5xx" 0 "$(stat 'http\.front\.downstream_rq_5xx')"
