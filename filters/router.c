@@ -726,7 +726,8 @@ static void start_try(struct router *r)
     tn_stat_inc(CS(r, upstream_rq_active));
     atomic_fetch_add(&h->active_rq, 1);
     tn_stream_info(r->s)->upstream_host = h->addr_text;
-    if (r->head.blk == NULL) {
+    bool first = r->head.blk == NULL;
+    if (first) {
         const char *auth;
         size_t al;
         upstream_authority(r, &auth, &al);
@@ -734,15 +735,19 @@ static void start_try(struct router *r)
             fail(r, 500, "request head too large", TN_RF_LOCAL_RESET, "router_head_failed");
             return;
         }
-        /* the head is final: shadows start from it, once per request */
-        tn_mirror_start(&r->mirror, r->s, r->route, &r->head, r->chunked, r->req_end, r->timeout_ms);
     }
     r->ureq.ops = &ureq_ops;
     r->ureq.head = tn_stream_request(r->s)->method_id == HTTP_HEAD;
     const struct tn_retry_policy *rp = &r->retry;
     if (rp->per_try_timeout_ms)
         tn_timer_start(&w->timers, &r->try_timeout, rp->per_try_timeout_ms);
-    switch (tn_hpool_acquire(p, &r->ureq)) {
+    int rc = tn_hpool_acquire(p, &r->ureq);
+    /* the head is final: shadows start from it, once per request, and only
+     * now, so that a shadow to the same cluster never takes the primary's
+     * idle connection */
+    if (first && rc >= 0)
+        tn_mirror_start(&r->mirror, r->s, r->route, &r->head, r->chunked, r->req_end, r->timeout_ms);
+    switch (rc) {
     case 0:
         send_request(r);
         break;
