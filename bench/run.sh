@@ -2,7 +2,7 @@
 # bench/run.sh - load tern, nginx and HAProxy the same way with wrk and compare
 # throughput, latency and CPU time per request. See bench/README.md.
 #
-#   bench/run.sh [--install] [--only tern,nginx,haproxy] [--help]
+#   bench/run.sh [--install] [--only tern,nginx,haproxy,tern_mirror,nginx_mirror] [--help]
 #
 # Environment (defaults in brackets):
 #   TERN         tern binary [REPO/build/tern]
@@ -10,6 +10,7 @@
 #   CONNECTIONS  wrk connections [50]        THREADS  wrk threads [1]
 #   REQ_PATH     request path [/]
 #   PROXY_PORT   proxies' listen port [18000]  ORIGIN_PORT  origin [18001]
+#   MIRROR_PORT  the mirror rows' second origin [18002]
 #   ORIGIN_WORKERS  nginx origin workers [2]
 #   PROXY_CPU    CPU list the proxy is pinned to [0]
 #   LOAD_CPU     CPU list wrk and the origin are pinned to [1-(ncpu-1)]
@@ -20,6 +21,9 @@
 # Each proxy runs with ONE worker (tern --concurrency 1, nginx
 # worker_processes 1, HAProxy nbthread 1) and keeps connections to the origin
 # alive. The origin is a separate nginx answering `return 200 "hello"`.
+# The mirror rows (tern_mirror, nginx_mirror) also copy every request to a
+# second origin port of that nginx (tern: request_mirror_policies; nginx: its
+# `mirror` directive) and drop the copy's answer.
 
 set -u
 
@@ -32,8 +36,9 @@ THREADS=${THREADS:-1}
 REQ_PATH=${REQ_PATH:-/}
 PROXY_PORT=${PROXY_PORT:-18000}
 ORIGIN_PORT=${ORIGIN_PORT:-18001}
+MIRROR_PORT=${MIRROR_PORT:-18002}
 ORIGIN_WORKERS=${ORIGIN_WORKERS:-2}
-ONLY=tern,nginx,haproxy
+ONLY=tern,nginx,haproxy,tern_mirror,nginx_mirror
 
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
@@ -167,7 +172,7 @@ proc_tree() {
 
 # ---- origin: nginx, return 200 "hello" ---------------------------------------
 
-for port in "$PROXY_PORT" "$ORIGIN_PORT"; do
+for port in "$PROXY_PORT" "$ORIGIN_PORT" "$MIRROR_PORT"; do
     port_free "$port" || { say "127.0.0.1:$port is in use (set PROXY_PORT / ORIGIN_PORT)"; exit 1; }
 done
 
@@ -202,6 +207,7 @@ EOF
 
 nginx_conf "$WORK/origin" "$ORIGIN_WORKERS" "    server {
         listen 127.0.0.1:$ORIGIN_PORT reuseport;
+        listen 127.0.0.1:$MIRROR_PORT reuseport;
         default_type text/plain;
         location / { return 200 \"hello\"; }
     }"
@@ -225,13 +231,15 @@ fi
 # failure; CPU_PIDS lists the processes whose CPU time is counted.
 
 start_tern() {
+    local yaml=${1:-tern}
     if [ ! -x "$TERN" ]; then
         say "tern: skipped, $TERN is not an executable (build it: cmake -S . -B build && cmake --build build, or set TERN)"
         return 1
     fi
     sed -e "s/port_value: 18000\$/port_value: $PROXY_PORT/" \
         -e "s/port_value: 18001\$/port_value: $ORIGIN_PORT/" \
-        "$REPO/bench/tern.yaml" >"$WORK/tern.yaml"
+        -e "s/port_value: 18002\$/port_value: $MIRROR_PORT/" \
+        "$REPO/bench/$yaml.yaml" >"$WORK/tern.yaml"
     "${PIN_PROXY[@]}" "$TERN" -c "$WORK/tern.yaml" --concurrency 1 >"$WORK/tern.out" 2>"$WORK/tern.log" </dev/null &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
@@ -249,21 +257,42 @@ start_tern() {
     CPU_PIDS=("$PROXY_PID")
 }
 
+# start_nginx [mirror]: with "mirror", every request is also copied to the
+# second origin by nginx's mirror directive (a subrequest whose answer is
+# dropped), as tern_mirror does with request_mirror_policies.
 start_nginx() {
+    local mirror_loc= mirror_up=
+    if [ "${1:-}" = mirror ]; then
+        mirror_up="    upstream mirror {
+        server 127.0.0.1:$MIRROR_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 300s;
+    }"
+        mirror_loc="        location = /__mirror {
+            internal;
+            proxy_pass http://mirror;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }"
+    fi
     nginx_conf "$WORK/nginx" 1 "    upstream origin {
         server 127.0.0.1:$ORIGIN_PORT;
         keepalive 64;
         keepalive_requests 100000000;
         keepalive_timeout 300s;
     }
+$mirror_up
     server {
         listen 127.0.0.1:$PROXY_PORT;
         location / {
+            ${mirror_up:+mirror /__mirror;}
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
             proxy_buffering on;
         }
+$mirror_loc
     }"
     "${PIN_PROXY[@]}" "$NGINX" -e "$WORK/nginx/logs/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
         >"$WORK/nginx/stdout" 2>&1 &
@@ -276,6 +305,14 @@ start_nginx() {
         return 1
     fi
     read -r -a CPU_PIDS <<<"$(proc_tree "$PROXY_PID")"
+}
+
+start_tern_mirror() {
+    start_tern tern-mirror
+}
+
+start_nginx_mirror() {
+    start_nginx mirror
 }
 
 start_haproxy() {
@@ -402,7 +439,7 @@ bench_one() {
 }
 
 say "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP) on http://127.0.0.1:$PROXY_PORT$REQ_PATH; origin: nginx x$ORIGIN_WORKERS on :$ORIGIN_PORT; $PIN_NOTE"
-for name in tern nginx haproxy; do
+for name in tern nginx haproxy tern_mirror nginx_mirror; do
     case ",$ONLY," in *",$name,"*) bench_one "$name" ;; esac
 done
 
@@ -410,10 +447,10 @@ done
 
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, one proxy worker, upstream keep-alive; $PIN_NOTE"
-printf '%-8s %12s %10s %10s %9s %6s %13s %13s %8s\n' proxy "req/s" "p50 ms" "p99 ms" "cpu s" "cpu%" "cpu us/req" \
+printf '%-13s %12s %10s %10s %9s %6s %13s %13s %8s\n' proxy "req/s" "p50 ms" "p99 ms" "cpu s" "cpu%" "cpu us/req" \
     "user us/req" errors
 for name in "${RAN[@]}"; do
-    printf '%-8s %12s %10s %10s %9s %6s %13s %13s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" \
+    printf '%-13s %12s %10s %10s %9s %6s %13s %13s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" \
         "${CPUS[$name]}" "${CPUPCT[$name]}" "${CPUREQ[$name]}" "${USERREQ[$name]}" "${ERRS[$name]}"
 done
 if [ -n "${RESULTS:-}" ]; then
@@ -437,5 +474,9 @@ if [ -n "${CPUREQ[tern]:-}" ]; then
     done
 else
     case ",$ONLY," in *",tern,"*) echo "tern: no result (see the messages above), no ratios" ;; esac
+fi
+if [ -n "${CPUREQ[tern_mirror]:-}" ] && [ -n "${CPUREQ[nginx_mirror]:-}" ]; then
+    awk -v a="${CPUREQ[tern_mirror]}" -v b="${CPUREQ[nginx_mirror]}" -v ra="${RPS[tern_mirror]}" -v rb="${RPS[nginx_mirror]}" \
+        'BEGIN { printf "tern_mirror/nginx_mirror cpu us/req %.2f   req/s %.2f\n", (b > 0 ? a / b : 0), (rb > 0 ? ra / rb : 0) }'
 fi
 exit 0

@@ -16,7 +16,8 @@ struct stat_row {
 #define HTTP_ROW(name, kind) ROW(struct tn_http_stats, name, kind)
 #define LISTENER_ROW(name, kind) ROW(struct tn_listener_stats, name, kind)
 
-static const struct stat_row http_rows[] = {TN_HTTP_STATS(HTTP_ROW)};
+#define MIRROR_ROW(name) {"mirror." #name, TN_STAT_COUNTER, offsetof(struct tn_http_stats, mirror_##name)},
+static const struct stat_row http_rows[] = {TN_HTTP_STATS(HTTP_ROW) TN_HTTP_MIRROR_STATS(MIRROR_ROW)};
 static const struct stat_row listener_rows[] = {TN_LISTENER_STATS(LISTENER_ROW)};
 static const struct stat_row cluster_rows[] = {
     {"upstream_cx_total", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, upstream_cx_total)},

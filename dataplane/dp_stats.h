@@ -44,6 +44,12 @@ struct tn_config;
     X(rq_direct_response, COUNTER)                                                                                     \
     X(rq_total, COUNTER)
 
+/* The request mirror's counters (mirror/), "http.<stat_prefix>.mirror.<name>":
+ * shadows started, dropped (shed: circuit breakers, a slow mirror, a body
+ * that could not be kept), no_cluster (cluster_header absent or naming no
+ * cluster), failed (connect failure, reset, timeout, no healthy host). */
+#define TN_HTTP_MIRROR_STATS(X) X(requests) X(dropped) X(no_cluster) X(failed)
+
 #define TN_LISTENER_STATS(X)                                                                                           \
     X(downstream_cx_total, COUNTER)                                                                                    \
     X(downstream_cx_active, GAUGE)                                                                                     \
@@ -99,9 +105,12 @@ struct tn_config;
 
 /* Slots by stat; the X-macro names with '.' become '_' in the field. */
 #define TN_STAT_FIELD(name, kind) uint32_t name;
+#define TN_MIRROR_FIELD(name) uint32_t mirror_##name;
 struct tn_http_stats {
     TN_HTTP_STATS(TN_STAT_FIELD)
+    TN_HTTP_MIRROR_STATS(TN_MIRROR_FIELD)
 };
+#undef TN_MIRROR_FIELD
 struct tn_listener_stats {
     TN_LISTENER_STATS(TN_STAT_FIELD)
 };

@@ -551,6 +551,11 @@ bool tn_uconn_write_above(struct tn_uconn *uc)
     return tn_outq_above(&uc->out);
 }
 
+size_t tn_uconn_write_queued(const struct tn_uconn *uc)
+{
+    return uc->out.inflight;
+}
+
 void tn_uconn_request_done(struct tn_uconn *uc)
 {
     uc->req_written = true;

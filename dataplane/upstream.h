@@ -91,6 +91,8 @@ void tn_ureq_cancel(struct tn_ureq *r);
 int tn_uconn_write(struct tn_uconn *uc, const char *pre, size_t pre_len, struct tn_slice *s, unsigned n,
                    const char *post, size_t post_len);
 bool tn_uconn_write_above(struct tn_uconn *uc);
+/* Bytes written but not yet taken by the kernel (what the watermarks watch). */
+size_t tn_uconn_write_queued(const struct tn_uconn *uc);
 /* The whole request has been written (the connection may be reused after
  * the response). */
 void tn_uconn_request_done(struct tn_uconn *uc);

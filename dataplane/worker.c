@@ -15,6 +15,7 @@
 #include "dataplane/server.h"
 #include "dataplane/slice.h"
 #include "dataplane/upstream.h"
+#include "mirror/mirror.h"
 
 enum msg_type {
     MSG_HOSTS = 0,
@@ -165,6 +166,7 @@ static void shutdown_worker(struct tn_worker *w)
 {
     close_listeners(w);
     tn_conn_close_all(w);
+    tn_mirror_worker_close(w); /* before the pools and timers go */
     for (size_t i = 0; i < w->n_clusters; i++)
         tn__worker_set_hosts(&w->clusters[i], NULL);
     if (w->alog)

@@ -15,6 +15,7 @@
 #include "dataplane/outq.h"
 #include "dataplane/stats.h"
 #include "dataplane/timer.h"
+#include "mirror/mirror-t.h"
 
 struct tn_hpool;
 struct tn_alog_writer;
@@ -65,6 +66,7 @@ struct tn_worker {
     _Atomic uint64_t *shard; /* this worker's stats values (dataplane/stats.h) */
     uv_check_t quiescent; /* once per loop iteration: the cache may free what it unlinked */
     int cache_slot;
+    struct tn_mirror_worker mirror; /* shadow requests, which outlive their streams */
 };
 
 /* The worker's view of a cluster by name, NULL when the config has none. */

@@ -24,6 +24,7 @@
 #include "dataplane/worker.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "filters/route_match.h"
+#include "mirror/mirror.h"
 
 /* Stats: CS(r, name) is the cluster's slot, HSR(r, name) the connection
  * manager's, both on the worker's shard. */
@@ -46,6 +47,7 @@ struct router {
     struct tn_host_set *set;    /* reference, for outlier accounting */
     struct tn_slice head;       /* the request head, kept for retries */
     struct tn_slices body;      /* body kept for retries, or waiting for a connection */
+    struct tn_mirror mirror;    /* the request's shadows, fed the body while the stream lives */
     size_t body_written;        /* slices of `body` already written on this try */
     struct tn_retry_policy retry; /* the route's (or virtual host's), as the request's x-envoy-* amend it */
     uint32_t retry_codes[8];
@@ -86,6 +88,7 @@ static void release_try(struct router *r)
 static void cleanup(struct router *r)
 {
     struct tn_worker *w = W(r);
+    tn_mirror_detach(&r->mirror); /* complete shadows go on alone, the others are reset */
     release_try(r);
     tn_timer_stop(&w->timers, &r->timeout);
     tn_timer_stop(&w->timers, &r->backoff);
@@ -746,7 +749,8 @@ static void start_try(struct router *r)
     tn_stat_inc(CS(r, upstream_rq_active));
     atomic_fetch_add(&h->active_rq, 1);
     tn_stream_info(r->s)->upstream_host = h->addr_text;
-    if (r->head.blk == NULL) {
+    bool first = r->head.blk == NULL;
+    if (first) {
         const char *auth;
         size_t al;
         upstream_authority(r, &auth, &al);
@@ -760,7 +764,13 @@ static void start_try(struct router *r)
     const struct tn_retry_policy *rp = &r->retry;
     if (rp->per_try_timeout_ms)
         tn_timer_start(&w->timers, &r->try_timeout, rp->per_try_timeout_ms);
-    switch (tn_hpool_acquire(p, &r->ureq)) {
+    int rc = tn_hpool_acquire(p, &r->ureq);
+    /* the head is final: shadows start from it, once per request, and only
+     * now, so that a shadow to the same cluster never takes the primary's
+     * idle connection */
+    if (first && rc >= 0)
+        tn_mirror_start(&r->mirror, r->s, r->route, &r->head, r->chunked, r->req_end, r->timeout_ms);
+    switch (rc) {
     case 0:
         send_request(r);
         break;
@@ -1005,6 +1015,7 @@ static enum tn_filter_status on_request_body(struct tn_stream *s, void *config, 
 {
     struct router *r = ctx;
     (void)config;
+    tn_mirror_body(&r->mirror, data, end_stream); /* shadows take references of their own */
     if (r->done || r->cluster == NULL) {
         tn_slice_release(data);
         return TN_FILTER_STOP;

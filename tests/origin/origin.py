@@ -2,7 +2,8 @@
 """origin.py - a scriptable HTTP/1.1 origin server for tern's integration tests.
 
     /usr/bin/python3 tests/origin/origin.py --port N [--name NAME] [--log FILE]
-                                            [--host 127.0.0.1]
+                                            [--host 127.0.0.1] [--json-log FILE]
+                                            [--delay-ms N] [--status N]
 
 Standard library only. Listens on 127.0.0.1:N and prints
 "listening on 127.0.0.1:N" (flushed) once it accepts connections. SIGTERM and
@@ -20,6 +21,14 @@ Every response carries "x-origin: NAME" (NAME defaults to "origin").
 
 Logging: one line per request, flushed at once, to --log FILE (appended) or
 stdout:   [NAME] METHOD PATH Host: HOST        (HOST is "-" when absent)
+With --json-log FILE, the JSON document described below (headers, body_len,
+body_sha256, ...) is also appended to FILE, one line per request, once the
+body has been read: what a client that never sees the response (a mirror's)
+sent.
+
+--delay-ms N and --status N apply to every request (as ?delay_ms and
+?status do for one): an origin that is slow, or answers differently, whatever
+it is asked.
 
 Behaviour (PATH is the request target; knobs are query parameters, combinable):
 
@@ -135,9 +144,12 @@ def pattern_sha256(seed, size):
 
 
 class Origin:
-    def __init__(self, name, log):
+    def __init__(self, name, log, json_log=None, delay_ms=0, status=200):
         self.name = name
         self.log = log
+        self.json_log = json_log
+        self.delay_ms = delay_ms
+        self.status = status
         self.count = 0
         self.paths = {}
         self.failures = {}
@@ -323,11 +335,11 @@ class Origin:
         if qget("close") == "1":
             return False
 
-        delay = qint("delay_ms")
+        delay = qint("delay_ms", self.delay_ms)
         if delay > 0:
             await asyncio.sleep(delay / 1000.0)
 
-        status = qint("status", 200)
+        status = qint("status", self.status)
         extra = []
         for h in q.get("hdr", []):
             k, sep, v = h.partition(":")
@@ -378,6 +390,9 @@ class Origin:
             doc["trailers"] = trailers
         if state["len"] <= 65536:
             doc["body"] = bytes(state["keep"]).decode("utf-8", "replace")
+        if self.json_log:
+            self.json_log.write(json.dumps(doc, sort_keys=True) + "\n")
+            self.json_log.flush()
         return await self.send_json(writer, method, status, doc, extra, keep, q)
 
     async def send_json(self, writer, method, status, doc, extra, keep, q):
@@ -478,10 +493,14 @@ async def main():
     ap.add_argument("--name", default="origin")
     ap.add_argument("--log", default=None)
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--json-log", default=None)
+    ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--status", type=int, default=200)
     args = ap.parse_args()
 
     log = open(args.log, "a") if args.log else sys.stdout
-    origin = Origin(args.name, log)
+    json_log = open(args.json_log, "a") if args.json_log else None
+    origin = Origin(args.name, log, json_log, args.delay_ms, args.status)
     server = await asyncio.start_server(origin.handle, args.host, args.port,
                                         limit=HEAD_LIMIT, reuse_address=True, backlog=1024)
     stop = asyncio.get_running_loop().create_future()
