@@ -35,9 +35,13 @@ struct tn_cc {
 void tn_cc_parse(const struct tn_header *h, size_t n, bool pragma, struct tn_cc *out);
 
 /* An HTTP-date (IMF-fixdate, RFC 850, asctime; RFC 9110 5.6.7) as seconds
- * since the epoch, or -1 when it does not parse. */
+ * since the epoch, or -1 when it does not parse. Dates before the epoch give
+ * 0. An RFC 850 two-digit year more than 50 years ahead is read as the past
+ * century's, which takes today's year from the clock (the one exception to
+ * "no clock of its own"). Names are accepted in any case. */
 int64_t tn_http_date_parse(const char *s, size_t len);
-/* IMF-fixdate of t into out (29 bytes + NUL); returns 29. */
+/* IMF-fixdate of t into out (29 bytes + NUL); returns 29. t is clamped to
+ * [0, 9999-12-31T23:59:59Z], the dates the format can hold. */
 size_t tn_http_date_format(int64_t t, char out[30]);
 
 /* What the cache knows about a stored response, computed once when it is
@@ -68,11 +72,15 @@ enum tn_storable {
     TN_STORE_NO_FRESHNESS,   /* no explicit freshness and no default_ttl (or only_if_origin_cacheable) */
     TN_STORE_CONTENT_TYPE,   /* the media type is not among content_types */
     TN_STORE_VARY,           /* Vary: * or a header not allowed (allowed_vary / vary_headers) */
-    TN_STORE_SET_COOKIE,     /* never used: Set-Cookie responses are stored only when public (see .c) */
+    TN_STORE_SET_COOKIE,     /* Set-Cookie without public: one client's cookie must not reach the next */
 };
 
 /* Whether a response may be stored (RFC 9111 3 with the config's rules), and
- * if so fills *meta. req: the request's headers; resp: the response's.
+ * if so fills *meta (left untouched otherwise). req: the request's headers;
+ * resp: the response's. The request's no-store counts unless
+ * ignore_request_cache_control; with ignore_cache_control the response's
+ * Cache-Control and Expires count for nothing (so Authorization and
+ * Set-Cookie responses are not stored).
  * method is the request method (upper case). now_s is response_time;
  * request_time when the request was sent upstream. */
 enum tn_storable tn_cache_storable(const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr,
@@ -88,13 +96,15 @@ enum tn_cache_use {
     TN_USE_STALE_OK,       /* stale but the request's max-stale allows it: serve it */
     TN_USE_REVALIDATE,     /* must be validated upstream before use (stale, no-cache, client refresh) */
     TN_USE_STALE_WHILE_REVALIDATE, /* serve it now and refresh in the background */
-    TN_USE_UNUSABLE,       /* do not use (e.g. request max-age/min-fresh not met and must go upstream) */
+    TN_USE_UNUSABLE,       /* do not use: stale beyond stale_ttl (age > lifetime + stale_ttl); drop it */
 };
 
 /* How a stored response may answer a request (RFC 9111 4.2, 5.2.1), given
  * the request's directives (ignored with cfg->ignore_request_cache_control;
  * client refreshes ignored per ignore_client_refresh[_immutable]) and
- * stale_ttl_ms from the config (or per-route). */
+ * stale_ttl_ms from the config (or per-route). A request's max-age or
+ * min-fresh that the entry does not meet gives REVALIDATE; req_cc may be
+ * NULL. only-if-cached is the caller's (504 when this is not FRESH/STALE_OK). */
 enum tn_cache_use tn_cache_usable(const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr,
                                   const struct tn_cache_meta *m, const struct tn_cc *req_cc, int64_t now_s);
 
@@ -107,8 +117,9 @@ bool tn_cache_stale_if_error(const struct tn_cache_config *cfg, const struct tn_
 /* The client's conditional request against a stored response (RFC 9110
  * 13.1.2, 13.1.3, 13.2.2): true when the answer is 304 Not Modified.
  * If-None-Match (weak comparison, "*") takes precedence over
- * If-Modified-Since, which is ignored when invalid or when there is no
- * Last-Modified (then compared with Date). */
+ * If-Modified-Since, which is ignored when invalid and is compared with
+ * Last-Modified, or with Date when there is none (RFC 9111 4.3.2). The
+ * caller applies it to GET and HEAD only. */
 bool tn_cache_not_modified(const struct tn_cache_meta *m, const struct tn_header *req, size_t n_req);
 
 /* A Range request header against a body of `total` bytes (RFC 9110 14.2):
