@@ -198,14 +198,19 @@ static void written(uv_write_t *w, int status)
 
 static void respond(struct aconn *c, int status, const char *ctype, const struct tn_buf *body)
 {
-    tn_buf_printf(&c->out,
-                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                  "Cache-Control: no-cache, max-age=0\r\nX-Content-Type-Options: nosniff\r\n"
-                  "Connection: close\r\n\r\n",
-                  status, tn_h1_reason(status), ctype, body->len);
+    if (status == 204) /* no content: no body, no Content-Length (RFC 9110 8.6) */
+        tn_buf_printf(&c->out,
+                      "HTTP/1.1 204 No Content\r\nCache-Control: no-cache, max-age=0\r\n"
+                      "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n");
+    else
+        tn_buf_printf(&c->out,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-cache, max-age=0\r\nX-Content-Type-Options: nosniff\r\n"
+                      "Connection: close\r\n\r\n",
+                      status, tn_h1_reason(status), ctype, body->len);
     c->status = status;
     c->body_len = c->parser.method != HTTP_HEAD ? body->len : 0;
-    if (c->parser.method != HTTP_HEAD && body->len)
+    if (c->parser.method != HTTP_HEAD && body->len && status != 204)
         tn_buf_add(&c->out, body->data, body->len);
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
     c->wr.data = c;
@@ -224,6 +229,7 @@ static void serve(struct aconn *c)
     r.body = &body;
     r.ctype = TN__ADMIN_TEXT;
     r.post = c->parser.method == HTTP_POST;
+    r.del = c->parser.method == HTTP_DELETE;
     if (c->url_too_long) {
         tn_buf_adds(&body, "URL too long\n");
         status = 414;

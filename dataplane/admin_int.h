@@ -25,7 +25,7 @@ struct tn__admin_ctx {
 /* One request: its decoded query and the response being built. */
 struct tn__admin_req {
     struct tn__admin_ctx *ctx;
-    bool post;
+    bool post, del; /* POST, DELETE */
     struct {
         const char *key, *value; /* decoded; value "" when the parameter has no '=' */
     } q[TN__ADMIN_MAX_PARAMS];
@@ -46,6 +46,11 @@ const char *tn__admin_param(const struct tn__admin_req *r, const char *key);
 int tn__admin_stats(struct tn__admin_req *r);
 int tn__admin_prometheus(struct tn__admin_req *r);
 int tn__admin_config_dump(struct tn__admin_req *r);
+/* The cache's pages (cache/cache_admin.c): GET /cache, POST /purge,
+ * Kong's /proxy-cache[/<key>]; path is the URL path without the query. */
+int tn__admin_cache(struct tn__admin_req *r);
+int tn__admin_purge(struct tn__admin_req *r);
+int tn__admin_proxy_cache(struct tn__admin_req *r, const char *path);
 
 /* Appends the wall clock at ms as RFC 3339 ("2024-05-01T10:00:00.123Z"). */
 void tn__admin_rfc3339(struct tn_buf *out, uint64_t ms);

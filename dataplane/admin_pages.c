@@ -436,6 +436,8 @@ static const struct endpoint {
     const char *help;
 } endpoints[] = {
     {"/", false, page_help, "this list"},
+    {"/cache", false, tn__admin_cache, "response cache totals per store (JSON)"},
+    {"/purge", true, tn__admin_purge, "purge cached responses (?path=P[*], ?hostname=H)"},
     {"/clusters", false, page_clusters, "upstream cluster status (?format=json)"},
     {"/config_dump", false, tn__admin_config_dump, "dump current Envoy configs (?resource=, ?mask=)"},
     {"/drain_listeners", true, page_drain, "drain listeners (?graceful, ?inboundonly)"},
@@ -476,6 +478,11 @@ int tn__admin_dispatch(struct tn__admin_req *r, const char *url)
         parse_query(r, q + 1);
     }
     const struct endpoint *e = NULL;
+    if (strcmp(copy, "/proxy-cache") == 0 || strncmp(copy, "/proxy-cache/", 13) == 0) {
+        status = tn__admin_proxy_cache(r, copy); /* Kong's API: GET and DELETE */
+        free(copy);
+        return status;
+    }
     for (size_t i = 0; i < N_ENDPOINTS && e == NULL; i++)
         if (strcmp(copy, endpoints[i].path) == 0)
             e = &endpoints[i];
