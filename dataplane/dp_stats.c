@@ -5,6 +5,7 @@
 #include "dataplane/cluster.h"
 #include "dataplane/config.h"
 #include "dataplane/listener.h"
+#include "filters/filter.h"
 
 struct stat_row {
     const char *name;
@@ -119,6 +120,11 @@ int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_s
             add_rows(st, TN_SCOPE_HTTP, l->hcm.stat_prefix, http_rows, sizeof(http_rows) / sizeof(http_rows[0]),
                      &l->hcm.stats))
             return -1;
+        for (size_t j = 0; j < l->hcm.n_filters; j++) {
+            const struct tn_http_filter *hf = &l->hcm.filters[j];
+            if (hf->factory->register_stats && hf->factory->register_stats(hf->config, st, l->hcm.stat_prefix))
+                return -1;
+        }
     }
     for (size_t i = 0; i < cfg->n_clusters; i++) {
         struct tn_cluster *c = cfg->clusters[i];

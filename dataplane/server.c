@@ -24,6 +24,7 @@
 #include "dataplane/listener.h"
 #include "dataplane/log.h"
 #include "dataplane/worker.h"
+#include "filters/filter.h"
 #include "filters/health_check.h"
 #include "cache/store.h"
 
@@ -201,6 +202,12 @@ static void stats_refresh(struct tn_server *srv)
     tn_stat_set(m, ss->uptime, (now - srv->start_ms) / 1000);
     tn_stat_set(m, ss->concurrency, srv->opts.concurrency);
     tn_stat_set(m, ss->version, version_number(TN_VERSION));
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        for (size_t j = 0; j < cfg->listeners[i]->hcm.n_filters; j++) {
+            const struct tn_http_filter *hf = &cfg->listeners[i]->hcm.filters[j];
+            if (hf->factory->refresh_stats)
+                hf->factory->refresh_stats(hf->config, m);
+        }
     tn_stat_set(m, ss->memory_allocated, memory_allocated());
     tn_stat_set(m, ss->cm_active_clusters, cfg->n_clusters);
     tn_stat_set(m, ss->cm_cluster_added, cfg->n_clusters);

@@ -18,6 +18,7 @@
 
 struct tn_stream;
 struct tn_response;
+struct tn_stats;
 
 enum tn_filter_status {
     TN_FILTER_CONTINUE = 0, /* go on to the next filter */
@@ -56,6 +57,12 @@ struct tn_filter_factory {
     void *(*create_config)(const ProtobufCMessage *msg, struct tn_err *err);
     void (*destroy_config)(void *config);
     const struct tn_filter_ops *ops; /* NULL: the filter is configuration only (yet) */
+    /* Optional: registers the filter's stats for one connection manager
+     * (http.<stat_prefix>.*) in its config; 0 or -1. Main thread, before
+     * the workers start. */
+    int (*register_stats)(void *config, struct tn_stats *st, const char *stat_prefix);
+    /* Optional: refreshes gauges the main thread keeps (every second). */
+    void (*refresh_stats)(void *config, _Atomic uint64_t *main_shard);
 };
 
 /* The factory for a type URL or full message name, NULL if none. */

@@ -64,6 +64,10 @@ Behaviour (PATH is the request target; knobs are query parameters, combinable):
   ?close=1        close the connection without responding
   ?close_after=1  respond with "Connection: close" and close afterwards
   ?hdr=name:value add a response header (repeatable; URL-encode as needed)
+  ?etag=X         send ETag: "X"; a request whose If-None-Match names it
+                  (or is *) gets 304 Not Modified with the ETag and ?hdr
+  ?lm=1           send Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT; a
+                  request with If-Modified-Since at or after it gets 304
   ?drip_ms=N      send the headers, then the body in pieces of ?drip_bytes
                   (default 100) with N ms sleep before each piece
   ?fail_first=K&key=X
@@ -77,6 +81,7 @@ Behaviour (PATH is the request target; knobs are query parameters, combinable):
 
 import argparse
 import asyncio
+import email.utils
 import hashlib
 import json
 import signal
@@ -106,6 +111,9 @@ class BadRequest(Exception):
 
 _blocks = {}
 _sha_cache = {}
+
+LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
+LAST_MODIFIED_TS = 1704067200
 
 
 def pattern_block(seed):
@@ -345,6 +353,26 @@ class Origin:
             k, sep, v = h.partition(":")
             if sep and k.strip():
                 extra.append((k.strip(), v.strip()))
+
+        etag = qget("etag")
+        if etag is not None:
+            extra.append(("etag", '"%s"' % etag))
+            inm = hmap.get("if-none-match")
+            inm = ",".join(inm) if isinstance(inm, list) else inm
+            if inm is not None:
+                tags = [t.strip() for t in inm.split(",")]
+                if "*" in tags or ('"%s"' % etag) in tags or ('W/"%s"' % etag) in tags:
+                    return await self.send_body(writer, method, 304, extra, [], 0, keep, q)
+        if qget("lm") == "1":
+            extra.append(("last-modified", LAST_MODIFIED))
+            ims = hmap.get("if-modified-since")
+            if isinstance(ims, str) and "if-none-match" not in hmap:
+                try:
+                    when = email.utils.parsedate_to_datetime(ims).timestamp()
+                except (TypeError, ValueError, IndexError):
+                    when = None
+                if when is not None and when >= LAST_MODIFIED_TS:
+                    return await self.send_body(writer, method, 304, extra, [], 0, keep, q)
 
         # Internal endpoints.
         if path == "/__count":
