@@ -44,6 +44,10 @@ extern const struct tn_filter_ops tn_cache_ops;
 struct tn_cache_filter *tn_cache_filter_new(struct tn_cache_config *cfg, struct tn_err *err);
 void tn_cache_filter_free(struct tn_cache_filter *f);
 
+/* The factory's stats hooks (filters/filter.h). */
+int tn_cache_register_stats(void *config, struct tn_stats *st, const char *stat_prefix);
+void tn_cache_refresh_stats(void *config, _Atomic uint64_t *main_shard);
+
 /* The per-route override for the stream's route, NULL when none. */
 struct tn_stream;
 const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_filter *f);

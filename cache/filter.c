@@ -3,6 +3,7 @@
  * revalidate stale entries upstream, fill misses (one upstream request per
  * key across workers, the others wait for it), serve stale entries instead
  * of upstream errors, and handle PURGE. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -835,6 +836,40 @@ struct tn_cache_filter *tn_cache_filter_new(struct tn_cache_config *cfg, struct 
 void tn_cache_filter_free(struct tn_cache_filter *f)
 {
     free(f); /* the config is freed by its owner; stores live until exit */
+}
+
+int tn_cache_register_stats(void *config, struct tn_stats *st, const char *stat_prefix)
+{
+    struct tn_cache_filter *f = config;
+    static const struct {
+        const char *name;
+        enum tn_stat_kind kind;
+        size_t off;
+    } rows[] = {
+#define TN_X(n, k) {"cache." #n, TN_STAT_##k, offsetof(struct tn_cache_stats, n)},
+        TN_CACHE_STATS(TN_X)
+#undef TN_X
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint32_t slot = tn_stats_add(st, TN_SCOPE_HTTP, stat_prefix, rows[i].name, rows[i].kind);
+        if (slot == UINT32_MAX)
+            return -1;
+        *(uint32_t *)((char *)&f->stats + rows[i].off) = slot;
+    }
+    f->stats_registered = true;
+    return 0;
+}
+
+void tn_cache_refresh_stats(void *config, _Atomic uint64_t *main_shard)
+{
+    struct tn_cache_filter *f = config;
+    struct tn_cache_totals t;
+    if (!f->stats_registered || f->store == NULL)
+        return;
+    tn_cache_store_totals(f->store, &t);
+    tn_stat_set(main_shard, f->stats.bytes, t.bytes);
+    tn_stat_set(main_shard, f->stats.entries, t.entries);
+    tn_stat_set(main_shard, f->stats.eviction, t.evictions);
 }
 
 const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_filter *f)
