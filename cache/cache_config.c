@@ -14,7 +14,7 @@ typedef Envoy__Extensions__Filters__Http__Cache__V3__CacheConfig pb_envoy_config
 typedef Tern__Extensions__Filters__Http__Cache__V1__CacheConfig pb_tern_config;
 typedef Tern__Extensions__Filters__Http__Cache__V1__CachePerRoute pb_per_route;
 
-#define DEFAULT_MAX_SIZE (256ull * 1024 * 1024)
+#define DEFAULT_MAX_SIZE  (256ull * 1024 * 1024)
 #define DEFAULT_MAX_ENTRY (1024ull * 1024)
 
 /* RFC 9110 section 15.1: the statuses cacheable by default (heuristically). */

@@ -43,8 +43,8 @@ static int compile_http_filters(struct tn_listener *l, const pb_hcm *pb, struct 
             if (o->factory != NULL) {
                 tn_err_push(err, ".typed_config");
                 const ProtobufCMessageDescriptor *want = tn_filter_factory_config_type(o->factory, url);
-                cfg = tn_any_unpack((const ProtobufCMessage *)f->typed_config,
-                                    want ? want : o->factory->config_type, err);
+                cfg = tn_any_unpack((const ProtobufCMessage *)f->typed_config, want ? want : o->factory->config_type,
+                                    err);
                 if (cfg == NULL)
                     return -1;
             }

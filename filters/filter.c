@@ -20,8 +20,7 @@ static const struct tn_filter_factory *const factories[] = {
 #undef TN_X
 };
 
-const ProtobufCMessageDescriptor *tn_filter_factory_config_type(const struct tn_filter_factory *f,
-                                                                const char *type_url)
+const ProtobufCMessageDescriptor *tn_filter_factory_config_type(const struct tn_filter_factory *f, const char *type_url)
 {
     const char *name = tn_type_name(type_url);
     if (strcmp(f->config_type->name, name) == 0)
