@@ -46,10 +46,10 @@ struct tn_cache_config {
     bool ignore_client_refresh_immutable; /* ... only for `immutable` responses */
 
     /* what is cached */
-    uint32_t *response_codes; /* default 200, 203, 204, 206?, 300, 301, 308, 404, 405, 410,
-                                 414, 501 (RFC 9110 heuristically cacheable) — see cache_config.c */
+    uint32_t *response_codes; /* default 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501
+                                 (RFC 9110's heuristically cacheable, without 206) */
     size_t n_response_codes;
-    const char **request_methods; /* upper case; default GET, HEAD */
+    const char **request_methods; /* upper case, GET or HEAD only; default GET, HEAD */
     size_t n_request_methods;
     const char **content_types; /* media types, lower case, compared without
                                    parameters; none: any */
@@ -63,8 +63,9 @@ struct tn_cache_config {
     size_t n_vary_query_params;
 
     /* purge */
-    bool purge;          /* the PURGE method is handled here */
-    const char *purge_key; /* X-Purge-Key must equal it; "" or NULL: no header needed */
+    bool purge;          /* the PURGE method is handled here (tern's Purge message present) */
+    const char *purge_key; /* X-Purge-Key must equal it; "" or NULL: no header needed
+                              (NULL exactly when !purge) */
     bool purge_allow_wildcard; /* PURGE /prefix** purges the prefix */
 
     /* response headers: X-Cache-Status, X-Cache-Key, X-Cache-Hits (on with
@@ -72,7 +73,8 @@ struct tn_cache_config {
     bool status_headers;
 };
 
-/* tern.extensions.filters.http.cache.v1.CachePerRoute, compiled. */
+/* tern.extensions.filters.http.cache.v1.CachePerRoute, compiled; the filter
+ * finds it with tn_route_filter_config(route, vhost, &tn_cache_factory). */
 struct tn_cache_per_route {
     bool disabled;
     uint64_t default_ttl_ms;  /* TN_CACHE_UNSET: the filter's */

@@ -42,7 +42,9 @@ static int compile_http_filters(struct tn_listener *l, const pb_hcm *pb, struct 
             }
             if (o->factory != NULL) {
                 tn_err_push(err, ".typed_config");
-                cfg = tn_any_unpack((const ProtobufCMessage *)f->typed_config, o->factory->config_type, err);
+                const ProtobufCMessageDescriptor *want = tn_filter_factory_config_type(o->factory, url);
+                cfg = tn_any_unpack((const ProtobufCMessage *)f->typed_config, want ? want : o->factory->config_type,
+                                    err);
                 if (cfg == NULL)
                     return -1;
             }

@@ -52,11 +52,22 @@ struct tn_filter_factory {
     const char *name;                              /* Envoy's canonical filter name */
     const ProtobufCMessageDescriptor *config_type; /* typed_config's message */
     bool terminal;                                 /* must be, and only be, the last filter */
-    /* Builds the filter's config from its message (already unpacked); returns
-     * it, or NULL with err set. Never keeps a pointer into msg. */
+    /* Builds the filter's config from its message (already unpacked, of
+     * config_type or one of alt_config_types: dispatch on msg->descriptor);
+     * returns it, or NULL with err set. Never keeps a pointer into msg. */
     void *(*create_config)(const ProtobufCMessage *msg, struct tn_err *err);
     void (*destroy_config)(void *config);
     const struct tn_filter_ops *ops; /* NULL: the filter is configuration only (yet) */
+    /* More messages typed_config may hold (a superset config beside Envoy's),
+     * NULL-terminated; NULL: config_type only. */
+    const ProtobufCMessageDescriptor *const *alt_config_types;
+    /* Per-route config: the message a route's or virtual host's
+     * typed_per_filter_config holds for this filter, and how to build and free
+     * it (same contract as create_config). All NULL: the filter takes none,
+     * and a typed_per_filter_config entry for it is an error. */
+    const ProtobufCMessageDescriptor *route_config_type;
+    void *(*create_route_config)(const ProtobufCMessage *msg, struct tn_err *err);
+    void (*destroy_route_config)(void *config);
     /* Optional: registers the filter's stats for one connection manager
      * (http.<stat_prefix>.*) in its config; 0 or -1. Main thread, before
      * the workers start. */
@@ -65,8 +76,15 @@ struct tn_filter_factory {
     void (*refresh_stats)(void *config, _Atomic uint64_t *main_shard);
 };
 
-/* The factory for a type URL or full message name, NULL if none. */
+/* The factory for a type URL or full message name, NULL if none. As Envoy's
+ * registry, a factory answers to its config_type, its alt_config_types and
+ * its route_config_type. */
 const struct tn_filter_factory *tn_filter_factory_by_type(const char *type_url);
+
+/* Which of f's filter config messages (config_type, alt_config_types) a type
+ * URL or full name names; NULL if none (its route_config_type is not one). */
+const ProtobufCMessageDescriptor *tn_filter_factory_config_type(const struct tn_filter_factory *f,
+                                                                const char *type_url);
 
 /* The factory for a canonical filter name, NULL if none. */
 const struct tn_filter_factory *tn_filter_factory_by_name(const char *name);

@@ -8,7 +8,9 @@
 
 #include "dataplane/log.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
+#include "filters/filter.h"
 #include "xds/bootstrap.h"
+#include "xds/types.h"
 
 typedef Envoy__Config__Route__V3__VirtualHost pb_vhost;
 typedef Envoy__Config__Route__V3__Route pb_route;
@@ -247,6 +249,57 @@ static int compile_mirrors(struct ctx *c, pb_mirror **pb, size_t n, struct tn_mi
     return 0;
 }
 
+/* ---- typed_per_filter_config ------------------------------------------- */
+
+/* Compiles one entry into out[*n]: the filter is the one the key names, else
+ * the one whose (per-route) config type the Any holds, as Envoy looks it up. */
+static int add_filter_config(struct ctx *c, const char *key, const Google__Protobuf__Any *any,
+                             struct tn_route_filter_config *out, size_t *n)
+{
+    size_t mark = tn_err_push(c->err, ".typed_per_filter_config[\"%s\"]", key);
+    const char *url = any && any->type_url ? any->type_url : "";
+    if (strcmp(tn_type_name(url), "envoy.config.route.v3.FilterConfig") == 0)
+        return tn_err_fail(c->err, "envoy.config.route.v3.FilterConfig (is_optional, disabled) is not supported by "
+                                   "tern; give the filter's per-route config itself");
+    const struct tn_filter_factory *f = tn_filter_factory_by_name(key);
+    if (f == NULL)
+        f = tn_filter_factory_by_type(url);
+    if (f == NULL)
+        return tn_err_fail(c->err, "no HTTP filter named '%s' or for type '%s'", key, url);
+    if (f->create_route_config == NULL)
+        return tn_err_fail(c->err, "filter '%s' takes no per-route config", f->name);
+    for (size_t i = 0; i < *n; i++)
+        if (out[i].factory == f)
+            return tn_err_fail(c->err, "filter '%s' is also configured under '%s'", f->name, out[i].name);
+    ProtobufCMessage *m = tn_any_unpack((const ProtobufCMessage *)any, f->route_config_type, c->err);
+    if (m == NULL)
+        return -1;
+    void *config = f->create_route_config(m, c->err);
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (config == NULL)
+        return -1;
+    if (tn_pool_on_dispose(&c->t->pool, f->destroy_route_config, config)) {
+        f->destroy_route_config(config);
+        return tn_err_fail(c->err, "out of memory");
+    }
+    out[*n] = (struct tn_route_filter_config){.name = tn_pool_strdup(&c->t->pool, key), .factory = f, .config = config};
+    (*n)++;
+    tn_err_pop(c->err, mark);
+    return 0;
+}
+
+const void *tn_route_filter_config(const struct tn_route *r, const struct tn_vhost *vh,
+                                   const struct tn_filter_factory *f)
+{
+    for (size_t i = 0; r != NULL && i < r->n_filter_configs; i++)
+        if (r->filter_configs[i].factory == f)
+            return r->filter_configs[i].config;
+    for (size_t i = 0; vh != NULL && i < vh->n_filter_configs; i++)
+        if (vh->filter_configs[i].factory == f)
+            return vh->filter_configs[i].config;
+    return NULL;
+}
+
 /* ---- matchers ----------------------------------------------------------- */
 
 int tn_header_matcher_compile(struct tn_pool *pool, const pb_header_matcher *pb, struct tn_header_matcher *h,
@@ -414,6 +467,10 @@ static int compile_weighted(struct ctx *c, const Envoy__Config__Route__V3__Weigh
             tn_err_push(c->err, ".clusters[%zu]", i);
             return tn_err_fail(c->err, "name is required%s",
                                *w->cluster_header ? " (cluster_header in weighted clusters is not supported)" : "");
+        }
+        if (w->n_typed_per_filter_config > 0) {
+            tn_err_push(c->err, ".clusters[%zu].typed_per_filter_config", i);
+            return tn_err_fail(c->err, "not supported by tern on weighted clusters; set it on the route");
         }
         r->weighted[i].name = tn_pool_strdup(&c->t->pool, w->name);
         r->weighted[i].weight = w->weight ? w->weight->value : 0;
@@ -669,7 +726,14 @@ static int compile_route(struct ctx *c, const pb_route *pb, const struct tn_vhos
     default:
         return tn_err_fail(c->err, "one of route, redirect, direct_response is required");
     }
-    return COMPILE_MUTATIONS(c, pb, &r->headers_mut) ? -1 : 0;
+    if (COMPILE_MUTATIONS(c, pb, &r->headers_mut))
+        return -1;
+    r->filter_configs = tn_pool_alloc(&c->t->pool, pb->n_typed_per_filter_config * sizeof(*r->filter_configs) + 1);
+    for (size_t i = 0; i < pb->n_typed_per_filter_config; i++)
+        if (add_filter_config(c, pb->typed_per_filter_config[i]->key, pb->typed_per_filter_config[i]->value,
+                              r->filter_configs, &r->n_filter_configs))
+            return -1;
+    return 0;
 }
 
 /* ---- virtual hosts and domains ------------------------------------------ */
@@ -780,6 +844,11 @@ static int compile_vhosts(struct ctx *c, const tn_pb_route_config *pb, uint32_t 
         if (compile_mirrors(c, pv->request_mirror_policies, pv->n_request_mirror_policies, &vh->mirrors,
                             &vh->n_mirrors))
             return -1;
+        vh->filter_configs = tn_pool_alloc(&t->pool, pv->n_typed_per_filter_config * sizeof(*vh->filter_configs) + 1);
+        for (size_t j = 0; j < pv->n_typed_per_filter_config; j++)
+            if (add_filter_config(c, pv->typed_per_filter_config[j]->key, pv->typed_per_filter_config[j]->value,
+                                  vh->filter_configs, &vh->n_filter_configs))
+                return -1;
         vh->routes = tn_pool_alloc(&t->pool, pv->n_routes * sizeof(*vh->routes) + 1);
         for (size_t j = 0; j < pv->n_routes; j++) {
             size_t m2 = tn_err_push(c->err, ".routes[%zu]", j);
@@ -829,6 +898,11 @@ struct tn_route_table *tn_route_table_compile(const tn_pb_route_config *pb, stru
     t->validate_clusters = pb->validate_clusters ? pb->validate_clusters->value : true;
     if (COMPILE_MUTATIONS(&c, pb, &t->headers_mut))
         goto err;
+    if (pb->n_typed_per_filter_config > 0) {
+        tn_err_push(err, ".typed_per_filter_config");
+        tn_err_fail(err, "not supported by tern on the route configuration; set it on virtual hosts or routes");
+        goto err;
+    }
     t->internal_only_headers = tn_pool_alloc(&t->pool, pb->n_internal_only_headers * sizeof(char *) + 1);
     for (size_t i = 0; i < pb->n_internal_only_headers; i++) {
         tn_err_push(err, ".internal_only_headers[%zu]", i);

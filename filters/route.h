@@ -20,6 +20,16 @@
 
 typedef Envoy__Config__Route__V3__RouteConfiguration tn_pb_route_config;
 
+struct tn_filter_factory;
+
+/* One typed_per_filter_config entry of a virtual host or route, compiled by
+ * its filter's create_route_config; freed with the route table. */
+struct tn_route_filter_config {
+    const char *name; /* the map key: the filter's name */
+    const struct tn_filter_factory *factory;
+    void *config;
+};
+
 struct tn_header_op {
     const char *key;
     const char *value;
@@ -156,6 +166,8 @@ struct tn_route {
     const char *direct_body;
     size_t direct_body_len;
     struct tn_header_mutations headers_mut;
+    struct tn_route_filter_config *filter_configs; /* typed_per_filter_config */
+    size_t n_filter_configs;
 };
 
 enum tn_domain_kind {
@@ -186,6 +198,8 @@ struct tn_vhost {
     struct tn_retry_policy retry;
     struct tn_mirror_policy *mirrors; /* request_mirror_policies of the vhost itself */
     size_t n_mirrors;
+    struct tn_route_filter_config *filter_configs; /* typed_per_filter_config */
+    size_t n_filter_configs;
 };
 
 struct tn_domain {
@@ -223,6 +237,13 @@ void tn_route_table_unref(struct tn_route_table *t);
  * included (as Envoy matches it), compared without regard to case; NULL when
  * no domain matches. */
 const struct tn_vhost *tn_route_table_vhost(const struct tn_route_table *t, const char *host, size_t len);
+
+/* The per-route config filter f was given for a request on route r of
+ * virtual host vh: the route's, else the virtual host's (the most specific
+ * wins, as Envoy), else NULL. r or vh may be NULL. The config is what f's
+ * create_route_config returned; it lives as long as the route table. */
+const void *tn_route_filter_config(const struct tn_route *r, const struct tn_vhost *vh,
+                                   const struct tn_filter_factory *f);
 
 /* Calls fn for every cluster name the table names statically (route
  * clusters, weighted clusters, mirror clusters) with its config path; stops

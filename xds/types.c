@@ -16,6 +16,7 @@
 #include "envoy/extensions/http/cache/simple_http_cache/v3/config.pb-c.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
+#include "tern/extensions/filters/http/cache/v1/cache.pb-c.h"
 
 /* Every message type that may appear inside an Any. */
 #define TN_TYPES(X)                                                                                                    \
@@ -32,7 +33,9 @@
     X(envoy__extensions__access_loggers__file__v3__file_access_log__descriptor)                                        \
     X(envoy__extensions__access_loggers__stream__v3__stdout_access_log__descriptor)                                    \
     X(envoy__extensions__access_loggers__stream__v3__stderr_access_log__descriptor)                                    \
-    X(envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor)
+    X(envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor)                                       \
+    X(tern__extensions__filters__http__cache__v1__cache_config__descriptor)                                            \
+    X(tern__extensions__filters__http__cache__v1__cache_per_route__descriptor)
 
 static const ProtobufCMessageDescriptor *const types[] = {
 #define TN_X(d) &d,

@@ -7,6 +7,7 @@
 #define TN_SUITES(X)                                                                                                   \
     X(pbconv_suite)                                                                                                    \
     X(compiler_suite)                                                                                                  \
+    X(cache_config_suite)                                                                                              \
     X(lb_suite)                                                                                                        \
     X(route_match_suite)                                                                                               \
     X(cm_suite)                                                                                                        \
