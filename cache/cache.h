@@ -20,6 +20,29 @@
 /* Durations are milliseconds; TN_CACHE_UNSET marks an optional one left out. */
 #define TN_CACHE_UNSET UINT64_MAX
 
+/* http.<stat_prefix>.cache.* */
+#define TN_CACHE_STATS(X)                                                                                              \
+    X(hit, COUNTER)                                                                                                    \
+    X(miss, COUNTER)                                                                                                   \
+    X(refresh, COUNTER)                                                                                                \
+    X(bypass, COUNTER)                                                                                                 \
+    X(insert, COUNTER)                                                                                                 \
+    X(insert_failed, COUNTER)                                                                                          \
+    X(purge, COUNTER)                                                                                                  \
+    X(coalesced, COUNTER)                                                                                              \
+    X(stale_served, COUNTER)                                                                                           \
+    X(eviction, COUNTER)                                                                                               \
+    X(bytes, GAUGE)                                                                                                    \
+    X(entries, GAUGE)
+
+struct tn_cache_stats {
+#define TN_X(name, kind) uint32_t name;
+    TN_CACHE_STATS(TN_X)
+#undef TN_X
+};
+
+struct tn_cache_store;
+
 struct tn_cache_config {
     struct tn_pool pool;
     bool tern;     /* configured with tern's CacheConfig (else Envoy's) */
@@ -71,6 +94,12 @@ struct tn_cache_config {
     /* response headers: X-Cache-Status, X-Cache-Key, X-Cache-Hits (on with
      * tern's config, off with Envoy's, which sends Age only) */
     bool status_headers;
+
+    /* at run time: the store named `name` (the default store when unnamed),
+     * shared by every filter naming it, and this connection manager's stats */
+    struct tn_cache_store *store;
+    struct tn_cache_stats stats;
+    bool stats_registered;
 };
 
 /* tern.extensions.filters.http.cache.v1.CachePerRoute, compiled; the filter

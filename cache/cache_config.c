@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "cache/cache_int.h"
 #include "envoy/extensions/filters/http/cache/v3/cache.pb-c.h"
 #include "envoy/extensions/http/cache/simple_http_cache/v3/config.pb-c.h"
 #include "tern/extensions/filters/http/cache/v1/cache.pb-c.h"
@@ -307,7 +308,7 @@ static void *create_config(const ProtobufCMessage *msg, struct tn_err *err)
     int rc = msg->descriptor == &tern__extensions__filters__http__cache__v1__cache_config__descriptor
                  ? compile_tern(c, (const pb_tern_config *)msg, err)
                  : compile_envoy(c, (const pb_envoy_config *)msg, err);
-    if (rc != 0) {
+    if (rc != 0 || tn_cache_attach_store(c, err)) {
         destroy_config(c);
         return NULL;
     }
@@ -349,4 +350,7 @@ const struct tn_filter_factory tn_cache_factory = {
     .route_config_type = &tern__extensions__filters__http__cache__v1__cache_per_route__descriptor,
     .create_route_config = create_route_config,
     .destroy_route_config = free,
+    .ops = &tn_cache_ops,
+    .register_stats = tn_cache_register_stats,
+    .refresh_stats = tn_cache_refresh_stats,
 };

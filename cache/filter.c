@@ -15,6 +15,8 @@
 #include "dataplane/log.h"
 #include "dataplane/stream.h"
 #include "dataplane/worker.h"
+#include "filters/route.h"
+#include "filters/route_match.h"
 
 #define WAIT_POLL_MS 5
 #define WAIT_MAX_MS  5000 /* a coalesced request stops waiting and goes upstream */
@@ -30,7 +32,7 @@ enum state {
 
 struct cache_ctx {
     struct tn_stream *s;
-    const struct tn_cache_filter *f;
+    const struct tn_cache_config *f;
     const struct tn_cache_per_route *pr;
     unsigned idx;
     enum state state;
@@ -42,6 +44,8 @@ struct cache_ctx {
     int64_t request_time;
     struct tn_cc req_cc;
     bool claimed, head, conditional, stored_ok;
+    const struct tn_header *client_hdrs; /* the request's headers as the client sent them */
+    size_t n_client_hdrs;
     struct tn_cache_entry *entry; /* the stale entry (revalidation, stale-if-error) */
     struct tn_cache_entry *serve; /* what a takeover answers with */
     const char *serve_word;
@@ -85,7 +89,7 @@ static bool name_is(const struct tn_header *h, const char *name)
  * an entry. */
 static int build_key(struct cache_ctx *c, const struct tn_request *rq)
 {
-    const struct tn_cache_config *cfg = c->f->cfg;
+    const struct tn_cache_config *cfg = c->f;
     size_t cap = rq->host_len + rq->path_len + 64;
     for (size_t i = 0; i < rq->n_headers; i++)
         cap += rq->headers[i].name_len + rq->headers[i].value_len + 4;
@@ -160,7 +164,7 @@ static bool skip_stored(const struct tn_header *h)
 static void add_status_headers(struct cache_ctx *c, struct tn_header *hv, size_t *n, const char *word,
                                const char *keyhex, unsigned hits)
 {
-    const struct tn_cache_config *cfg = c->f->cfg;
+    const struct tn_cache_config *cfg = c->f;
     if (cfg->status_headers) {
         hv[(*n)++] = (struct tn_header){.name = "x-cache-status", .name_len = 14, .value = word,
                                         .value_len = (uint32_t)strlen(word)};
@@ -198,13 +202,17 @@ static void serve_entry(struct cache_ctx *c, struct tn_cache_entry *e, const cha
     size_t n = 0;
     int status = e->meta.status;
     uint64_t first = 0, last = e->body_len ? e->body_len - 1 : 0, len = e->body_len;
-    bool not_modified = tn_cache_not_modified(&e->meta, rq->headers, rq->n_headers);
+    /* the client's own conditions and range (validators the cache added
+     * for its revalidation are not the client's) */
+    const struct tn_header *ch = c->client_hdrs ? c->client_hdrs : rq->headers;
+    size_t nch = c->client_hdrs ? c->n_client_hdrs : rq->n_headers;
+    bool not_modified = tn_cache_not_modified(&e->meta, ch, nch);
     char cr[96];
     if (not_modified) {
         status = 304;
         len = 0;
     } else if (status == 200) {
-        const struct tn_header *rh = tn_headers_find(rq->headers, rq->n_headers, "range", 5);
+        const struct tn_header *rh = tn_headers_find(ch, nch, "range", 5);
         int rr = rh ? tn_cache_range(rh->value, rh->value_len, e->body_len, &first, &last) : -1;
         if (rr == 1) {
             int l = snprintf(cr, sizeof(cr), "bytes */%zu", e->body_len);
@@ -297,6 +305,8 @@ static int add_validators(struct cache_ctx *c, const struct tn_cache_entry *e)
     struct tn_header *hv = tn_stream_alloc(c->s, (rq->n_headers + 2) * sizeof(*hv));
     if (hv == NULL)
         return -1;
+    c->client_hdrs = rq->headers;
+    c->n_client_hdrs = rq->n_headers;
     size_t n = 0;
     for (size_t i = 0; i < rq->n_headers; i++) {
         const struct tn_header *h = &rq->headers[i];
@@ -370,7 +380,7 @@ static enum tn_filter_status miss(struct cache_ctx *c, bool from_wait)
 /* Looks the key up and decides; from_wait: again, after waiting. */
 static enum tn_filter_status decide(struct cache_ctx *c, bool from_wait)
 {
-    const struct tn_cache_config *cfg = c->f->cfg;
+    const struct tn_cache_config *cfg = c->f;
     struct tn_request *rq = tn_stream_request(c->s);
     struct tn_cache_entry *e =
         tn_cache_lookup(c->f->store, c->key, c->key_len, rq->headers, rq->n_headers, tn_worker_wall_ms(W(c)));
@@ -439,7 +449,7 @@ static void on_wait(struct tn_timer *t)
  * for a prefix; 200 {"purged": N}, 404, 401. */
 static enum tn_filter_status purge(struct cache_ctx *c, struct tn_request *rq)
 {
-    const struct tn_cache_config *cfg = c->f->cfg;
+    const struct tn_cache_config *cfg = c->f;
     if (cfg->purge_key && cfg->purge_key[0]) {
         const struct tn_header *k = tn_headers_find(rq->headers, rq->n_headers, "x-purge-key", 11);
         size_t kl = strlen(cfg->purge_key);
@@ -473,8 +483,8 @@ static enum tn_filter_status purge(struct cache_ctx *c, struct tn_request *rq)
 
 static enum tn_filter_status on_request_headers(struct tn_stream *s, void *config, void *ctx, bool end_stream)
 {
-    const struct tn_cache_filter *f = config;
-    const struct tn_cache_config *cfg = f->cfg;
+    const struct tn_cache_config *f = config;
+    const struct tn_cache_config *cfg = f;
     struct cache_ctx *c = ctx;
     struct tn_request *rq = tn_stream_request(s);
     (void)end_stream;
@@ -552,7 +562,7 @@ static struct tn_cache_entry *refreshed(struct cache_ctx *c, struct tn_response 
             hv[n++] = r->headers[i];
     struct tn_request *rq = tn_stream_request(c->s);
     struct tn_cache_meta meta;
-    if (tn_cache_storable(c->f->cfg, c->pr, "GET", 3, rq->headers, rq->n_headers, old->meta.status, hv, n,
+    if (tn_cache_storable(c->f, c->pr, "GET", 3, rq->headers, rq->n_headers, old->meta.status, hv, n,
                           c->request_time, now_s(c), &meta) != TN_STORE_OK)
         return NULL;
     struct tn_cache_entry_spec sp = {
@@ -630,7 +640,7 @@ static int vary_of(struct cache_ctx *c, const struct tn_response *r, struct tn_h
 
 static uint64_t expire_ms(struct cache_ctx *c, const struct tn_cache_meta *m, uint64_t now_ms)
 {
-    uint64_t stale = c->pr && c->pr->stale_ttl_ms != TN_CACHE_UNSET ? c->pr->stale_ttl_ms : c->f->cfg->stale_ttl_ms;
+    uint64_t stale = c->pr && c->pr->stale_ttl_ms != TN_CACHE_UNSET ? c->pr->stale_ttl_ms : c->f->stale_ttl_ms;
     int64_t age = tn_cache_age(m, (int64_t)(now_ms / 1000));
     int64_t left = m->lifetime - age;
     uint64_t ms = left > 0 ? (uint64_t)left * 1000 : 0;
@@ -641,7 +651,7 @@ static uint64_t expire_ms(struct cache_ctx *c, const struct tn_cache_meta *m, ui
  * headers to it. */
 static void begin_store(struct cache_ctx *c, struct tn_response *r)
 {
-    const struct tn_cache_config *cfg = c->f->cfg;
+    const struct tn_cache_config *cfg = c->f;
     struct tn_request *rq = tn_stream_request(c->s);
     c->storing = false;
     if (c->state != ST_FILL && c->state != ST_REVALIDATE)
@@ -724,7 +734,7 @@ static enum tn_filter_status on_response_headers(struct tn_stream *s, void *conf
             struct tn_request *rq = tn_stream_request(s);
             e = tn_cache_lookup(c->f->store, c->key, c->key_len, rq->headers, rq->n_headers, tn_worker_wall_ms(W(c)));
         }
-        if (e && tn_cache_stale_if_error(c->f->cfg, c->pr, &e->meta, &c->req_cc, now_s(c))) {
+        if (e && tn_cache_stale_if_error(c->f, c->pr, &e->meta, &c->req_cc, now_s(c))) {
             if (e == c->entry)
                 c->entry = NULL;
             count(c, c->f->stats.stale_served);
@@ -747,7 +757,7 @@ static enum tn_filter_status on_response_headers(struct tn_stream *s, void *conf
     if (c->state == ST_REVALIDATE && c->entry && r->status == 404)
         tn_cache_kill(c->entry); /* gone at the origin */
     begin_store(c, r);
-    if (c->status_word && (c->f->cfg->status_headers || c->f->cfg->name)) {
+    if (c->status_word && (c->f->status_headers || c->f->name)) {
         struct tn_header *hv = tn_stream_alloc(s, (r->n_headers + 4) * sizeof(*hv));
         if (hv) {
             memcpy(hv, r->headers, r->n_headers * sizeof(*hv));
@@ -785,7 +795,7 @@ static enum tn_filter_status on_response_body(struct tn_stream *s, void *config,
     if (!c->storing)
         return TN_FILTER_CONTINUE;
     if (data->len) {
-        if (c->body.bytes + data->len > c->f->cfg->max_entry_bytes) {
+        if (c->body.bytes + data->len > c->f->max_entry_bytes) {
             c->storing = false;
             tn_slices_clear(&c->body);
         } else if (tn_slices_push(&c->body, tn_slice_of(data->blk, data->p, data->len))) {
@@ -816,31 +826,17 @@ static void on_destroy(struct tn_stream *s, void *config, void *ctx)
 
 /* --- the filter's config ---------------------------------------------------------------- */
 
-struct tn_cache_filter *tn_cache_filter_new(struct tn_cache_config *cfg, struct tn_err *err)
+int tn_cache_attach_store(struct tn_cache_config *cfg, struct tn_err *err)
 {
-    struct tn_cache_filter *f = calloc(1, sizeof(*f));
-    if (f == NULL) {
-        tn_err_fail(err, "out of memory");
-        return NULL;
-    }
-    f->cfg = cfg;
-    f->store = tn_cache_store_get(cfg->name ? cfg->name : "", cfg->max_size_bytes);
-    if (f->store == NULL) {
-        tn_err_fail(err, "cannot create the cache store (out of memory, or more than 16 named caches)");
-        free(f);
-        return NULL;
-    }
-    return f;
-}
-
-void tn_cache_filter_free(struct tn_cache_filter *f)
-{
-    free(f); /* the config is freed by its owner; stores live until exit */
+    cfg->store = tn_cache_store_get(cfg->name ? cfg->name : "", cfg->max_size_bytes);
+    if (cfg->store == NULL)
+        return tn_err_fail(err, "cannot create the cache store (out of memory, or more than 16 named caches)");
+    return 0;
 }
 
 int tn_cache_register_stats(void *config, struct tn_stats *st, const char *stat_prefix)
 {
-    struct tn_cache_filter *f = config;
+    struct tn_cache_config *f = config;
     static const struct {
         const char *name;
         enum tn_stat_kind kind;
@@ -862,7 +858,7 @@ int tn_cache_register_stats(void *config, struct tn_stats *st, const char *stat_
 
 void tn_cache_refresh_stats(void *config, _Atomic uint64_t *main_shard)
 {
-    struct tn_cache_filter *f = config;
+    struct tn_cache_config *f = config;
     struct tn_cache_totals t;
     if (!f->stats_registered || f->store == NULL)
         return;
@@ -872,10 +868,22 @@ void tn_cache_refresh_stats(void *config, _Atomic uint64_t *main_shard)
     tn_stat_set(main_shard, f->stats.eviction, t.evictions);
 }
 
-const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_filter *f)
+const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_config *f)
 {
-    (void)s, (void)f;
-    return NULL; /* per-route configs arrive with typed_per_filter_config */
+    /* the cache runs before the router: it matches the route itself to find
+     * the route's or virtual host's typed_per_filter_config */
+    struct tn_route_table *rt = tn_stream_routes(s);
+    const struct tn_request *rq = tn_stream_request(s);
+    (void)f;
+    if (rt == NULL)
+        return NULL;
+    const struct tn_vhost *vh = tn_route_table_vhost(rt, rq->host, rq->host_len);
+    if (vh == NULL)
+        return NULL;
+    struct tn_request_view view = {.method = rq->method, .method_len = rq->method_len, .path = rq->path,
+                                   .path_len = rq->path_len, .host = rq->host, .host_len = rq->host_len,
+                                   .scheme = rq->scheme, .headers = rq->headers, .n_headers = rq->n_headers};
+    return tn_route_filter_config(tn_route_match(vh, &view), vh, &tn_cache_factory);
 }
 
 const struct tn_filter_ops tn_cache_ops = {
