@@ -17,8 +17,17 @@ int tn_cache_attach_store(struct tn_cache_config *cfg, struct tn_err *err);
 int tn_cache_register_stats(void *config, struct tn_stats *st, const char *stat_prefix);
 void tn_cache_refresh_stats(void *config, _Atomic uint64_t *main_shard);
 
-/* The per-route override for the stream's route, NULL when none. */
+/* The per-route override for the stream's route, NULL when none; *cluster
+ * gets the route's cluster (NULL when it has none, or picks one per request). */
 struct tn_stream;
-const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_config *f);
+const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_config *f,
+                                                       const char **cluster);
+
+/* Starts a background refresh of `old` (stale-while-revalidate) to
+ * `cluster` with the client's request headers; false when it cannot
+ * (another refresh of the key runs, no host, too many in flight). */
+struct tn_worker;
+bool tn_cache_refresh_start(struct tn_worker *w, const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr,
+                            const char *cluster, struct tn_cache_entry *old, const struct tn_header *req, size_t n_req);
 
 #endif

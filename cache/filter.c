@@ -34,6 +34,7 @@ struct cache_ctx {
     struct tn_stream *s;
     const struct tn_cache_config *f;
     const struct tn_cache_per_route *pr;
+    const char *cluster; /* the route's (background refreshes go there) */
     unsigned idx;
     enum state state;
     const char *status_word; /* X-Cache-Status for a filled or passed response */
@@ -397,11 +398,14 @@ static enum tn_filter_status decide(struct cache_ctx *c, bool from_wait)
     case TN_USE_FRESH:
     case TN_USE_STALE_OK:
     case TN_USE_STALE_WHILE_REVALIDATE:
-        /* stale-while-revalidate: served now; the next request past the
-         * window revalidates (no background request yet) */
         count(c, c->f->stats.hit);
         if (use != TN_USE_FRESH)
             count(c, c->f->stats.stale_served);
+        /* stale-while-revalidate: served now, refreshed in the background
+         * (one refresh per key at a time) */
+        if (use == TN_USE_STALE_WHILE_REVALIDATE &&
+            tn_cache_refresh_start(W(c), cfg, c->pr, c->cluster, e, rq->headers, rq->n_headers))
+            count(c, c->f->stats.refresh);
         c->state = ST_HIT;
         serve_entry(c, e, "Hit");
         tn_cache_entry_unref(e);
@@ -495,7 +499,7 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     tn_slices_init(&c->body);
     if (cfg->disabled || f->store == NULL)
         return TN_FILTER_CONTINUE;
-    c->pr = tn_cache_route_config(c->s, f);
+    c->pr = tn_cache_route_config(c->s, f, &c->cluster);
     if (c->pr && c->pr->disabled)
         return TN_FILTER_CONTINUE;
     if (cfg->purge && rq->method_len == 5 && memcmp(rq->method, "PURGE", 5) == 0)
@@ -537,6 +541,7 @@ static void on_takeover(struct tn_timer *t)
 
 static void takeover(struct cache_ctx *c, struct tn_cache_entry *e, const char *word)
 {
+    release_claim(c);
     c->state = ST_TAKEOVER;
     c->serve = e;
     c->serve_word = word;
@@ -711,6 +716,7 @@ static void finish_store(struct cache_ctx *c)
         count(c, c->f->stats.insert);
 out:
     tn_slices_clear(&c->body);
+    release_claim(c); /* after the insert: waiters find the entry */
 }
 
 static bool upstream_failed(const struct tn_response *r, const struct tn_stream_info *si)
@@ -726,7 +732,6 @@ static enum tn_filter_status on_response_headers(struct tn_stream *s, void *conf
     (void)config;
     if (c->f == NULL || c->state == ST_HIT || c->state == ST_TAKEOVER)
         return TN_FILTER_CONTINUE;
-    release_claim(c);
     /* the stale entry answers instead of an upstream error (stale-if-error) */
     if ((c->state == ST_REVALIDATE || c->state == ST_FILL) && upstream_failed(r, tn_stream_info(s))) {
         struct tn_cache_entry *e = c->entry;
@@ -757,6 +762,8 @@ static enum tn_filter_status on_response_headers(struct tn_stream *s, void *conf
     if (c->state == ST_REVALIDATE && c->entry && r->status == 404)
         tn_cache_kill(c->entry); /* gone at the origin */
     begin_store(c, r);
+    if (!c->storing)
+        release_claim(c); /* waiters go upstream themselves */
     if (c->status_word && (c->f->status_headers || c->f->name)) {
         struct tn_header *hv = tn_stream_alloc(s, (r->n_headers + 4) * sizeof(*hv));
         if (hv) {
@@ -795,12 +802,11 @@ static enum tn_filter_status on_response_body(struct tn_stream *s, void *config,
     if (!c->storing)
         return TN_FILTER_CONTINUE;
     if (data->len) {
-        if (c->body.bytes + data->len > c->f->max_entry_bytes) {
+        if (c->body.bytes + data->len > c->f->max_entry_bytes ||
+            tn_slices_push(&c->body, tn_slice_of(data->blk, data->p, data->len))) {
             c->storing = false;
             tn_slices_clear(&c->body);
-        } else if (tn_slices_push(&c->body, tn_slice_of(data->blk, data->p, data->len))) {
-            c->storing = false;
-            tn_slices_clear(&c->body);
+            release_claim(c);
         }
     }
     if (c->storing && end_stream)
@@ -868,13 +874,15 @@ void tn_cache_refresh_stats(void *config, _Atomic uint64_t *main_shard)
     tn_stat_set(main_shard, f->stats.eviction, t.evictions);
 }
 
-const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_config *f)
+const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_config *f,
+                                                       const char **cluster)
 {
     /* the cache runs before the router: it matches the route itself to find
      * the route's or virtual host's typed_per_filter_config */
     struct tn_route_table *rt = tn_stream_routes(s);
     const struct tn_request *rq = tn_stream_request(s);
     (void)f;
+    *cluster = NULL;
     if (rt == NULL)
         return NULL;
     const struct tn_vhost *vh = tn_route_table_vhost(rt, rq->host, rq->host_len);
@@ -883,7 +891,9 @@ const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, cons
     struct tn_request_view view = {.method = rq->method, .method_len = rq->method_len, .path = rq->path,
                                    .path_len = rq->path_len, .host = rq->host, .host_len = rq->host_len,
                                    .scheme = rq->scheme, .headers = rq->headers, .n_headers = rq->n_headers};
-    return tn_route_filter_config(tn_route_match(vh, &view), vh, &tn_cache_factory);
+    const struct tn_route *r = tn_route_match(vh, &view);
+    *cluster = r ? r->cluster : NULL;
+    return tn_route_filter_config(r, vh, &tn_cache_factory);
 }
 
 const struct tn_filter_ops tn_cache_ops = {

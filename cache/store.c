@@ -402,15 +402,17 @@ bool tn_cache_fill_claim(struct tn_cache_store *st, uint64_t lo, bool *busy)
     uint64_t v = lo | 1;
     size_t at = (size_t)(lo >> 1) % CLAIMS;
     *busy = false;
-    for (size_t i = 0; i < CLAIM_PROBES; i++)
-        if (atomic_load(&st->claims[(at + i) % CLAIMS]) == v) {
+    /* every claimer of a key probes the same slots in the same order and
+     * stops at the first free one, so two of them meet there */
+    for (size_t i = 0; i < CLAIM_PROBES; i++) {
+        _Atomic uint64_t *slot = &st->claims[(at + i) % CLAIMS];
+        uint64_t have = atomic_load(slot);
+        if (have == 0 && atomic_compare_exchange_strong(slot, &have, v))
+            return true;
+        if (have == v) {
             *busy = true;
             return false;
         }
-    for (size_t i = 0; i < CLAIM_PROBES; i++) {
-        uint64_t free_slot = 0;
-        if (atomic_compare_exchange_strong(&st->claims[(at + i) % CLAIMS], &free_slot, v))
-            return true;
     }
     return false;
 }

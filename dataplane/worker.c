@@ -259,6 +259,14 @@ static void on_quiescent(uv_check_t *h)
     tn_cache_quiescent(w->cache_slot);
 }
 
+struct tn_hpool *tn_wcluster_pool(struct tn_wcluster *wc, struct tn_host *h)
+{
+    for (size_t i = 0; wc->hosts && i < wc->hosts->n_hosts; i++)
+        if (wc->hosts->hosts[i] == h)
+            return wc->pools[i];
+    return NULL;
+}
+
 void tn__worker_wake(struct tn_worker *w)
 {
     uv_async_send(&w->async);

@@ -69,6 +69,9 @@ struct tn_worker {
     struct tn_mirror_worker mirror; /* shadow requests, which outlive their streams */
 };
 
+/* The pool of host h in wc's current host set, NULL when h is not in it. */
+struct tn_hpool *tn_wcluster_pool(struct tn_wcluster *wc, struct tn_host *h);
+
 /* The worker's view of a cluster by name, NULL when the config has none. */
 struct tn_wcluster *tn_worker_cluster(struct tn_worker *w, const char *name);
 

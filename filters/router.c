@@ -719,14 +719,6 @@ static bool hash_request(struct router *r, uint64_t *out)
     return have;
 }
 
-static struct tn_hpool *pool_for(struct tn_wcluster *wc, struct tn_host *h)
-{
-    for (size_t i = 0; i < wc->hosts->n_hosts; i++)
-        if (wc->hosts->hosts[i] == h)
-            return wc->pools[i];
-    return NULL;
-}
-
 static void start_try(struct router *r)
 {
     struct tn_worker *w = W(r);
@@ -738,7 +730,7 @@ static void start_try(struct router *r)
     if (r->set == NULL && wc->hosts)
         r->set = tn_host_set_ref(wc->hosts);
     struct tn_host *h = wc->hosts ? tn_lb_choose(r->cluster, wc->hosts, &wc->lb, &ctx, tn_worker_now(w)) : NULL;
-    struct tn_hpool *p = h ? pool_for(wc, h) : NULL;
+    struct tn_hpool *p = h ? tn_wcluster_pool(wc, h) : NULL;
     if (p == NULL) {
         fail(r, 503, "no healthy upstream", TN_RF_NO_HEALTHY_UPSTREAM, "no_healthy_upstream");
         return;

@@ -383,14 +383,6 @@ static int shadow_head(struct tn_shadow *sh, const struct head_info *hi, bool su
     return 0;
 }
 
-static struct tn_hpool *pool_for(struct tn_wcluster *wc, struct tn_host *h)
-{
-    for (size_t i = 0; i < wc->hosts->n_hosts; i++)
-        if (wc->hosts->hosts[i] == h)
-            return wc->pools[i];
-    return NULL;
-}
-
 /* The cluster a policy names for this request, or NULL (counted). */
 static struct tn_wcluster *policy_cluster(struct tn_stream *s, const struct tn_mirror_policy *p)
 {
@@ -432,7 +424,7 @@ static void start_one(struct tn_mirror *m, struct tn_stream *s, const struct tn_
     }
     struct tn_lb_context ctx = {0};
     struct tn_host *host = wc->hosts ? tn_lb_choose(c, wc->hosts, &wc->lb, &ctx, tn_worker_now(w)) : NULL;
-    struct tn_hpool *pool = host ? pool_for(wc, host) : NULL;
+    struct tn_hpool *pool = host ? tn_wcluster_pool(wc, host) : NULL;
     if (pool == NULL) {
         tn_stat_inc(w->shard, hs->mirror_failed);
         TN_LOG(TN_LOG_DEBUG, mirror, "%s no mirror: no healthy host in %s", tn_stream_tag(s), c->name);

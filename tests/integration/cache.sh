@@ -160,6 +160,31 @@ check "the origin answered 304: the stored body came back" "$rv_id" "$(json_get 
 get "$base/rv?$R"
 check "after the refresh: fresh again (Hit)" hit "$(hdr x-cache-status)"
 
+# --- stale-while-revalidate ---------------------------------------------------------------------------
+W='etag=w1&hdr=cache-control:max-age%3D1,%20stale-while-revalidate%3D60'
+get "$base/swr?$W"
+sleep 2.2
+"$TN_PYTHON" - "$f" "/swr?$W" <<'EOF' >"$TN_TMP/swr.out" 2>&1
+import http.client, sys, threading
+port, path = int(sys.argv[1]), sys.argv[2]
+seen = []
+def one():
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    c.request("GET", path)
+    r = c.getresponse(); r.read(); seen.append((r.status, r.getheader("x-cache-status")))
+ts = [threading.Thread(target=one) for _ in range(10)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(sum(1 for s in seen if s == (200, "Hit")))
+EOF
+check "stale-while-revalidate: 10 concurrent requests all served the stale entry at once" 10 "$(tail -1 "$TN_TMP/swr.out")"
+n=0
+while [ "$(hits_of /swr)" -lt 2 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+sleep 0.2
+check "stale-while-revalidate: one background revalidation reached the origin" 2 "$(hits_of /swr)"
+get "$base/swr?$W"
+check "after the background refresh: fresh (Age 0 or 1)" yes "$([ "$(hdr age)" -le 1 ] && echo yes || echo "no: age $(hdr age)")"
+
 # --- coalescing -------------------------------------------------------------------------------------
 "$TN_PYTHON" - "$f" <<'EOF' >"$TN_TMP/coal.out" 2>&1
 import http.client, sys, threading
