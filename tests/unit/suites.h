@@ -14,6 +14,7 @@
     X(h1_suite)                                                                                                        \
     X(pool_suite)                                                                                                      \
     X(stats_suite)                                                                                                     \
+    X(cache_policy_suite)                                                                                              \
     X(admin_suite)
 
 #define TN_X(s) Suite *s(void);
