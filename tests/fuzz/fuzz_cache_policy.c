@@ -12,7 +12,7 @@
 #include "cache/policy.h"
 
 #define DELTA_MAX 2147483648LL
-#define DATE_MAX 253402300799LL
+#define DATE_MAX  253402300799LL
 
 static void check(bool ok)
 {

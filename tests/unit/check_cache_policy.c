@@ -8,10 +8,10 @@
 #include "cache/policy.h"
 #include "suites.h"
 
-#define N(a) (sizeof(a) / sizeof((a)[0]))
-#define A TN_CC_ABSENT
+#define N(a)  (sizeof(a) / sizeof((a)[0]))
+#define A     TN_CC_ABSENT
 #define CLAMP 2147483648LL
-#define T0 784111777 /* Sun, 06 Nov 1994 08:49:37 GMT */
+#define T0    784111777 /* Sun, 06 Nov 1994 08:49:37 GMT */
 
 /* "name: value\nname: value" into h (names as written: lower case). */
 static size_t headers(const char *spec, struct tn_header *h, size_t cap)
@@ -223,7 +223,7 @@ END_TEST
 
 /* --- storing ---------------------------------------------------------------- */
 
-#define NOW 1000000000
+#define NOW      1000000000
 #define DATE_NOW "Sun, 09 Sep 2001 01:46:40 GMT" /* NOW */
 
 static struct tn_string_matcher accept_encoding = {.kind = TN_MATCH_EXACT, .value = "accept-encoding", .len = 15};
@@ -234,10 +234,10 @@ static const char *methods_head[] = {"HEAD"};
 static uint32_t codes_302[] = {302};
 
 enum {
-    C_DEFAULT_TTL = 1 << 0,  /* default_ttl 5 s */
-    C_HALF_SECOND = 1 << 1,  /* default_ttl 500 ms */
+    C_DEFAULT_TTL = 1 << 0, /* default_ttl 5 s */
+    C_HALF_SECOND = 1 << 1, /* default_ttl 500 ms */
     C_ONLY_ORIGIN = 1 << 2,
-    C_OVERRIDE = 1 << 3,     /* ttl_override 3 s */
+    C_OVERRIDE = 1 << 3, /* ttl_override 3 s */
     C_IGNORE_CC = 1 << 4,
     C_IGNORE_REQ_CC = 1 << 5,
     C_TYPES = 1 << 6,
@@ -246,9 +246,9 @@ enum {
     C_POST = 1 << 9,
     C_HEAD_ONLY = 1 << 10,
     C_302 = 1 << 11,
-    P_OVERRIDE = 1 << 12,    /* per-route ttl_override 7 s */
-    P_DEFAULT = 1 << 13,     /* per-route default_ttl 9 s */
-    P_UNSET = 1 << 14,       /* a per-route config that overrides nothing */
+    P_OVERRIDE = 1 << 12, /* per-route ttl_override 7 s */
+    P_DEFAULT = 1 << 13,  /* per-route default_ttl 9 s */
+    P_UNSET = 1 << 14,    /* a per-route config that overrides nothing */
 };
 
 static void config(int f, struct tn_cache_config *cfg, struct tn_cache_per_route *pr)
@@ -317,8 +317,7 @@ static const struct store_case {
     {0, "GET", "authorization: Basic x", 200, "cache-control: max-age=60, public", TN_STORE_OK, 60},
     {0, "GET", "authorization: Basic x", 200, "cache-control: s-maxage=6", TN_STORE_OK, 6},
     {0, "GET", "authorization: Basic x", 200, "cache-control: max-age=6, must-revalidate", TN_STORE_OK, 6},
-    {C_IGNORE_CC | C_DEFAULT_TTL, "GET", "authorization: x", 200, "cache-control: public", TN_STORE_AUTHORIZATION,
-     0},
+    {C_IGNORE_CC | C_DEFAULT_TTL, "GET", "authorization: x", 200, "cache-control: public", TN_STORE_AUTHORIZATION, 0},
     {0, "GET", "", 200, "cache-control: max-age=60\nset-cookie: sid=1", TN_STORE_SET_COOKIE, 0},
     {0, "GET", "", 200, "cache-control: max-age=60, public\nset-cookie: a=b", TN_STORE_OK, 60},
     /* freshness */
@@ -342,8 +341,8 @@ static const struct store_case {
     {0, "GET", "", 200, "expires: 0", TN_STORE_OK, 0},
     {0, "GET", "", 200, "expires: -1", TN_STORE_OK, 0},
     {0, "GET", "", 200, "expires: ", TN_STORE_OK, 0},
-    {0, "GET", "", 200, "expires: Sun, 09 Sep 2001 01:48:20 GMT\nexpires: Sun, 09 Sep 2001 01:48:20 GMT",
-     TN_STORE_OK, 0},
+    {0, "GET", "", 200, "expires: Sun, 09 Sep 2001 01:48:20 GMT\nexpires: Sun, 09 Sep 2001 01:48:20 GMT", TN_STORE_OK,
+     0},
     {C_DEFAULT_TTL | C_ONLY_ORIGIN, "GET", "", 200, "expires: garbage", TN_STORE_OK, 0},
     {0, "GET", "", 200, "date: garbage\nexpires: Sun, 09 Sep 2001 01:48:20 GMT", TN_STORE_OK, 100},
     {0, "GET", "", 200, "cache-control: max-age=99999999999", TN_STORE_OK, CLAMP},
@@ -373,8 +372,8 @@ static const struct store_case {
     {C_VARY_TERN, "GET", "", 200, "cache-control: max-age=1\nvary: *", TN_STORE_VARY, 0},
     {C_VARY_TERN, "GET", "", 200, "cache-control: max-age=1\nvary: Accept-Encoding", TN_STORE_OK, 1},
     {C_VARY_TERN, "GET", "", 200, "cache-control: max-age=1\nvary: accept-encoding, X-Tenant", TN_STORE_OK, 1},
-    {C_VARY_TERN, "GET", "", 200, "cache-control: max-age=1\nvary: accept-encoding\nvary: user-agent",
-     TN_STORE_VARY, 0},
+    {C_VARY_TERN, "GET", "", 200, "cache-control: max-age=1\nvary: accept-encoding\nvary: user-agent", TN_STORE_VARY,
+     0},
     {C_VARY_TERN, "GET", "", 200, "cache-control: max-age=1\nvary: accept-encoding, *", TN_STORE_VARY, 0},
     {C_VARY_TERN | C_VARY_ENVOY, "GET", "", 200, "cache-control: max-age=1\nvary: x-tenant", TN_STORE_OK, 1},
     {C_VARY_ENVOY, "GET", "", 200, "cache-control: max-age=1\nvary: ACCEPT-ENCODING", TN_STORE_OK, 1},
@@ -427,7 +426,8 @@ START_TEST(storable_fills_meta)
     struct tn_cache_meta m;
     ck_assert_int_eq(store(0, "",
                            "date: Sun, 09 Sep 2001 01:46:30 GMT\nexpires: Sun, 09 Sep 2001 01:47:30 GMT\n"
-                           "last-modified: " "Sun, 06 Nov 1994 08:49:37 GMT\nage: 7\netag: W/\"v1\"\n"
+                           "last-modified: "
+                           "Sun, 06 Nov 1994 08:49:37 GMT\nage: 7\netag: W/\"v1\"\n"
                            "cache-control: public, no-cache, immutable, stale-while-revalidate=30, "
                            "stale-if-error=600",
                            &m),
@@ -495,20 +495,20 @@ static const struct age_case {
 } age_cases[] = {
     {100, 100, 100, 0, 100, 0},
     {100, 100, 100, 0, 150, 50},
-    {80, 98, 100, 5, 100, 20},   /* apparent 20 beats corrected 5 + 2 */
-    {80, 98, 100, 30, 100, 32},  /* corrected: Age plus the response delay */
-    {80, 98, 100, 30, 110, 42},  /* plus the time resident */
-    {200, 100, 100, 0, 100, 0},  /* a Date in the future: apparent age 0 */
-    {100, 100, 100, 0, 50, 0},   /* a clock that went back: no negative resident time */
-    {100, 120, 100, 3, 100, 3},  /* request_time after response_time: delay 0 */
+    {80, 98, 100, 5, 100, 20},                                 /* apparent 20 beats corrected 5 + 2 */
+    {80, 98, 100, 30, 100, 32},                                /* corrected: Age plus the response delay */
+    {80, 98, 100, 30, 110, 42},                                /* plus the time resident */
+    {200, 100, 100, 0, 100, 0},                                /* a Date in the future: apparent age 0 */
+    {100, 100, 100, 0, 50, 0},                                 /* a clock that went back: no negative resident time */
+    {100, 120, 100, 3, 100, 3},                                /* request_time after response_time: delay 0 */
     {0, 0, 2000000000, CLAMP, 2000000000, CLAMP + 2000000000}, /* corrected: clamped Age plus delay */
 };
 
 START_TEST(age_table)
 {
     const struct age_case *c = &age_cases[_i];
-    struct tn_cache_meta m = {.date = c->date, .request_time = c->request_time, .response_time = c->response_time,
-                              .age_value = c->age_value};
+    struct tn_cache_meta m = {
+        .date = c->date, .request_time = c->request_time, .response_time = c->response_time, .age_value = c->age_value};
     ck_assert_int_eq(tn_cache_age(&m, c->now), c->want);
 }
 END_TEST
@@ -516,8 +516,8 @@ END_TEST
 /* --- using ------------------------------------------------------------------ */
 
 enum {
-    U_STALE_60 = 1 << 0,   /* stale_ttl 60 s */
-    U_STALE_5 = 1 << 1,    /* stale_ttl 5 s */
+    U_STALE_60 = 1 << 0,    /* stale_ttl 60 s */
+    U_STALE_5 = 1 << 1,     /* stale_ttl 5 s */
     U_PR_STALE_10 = 1 << 2, /* per-route stale_ttl 10 s */
     U_IGNORE_REFRESH = 1 << 3,
     U_IGNORE_REFRESH_IMM = 1 << 4,
@@ -613,8 +613,13 @@ static void use_setup(const struct use_case *c, struct tn_cache_config *cfg, str
     cfg->ignore_client_refresh = c->f & U_IGNORE_REFRESH;
     cfg->ignore_client_refresh_immutable = c->f & U_IGNORE_REFRESH_IMM;
     cfg->ignore_request_cache_control = c->f & U_IGNORE_REQ_CC;
-    *m = (struct tn_cache_meta){.status = 200, .date = NOW, .request_time = NOW, .response_time = NOW,
-                                .expires = -1, .last_modified = -1, .lifetime = c->lifetime};
+    *m = (struct tn_cache_meta){.status = 200,
+                                .date = NOW,
+                                .request_time = NOW,
+                                .response_time = NOW,
+                                .expires = -1,
+                                .last_modified = -1,
+                                .lifetime = c->lifetime};
     m->immutable = c->f & M_IMMUTABLE;
     m->must_revalidate = c->f & M_MUST_REVALIDATE;
     m->no_cache = c->f & M_NO_CACHE;
