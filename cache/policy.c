@@ -234,8 +234,7 @@ void tn_cc_parse(const struct tn_header *h, size_t n, bool pragma, struct tn_cc 
 
 /* --- HTTP dates ------------------------------------------------------------- */
 
-static const char MONTHS[12][4] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                   "jul", "aug", "sep", "oct", "nov", "dec"};
+static const char MONTHS[12][4] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
 static const char *const DAYS[7] = {"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"};
 #define DATE_MAX 253402300799LL /* 9999-12-31T23:59:59Z, the last IMF-fixdate */
 
@@ -272,8 +271,8 @@ static bool take_day(struct cursor *c)
         c->p++;
     size_t n = (size_t)(c->p - s);
     for (int d = 0; d < 7; d++)
-        if (ci_eq(s, n, DAYS[d]) || (n == 3 && lower(s[0]) == DAYS[d][0] && lower(s[1]) == DAYS[d][1] &&
-                                     lower(s[2]) == DAYS[d][2]))
+        if (ci_eq(s, n, DAYS[d]) ||
+            (n == 3 && lower(s[0]) == DAYS[d][0] && lower(s[1]) == DAYS[d][1] && lower(s[2]) == DAYS[d][2]))
             return true;
     return false;
 }
@@ -588,8 +587,7 @@ static void meta_headers(const struct tn_header *resp, size_t n_resp, int64_t no
 }
 
 /* The response-directive checks of RFC 9111 3 and 3.5. */
-static enum tn_storable cc_storable(const struct tn_cc *req_cc, const struct tn_cc *cc, bool has_auth,
-                                    bool has_cookie)
+static enum tn_storable cc_storable(const struct tn_cc *req_cc, const struct tn_cc *cc, bool has_auth, bool has_cookie)
 {
     if (req_cc->no_store || cc->no_store)
         return TN_STORE_NO_STORE;
@@ -618,8 +616,7 @@ enum tn_storable tn_cache_storable(const struct tn_cache_config *cfg, const stru
     tn_cc_parse(cfg->ignore_request_cache_control ? NULL : req, cfg->ignore_request_cache_control ? 0 : n_req, true,
                 &req_cc);
     tn_cc_parse(cfg->ignore_cache_control ? NULL : resp, cfg->ignore_cache_control ? 0 : n_resp, false, &cc);
-    r = cc_storable(&req_cc, &cc, find(req, n_req, "authorization") != NULL,
-                    find(resp, n_resp, "set-cookie") != NULL);
+    r = cc_storable(&req_cc, &cc, find(req, n_req, "authorization") != NULL, find(resp, n_resp, "set-cookie") != NULL);
     if (r != TN_STORE_OK)
         return r;
 

@@ -20,7 +20,9 @@
  * smallest max-age; no-cache/no-store once seen stay set). Delta-seconds
  * are TN_CC_ABSENT when not given, clamped to 2^31 when larger (RFC 9111
  * 1.2.2); an invalid value makes max-age/s-maxage count as 0 (stale), and
- * max-stale without a value is INT64_MAX. Field names (no-cache="x",
+ * max-stale without a value is INT64_MAX; the other delta-seconds directives
+ * with an invalid value are ignored, and so are public and immutable given
+ * an argument (each would loosen the rules). Field names (no-cache="x",
  * private="x") make no-cache/private apply to the whole response, as a
  * shared cache that does not strip fields must. */
 struct tn_cc {

@@ -15,6 +15,7 @@
     X(h1_suite)                                                                                                        \
     X(pool_suite)                                                                                                      \
     X(stats_suite)                                                                                                     \
+    X(cache_policy_suite)                                                                                              \
     X(mirror_suite)                                                                                                    \
     X(admin_suite)                                                                                                     \
     X(cache_store_suite)
