@@ -238,6 +238,17 @@ check "Kong: DELETE /proxy-cache" 204 "$(http_status "$A/proxy-cache" -X DELETE)
 get "$base/a?$CC"
 check "after DELETE /proxy-cache: everything misses" miss "$(hdr x-cache-status)"
 
+# --- a purge racing a fill: the fill must not bring back what was purged ---------------------------
+tn_curl -o /dev/null "$base/race?delay_ms=1500" &
+race_pid=$!
+sleep 0.5
+tn_curl -s -o /dev/null -X POST "$A/purge?path=/race*"
+wait $race_pid
+get "$base/race?delay_ms=1500"
+check "a fill that raced a purge did not store (the next request is a miss)" miss "$(hdr x-cache-status)"
+get "$base/race?delay_ms=1500"
+check "the next fill stores as usual" hit "$(hdr x-cache-status)"
+
 # --- Envoy's plain config: Age only ----------------------------------------------------------------------
 get "http://127.0.0.1:$f2/plain?$CC"
 get "http://127.0.0.1:$f2/plain?$CC"
@@ -272,10 +283,13 @@ check "the most recent URL is still cached" hit "$(hdr x-cache-status)"
 
 # --- stale when the origin is down -----------------------------------------------------------------------
 get "$base/st?hdr=cache-control:max-age%3D1"
+st_first="$(status) $(hdr x-cache-status) $(tn_curl "$A/cache" | tr -d '\n')"
 sleep 2.2
 tn_kill "$web_pid"
 wait_port_closed "$o1" 2>/dev/null || sleep 0.3
 get "$base/st?hdr=cache-control:max-age%3D1"
+[ "$(status) $(hdr x-cache-status)" = "200 hit" ] ||
+    echo "# when stored: $st_first; now: $(tn_curl "$A/cache"); $(tn_curl "$A/stats?filter=cache")" >&2
 check "origin down: the stale entry is served" "200 hit" "$(status) $(hdr x-cache-status)"
 get "$base/never-cached"
 check "origin down, nothing stored: 503" 503 "$(status)"
