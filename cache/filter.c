@@ -478,7 +478,6 @@ static enum tn_filter_status purge(struct cache_ctx *c, struct tn_request *rq)
         pl -= 2;
     }
     size_t n = none ? 0 : tn_cache_purge(c->f->store, rq->host, rq->host_len, rq->path, pl, prefix);
-    tn_stat_add(W(c)->shard, c->f->stats.purge, n);
     char body[64];
     snprintf(body, sizeof(body), "{\"purged\":%zu}\n", n);
     tn_stream_local_reply(c->s, n ? 200 : 404, body, 0, n ? "cache_purged" : "cache_purge_not_found");
@@ -500,8 +499,11 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     if (cfg->disabled || f->store == NULL)
         return TN_FILTER_CONTINUE;
     c->pr = tn_cache_route_config(c->s, f, &c->cluster);
-    if (c->pr && c->pr->disabled)
+    if (c->pr && c->pr->disabled) {
+        c->status_word = "Bypass"; /* the route says not to cache */
+        count(c, f->stats.bypass);
         return TN_FILTER_CONTINUE;
+    }
     if (cfg->purge && rq->method_len == 5 && memcmp(rq->method, "PURGE", 5) == 0)
         return purge(c, rq);
     c->head = rq->method_len == 4 && memcmp(rq->method, "HEAD", 4) == 0;
@@ -600,15 +602,10 @@ static int vary_of(struct cache_ctx *c, const struct tn_response *r, struct tn_h
     for (size_t i = 0; i < r->n_headers && v; i++) {
         if (!name_is(&r->headers[i], "vary"))
             continue;
-        const char *p = r->headers[i].value, *end = p + r->headers[i].value_len;
-        while (p < end && n < cap) {
-            while (p < end && (*p == ' ' || *p == ',' || *p == '\t'))
-                p++;
-            const char *s = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if (p == s)
-                continue;
+        const char *s;
+        size_t sl, pos = 0;
+        while (n < cap && tn_list_next(r->headers[i].value, r->headers[i].value_len, &pos, &s, &sl)) {
+            const char *p = s + sl;
             char *name = tn_stream_strdup(c->s, s, (size_t)(p - s));
             if (name == NULL)
                 return -1;
@@ -872,6 +869,7 @@ void tn_cache_refresh_stats(void *config, _Atomic uint64_t *main_shard)
     tn_stat_set(main_shard, f->stats.bytes, t.bytes);
     tn_stat_set(main_shard, f->stats.entries, t.entries);
     tn_stat_set(main_shard, f->stats.eviction, t.evictions);
+    tn_stat_set(main_shard, f->stats.purge, t.purged); /* by PURGE, the admin and Kong's API alike */
 }
 
 const struct tn_cache_per_route *tn_cache_route_config(struct tn_stream *s, const struct tn_cache_config *f,

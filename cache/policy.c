@@ -44,6 +44,22 @@ static void trim(const char **s, size_t *n)
         (*n)--;
 }
 
+bool tn_list_next(const char *v, size_t len, size_t *pos, const char **item, size_t *n)
+{
+    while (*pos < len) {
+        size_t start = *pos;
+        while (*pos < len && v[*pos] != ',')
+            (*pos)++;
+        *item = v + start;
+        *n = *pos - start;
+        (*pos)++;
+        trim(item, n);
+        if (*n > 0)
+            return true;
+    }
+    return false;
+}
+
 /* delta-seconds (1*DIGIT) into *out, clamped to 2^31; -1 when not one. */
 static int parse_delta(const char *s, size_t n, int64_t *out)
 {
@@ -498,16 +514,9 @@ static bool vary_ok(const struct tn_cache_config *cfg, const struct tn_header *r
             continue;
         const char *s = resp[h].value;
         size_t len = resp[h].value_len, i = 0;
-        while (i < len) {
-            size_t start = i;
-            while (i < len && s[i] != ',')
-                i++;
-            const char *tok = s + start;
-            size_t tn = i - start;
-            i++;
-            trim(&tok, &tn);
-            if (tn == 0)
-                continue;
+        const char *tok;
+        size_t tn;
+        while (tn_list_next(s, len, &i, &tok, &tn)) {
             if (tn >= sizeof(name) || (tn == 1 && tok[0] == '*'))
                 return false;
             for (size_t k = 0; k < tn; k++)
@@ -852,16 +861,9 @@ int tn_cache_range(const char *v, size_t len, uint64_t total, uint64_t *first, u
     /* A list whose one non-empty element is the range (RFC 9110 5.6.1). */
     const char *spec = NULL;
     size_t spec_n = 0;
-    while (i < len) {
-        size_t start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        const char *e = v + start;
-        size_t en = i - start;
-        i++;
-        trim(&e, &en);
-        if (en == 0)
-            continue;
+    const char *e;
+    size_t en;
+    while (tn_list_next(v, len, &i, &e, &en)) {
         if (spec != NULL)
             return -1; /* several ranges: tern answers them with the whole body */
         spec = e;

@@ -36,6 +36,10 @@ struct tn_cc {
  * Cache-Control at all, "Pragma: no-cache" counts as no-cache. */
 void tn_cc_parse(const struct tn_header *h, size_t n, bool pragma, struct tn_cc *out);
 
+/* The next non-empty element of a comma-separated header list (RFC 9110
+ * 5.6.1) from *pos, trimmed of spaces and tabs; false at the end. */
+bool tn_list_next(const char *v, size_t len, size_t *pos, const char **item, size_t *n);
+
 /* An HTTP-date (IMF-fixdate, RFC 850, asctime; RFC 9110 5.6.7) as seconds
  * since the epoch, or -1 when it does not parse. Dates before the epoch give
  * 0. An RFC 850 two-digit year more than 50 years ahead is read as the past

@@ -277,6 +277,9 @@ struct tn_cache_entry *tn_cache_entry_new(struct tn_cache_store *st, const struc
             return NULL;
         }
     } while (!atomic_compare_exchange_weak(&st->used, &used, used + size));
+    /* past 90 %: the main thread makes room before the store is full */
+    if (used + size > st->max_bytes / 10 * 9 && !atomic_load_explicit(&st->over, memory_order_relaxed))
+        kick(st);
     struct tn_cache_entry *e = malloc(size);
     if (e == NULL) {
         atomic_fetch_sub(&st->used, size);
@@ -541,10 +544,10 @@ static void sweep(struct tn_cache_store *st, uint64_t now_ms, bool expired)
 }
 
 /* Evicts the least recently used of samples of live entries until the
- * store is under 90 % of its size (counting what waits to be freed as gone). */
+ * store is under 80 % of its size (counting what waits to be freed as gone). */
 static void evict(struct tn_cache_store *st)
 {
-    uint64_t low = st->max_bytes / 10 * 9;
+    uint64_t low = st->max_bytes / 10 * 8;
     size_t guard = 0;
     while (atomic_load(&st->used) - st->pending_bytes > low && guard++ < 1000000) {
         struct tn_cache_entry *best = NULL, *_Atomic *best_b = NULL;
@@ -587,6 +590,11 @@ static void reclaim(void)
         waker(waker_arg); /* idle workers: announce, so these can go */
 }
 
+bool tn_cache_frees_waiting(void)
+{
+    return retired != NULL;
+}
+
 void tn_cache_maintain(uint64_t now_ms)
 {
     for (size_t i = 0; i < n_stores; i++) {
@@ -599,7 +607,7 @@ void tn_cache_maintain(uint64_t now_ms)
                 st->last_expiry_sweep_ms = now_ms;
         }
         bool over = atomic_exchange(&st->over, false);
-        if (over || atomic_load(&st->used) - st->pending_bytes > st->max_bytes / 100 * 95)
+        if (over || atomic_load(&st->used) - st->pending_bytes > st->max_bytes / 10 * 9)
             evict(st);
     }
     reclaim();

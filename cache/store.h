@@ -165,6 +165,9 @@ void tn_cache_key_hex(const struct tn_cache_entry *e, char out[33]);
 /* Unlinks dead and expired entries, evicts to stay under the size, frees
  * what no worker can still see. Call periodically and when kicked. */
 void tn_cache_maintain(uint64_t now_ms);
+/* Whether unlinked entries wait for the workers to move on (then call
+ * tn_cache_maintain again soon: they are freed once all have). */
+bool tn_cache_frees_waiting(void);
 /* Set by the server: called (from any thread) when a store wants
  * maintenance soon (it is over its size). */
 void tn_cache_set_kicker(void (*kick)(void *arg), void *arg);

@@ -23,6 +23,9 @@ struct tn_admin_ops {
     void (*healthcheck)(void *arg, bool fail);
     /* POST /reopen_logs and SIGUSR1. */
     void (*reopen_logs)(void *arg);
+    /* Before /stats and /stats/prometheus are read: bring the main thread's
+     * gauges up to date. May be NULL. */
+    void (*refresh_stats)(void *arg);
 };
 
 /* What /server_info reports besides the config. */

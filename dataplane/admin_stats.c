@@ -180,8 +180,15 @@ static void stats_json(struct tn__admin_req *r, const struct selection *sel)
     tn_buf_adds(r->body, "]}\n");
 }
 
+static void refresh(struct tn__admin_req *r)
+{
+    if (r->ctx->ops && r->ctx->ops->refresh_stats)
+        r->ctx->ops->refresh_stats(r->ctx->arg);
+}
+
 int tn__admin_stats(struct tn__admin_req *r)
 {
+    refresh(r);
     struct selection sel = {0};
     const char *fmt = tn__admin_param(r, "format");
     int rc;
@@ -252,6 +259,7 @@ static void prom_sample(struct tn__admin_req *r, const struct tn_stat *s)
 
 int tn__admin_prometheus(struct tn__admin_req *r)
 {
+    refresh(r);
     struct selection sel = {0};
     int rc = select_stats(r, &sel, by_prom);
     if (rc == 0) {

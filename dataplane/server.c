@@ -49,6 +49,7 @@ struct tn_server {
     _Atomic uint64_t **worker_shards;
     uv_timer_t stats_timer;
     uv_timer_t cache_timer;  /* cache maintenance, every 100 ms */
+    uv_timer_t cache_soon;   /* again in a moment while frees wait on workers */
     uv_async_t cache_async;  /* a store is full: maintain now */
     uint64_t start_ms;
     uint64_t start_wall_ms;
@@ -257,16 +258,25 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static void on_cache_soon(uv_timer_t *t)
+{
+    tn_cache_maintain(wall_ms());
+    /* entries wait for the workers, whom maintenance just woke: look again
+     * in a moment rather than at the next 100 ms tick */
+    if (tn_cache_frees_waiting())
+        uv_timer_start(t, on_cache_soon, 2, 0);
+}
+
 static void on_cache_timer(uv_timer_t *t)
 {
-    (void)t;
-    tn_cache_maintain(wall_ms());
+    struct tn_server *srv = t->data;
+    on_cache_soon(&srv->cache_soon);
 }
 
 static void on_cache_async(uv_async_t *a)
 {
-    (void)a;
-    tn_cache_maintain(wall_ms());
+    struct tn_server *srv = a->data;
+    on_cache_soon(&srv->cache_soon);
 }
 
 static void cache_kick(void *arg)
@@ -321,6 +331,7 @@ static void stop(struct tn_server *srv)
     uv_close((uv_handle_t *)&srv->drained_async, NULL);
     uv_close((uv_handle_t *)&srv->stats_timer, NULL);
     uv_close((uv_handle_t *)&srv->cache_timer, NULL);
+    uv_close((uv_handle_t *)&srv->cache_soon, NULL);
     tn_cache_set_waker(NULL, NULL);
     if (srv->admin)
         tn_admin_close(srv->admin);
@@ -444,12 +455,18 @@ static void on_sigusr1(uv_signal_t *h, int signum)
     admin_reopen_logs(h->data);
 }
 
+static void admin_refresh_stats(void *arg)
+{
+    stats_refresh(arg);
+}
+
 static const struct tn_admin_ops admin_ops = {
     .state = admin_state,
     .quit = admin_quit,
     .drain_listeners = admin_drain_listeners,
     .healthcheck = admin_healthcheck,
     .reopen_logs = admin_reopen_logs,
+    .refresh_stats = admin_refresh_stats,
 };
 
 int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
@@ -499,8 +516,11 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     srv.stats_timer.data = &srv;
     uv_timer_start(&srv.stats_timer, on_stats_timer, 1000, 1000);
     uv_timer_init(srv.loop, &srv.cache_timer);
+    srv.cache_timer.data = &srv;
     uv_timer_start(&srv.cache_timer, on_cache_timer, 100, 100);
+    uv_timer_init(srv.loop, &srv.cache_soon);
     uv_async_init(srv.loop, &srv.cache_async, on_cache_async);
+    srv.cache_async.data = &srv;
     uv_unref((uv_handle_t *)&srv.cache_async); /* closed once the workers, who kick it, are gone */
     tn_cache_set_kicker(cache_kick, &srv);
     tn_cache_set_waker(cache_wake_workers, &srv);

@@ -149,10 +149,12 @@ get "$base/vu?$CC&hdr=vary:user-agent"
 check "Vary on a header not allowed: not stored" 2 "$(hits_of /vu)"
 
 # --- revalidation ------------------------------------------------------------------------------------
-R='etag=r1&hdr=cache-control:max-age%3D1'
+# max-age 3: Date has whole seconds, so a 1 s entry may already be stale
+# when the next request comes
+R='etag=r1&hdr=cache-control:max-age%3D3'
 get "$base/rv?$R"
 rv_id=$(json_get headers.x-request-id <"$TN_TMP/b")
-sleep 2.2
+sleep 4.2
 get "$base/rv?$R"
 check "stale entry revalidated: Refresh" "200 refresh" "$(status) $(hdr x-cache-status)"
 check "the origin saw the revalidation" 2 "$(hits_of /rv)"
@@ -161,9 +163,9 @@ get "$base/rv?$R"
 check "after the refresh: fresh again (Hit)" hit "$(hdr x-cache-status)"
 
 # --- stale-while-revalidate ---------------------------------------------------------------------------
-W='etag=w1&hdr=cache-control:max-age%3D1,%20stale-while-revalidate%3D60'
+W='etag=w1&hdr=cache-control:max-age%3D3,%20stale-while-revalidate%3D60'
 get "$base/swr?$W"
-sleep 2.2
+sleep 4.2
 "$TN_PYTHON" - "$f" "/swr?$W" <<'EOF' >"$TN_TMP/swr.out" 2>&1
 import http.client, sys, threading
 port, path = int(sys.argv[1]), sys.argv[2]
@@ -278,8 +280,16 @@ sleep 0.5
 tot=$(tn_curl "$A/cache")
 check "the store stays within max_size_bytes" yes "$(echo "$tot" | "$TN_PYTHON" -c 'import json,sys; s=[x for x in json.load(sys.stdin) if x["name"]=="edge-1"][0]; print("yes" if s["bytes"] <= s["max_bytes"] == 16777216 else "no: %s" % s)')"
 check "evictions happened" yes "$(echo "$tot" | "$TN_PYTHON" -c 'import json,sys; s=[x for x in json.load(sys.stdin) if x["name"]=="edge-1"][0]; print("yes" if s["evictions"] > 0 else "no: %s" % s)')"
-get "$base/flood/599?size=40000&$CC"
-check "the most recent URL is still cached" hit "$(hdr x-cache-status)"
+get "$base/flood/0?size=40000&$CC"
+check "the least recently used URL was evicted" miss "$(hdr x-cache-status)"
+recent=0
+for i in 595 596 597 598 599; do
+    get "$base/flood/$i?size=40000&$CC"
+    [ "$(hdr x-cache-status)" = hit ] && recent=$((recent + 1))
+done
+# an insert finding the store full is refused while the main thread makes
+# room (the bound holds); one of the last five may have met that
+check "the most recent URLs are still cached (at least 4 of the last 5)" yes "$([ $recent -ge 4 ] && echo yes || echo "no: $recent")"
 
 # --- stale when the origin is down -----------------------------------------------------------------------
 get "$base/st?hdr=cache-control:max-age%3D1"
