@@ -54,7 +54,8 @@ static int select_stats(struct tn__admin_req *r, struct selection *sel, int (*or
     }
     for (size_t i = 0; rc == 0 && i < st->n; i++) {
         const struct tn_stat *s = &st->v[i];
-        if ((re == NULL || tn_regex_match(re, s->name, strlen(s->name))) && (!used_only || tn_stats_used(st, s)))
+        if ((re == NULL || tn_regex_match(re, s->name, strlen(s->name))) &&
+            (!(used_only || s->lazy) || tn_stats_used(st, s)))
             sel->v[sel->n++] = s;
     }
     if (rc == 0)

@@ -131,6 +131,9 @@ int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_s
         if (add_rows(st, TN_SCOPE_CLUSTER, c->stat_name, cluster_rows, sizeof(cluster_rows) / sizeof(cluster_rows[0]),
                      &c->stats))
             return -1;
+        if ((c->stats.upstream_rq_code = tn_stats_add_codes(st, TN_SCOPE_CLUSTER, c->stat_name, "upstream_rq")) ==
+            UINT32_MAX)
+            return -1;
     }
     return 0;
 }

@@ -128,6 +128,7 @@ struct tn_cluster_stats {
         membership_total, membership_healthy, membership_degraded, health_check_attempt, health_check_success,
         health_check_failure, health_check_network_failure, health_check_healthy, outlier_detection_ejections_active,
         outlier_detection_ejections_enforced_total, update_attempt, update_success, update_failure;
+    uint32_t upstream_rq_code; /* upstream_rq_100 .. _599: code c is this + (c - 100) */
 };
 
 /* Server-wide stats (main thread shard). */

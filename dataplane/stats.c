@@ -101,8 +101,8 @@ static void code_tag(const char *name, char *base, size_t cap, char *lab, size_t
     }
 }
 
-uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
-                      enum tn_stat_kind kind)
+static uint32_t add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
+                    enum tn_stat_kind kind, bool lazy, bool dedupe)
 {
     char full[512], prom[512], base[256], codelab[64], scopelab[320], labels[400];
     const char *word = scope_word(scope);
@@ -110,7 +110,7 @@ uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char 
         snprintf(full, sizeof(full), "%s.%s.%s", word, scope_value, name);
     else
         snprintf(full, sizeof(full), "%s", name);
-    for (size_t i = 0; i < st->n; i++)
+    for (size_t i = 0; dedupe && i < st->n; i++)
         if (strcmp(st->v[i].name, full) == 0)
             return st->v[i].slot;
     if (st->n_shards)
@@ -146,10 +146,35 @@ uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char 
         return UINT32_MAX;
     }
     s->kind = kind;
+    s->lazy = lazy;
     s->slot = st->n_slots;
     st->n_slots += kind == TN_STAT_HISTOGRAM ? TN_HIST_SLOTS : 1;
     st->n++;
     return s->slot;
+}
+
+uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
+                      enum tn_stat_kind kind)
+{
+    return add(st, scope, scope_value, name, kind, false, true);
+}
+
+uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value,
+                            const char *prefix)
+{
+    uint32_t first = UINT32_MAX;
+    for (int code = 100; code < 600; code++) {
+        char name[256];
+        snprintf(name, sizeof(name), "%s_%d", prefix, code);
+        /* one registration per scope value: no name can repeat, and a search
+         * would make registering clusters quadratic */
+        uint32_t slot = add(st, scope, scope_value, name, TN_STAT_COUNTER, true, false);
+        if (slot == UINT32_MAX || (first != UINT32_MAX && slot != first + (uint32_t)(code - 100)))
+            return UINT32_MAX;
+        if (first == UINT32_MAX)
+            first = slot;
+    }
+    return first;
 }
 
 _Atomic uint64_t *tn_stats_shard(struct tn_stats *st)

@@ -45,6 +45,7 @@ struct tn_stat {
     char *labels;    /* "envoy_response_code_class=\"2\",envoy_cluster_name=\"s1\"" or "" */
     enum tn_stat_kind kind;
     uint32_t slot; /* first value slot: 1 for counters/gauges, TN_HIST_SLOTS for histograms */
+    bool lazy;     /* listed only once written, as Envoy creates such stats on first use */
 };
 
 /* A histogram takes one slot per bucket, one for +Inf, the count and the sum. */
@@ -71,6 +72,13 @@ void tn_stats_dispose(struct tn_stats *st);
  * a name ending in _<3 digits> becomes envoy_response_code. */
 uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
                       enum tn_stat_kind kind);
+
+/* Envoy's per-status-code counters "<prefix>_100" .. "<prefix>_599"
+ * (cluster.<name>.upstream_rq_503; Prometheus envoy_response_code="503"),
+ * registered at once and listed only once written. Returns the slot of
+ * code 100; code c is that + (c - 100). UINT32_MAX when out of memory. */
+uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value,
+                            const char *prefix);
 
 /* A shard for a writer thread: n_slots zeroed values, registered for
  * reading. The store must not grow after shards exist (register first). */

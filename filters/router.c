@@ -516,6 +516,7 @@ static void count_response(struct router *r, int status, uint64_t now)
         const uint32_t slots[5] = {cs->upstream_rq_1xx, cs->upstream_rq_2xx, cs->upstream_rq_3xx, cs->upstream_rq_4xx,
                                    cs->upstream_rq_5xx};
         tn_stat_inc(shard, slots[status / 100 - 1]);
+        tn_stat_inc(shard, cs->upstream_rq_code + (uint32_t)(status - 100));
     }
     tn_stat_inc(shard, cs->upstream_rq_completed);
     tn_stat_record(shard, cs->upstream_rq_time, now - r->try_start);

@@ -287,6 +287,7 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
         const uint32_t slots[5] = {cs->upstream_rq_1xx, cs->upstream_rq_2xx, cs->upstream_rq_3xx, cs->upstream_rq_4xx,
                                    cs->upstream_rq_5xx};
         tn_stat_inc(sh->w->shard, slots[resp->status / 100 - 1]);
+        tn_stat_inc(sh->w->shard, cs->upstream_rq_code + (uint32_t)(resp->status - 100));
     }
     tn_stat_inc(CS(sh, upstream_rq_completed));
     tn_stat_record(CS(sh, upstream_rq_time), tn_worker_now(sh->w) - sh->start);

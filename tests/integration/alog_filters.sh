@@ -125,6 +125,12 @@ check "P100 is in the bucket of the slow 600 ms request (500..1000]" yes "$(awk 
 js=$(tn_curl "$A/stats?format=json&filter=%5Ehttp.front.downstream_rq_time%24")
 check "JSON /stats carries Envoy's histograms object" "[0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100]" "$(echo "$js" | json_get stats.0.histograms.supported_quantiles)"
 check "JSON histogram name" "http.front.downstream_rq_time" "$(echo "$js" | json_get stats.0.histograms.computed_quantiles.0.name)"
+# Envoy's per-status-code counters appear once a code was seen
+codes=$(tn_curl "$A/stats?filter=%5Ecluster%5C.web%5C.upstream_rq_%5B0-9%5D%2B%24" | tr '\n' ' ')
+check "per-code counters: the codes the origin answered, and no others" \
+    "cluster.web.upstream_rq_200: 7 cluster.web.upstream_rq_404: 1 cluster.web.upstream_rq_503: 1 " "$codes"
+check_contains "per-code counters in Prometheus with envoy_response_code" \
+    'envoy_cluster_upstream_rq{envoy_response_code="503",envoy_cluster_name="web"} 1' "$(tn_curl "$A/stats/prometheus")"
 ver=$(tn_curl "$A/server_info" | json_get version)
 want=$(echo "$ver" | awk -F. '{ print $1 * 1000000 + $2 * 1000 + $3 }')
 check "server.version is the release $ver as a number" "server.version: $want" "$(tn_curl "$A/stats?filter=%5Eserver.version%24")"
