@@ -3,7 +3,8 @@
 # preloaded (it counts every pthread mutex, rwlock and semaphore wait taken on
 # threads named tern-worker-*) and serves thousands of requests — keep-alive
 # and new connections, GETs and POST bodies, an access log, a retry — through
-# two workers. A lock per request (or per connection) would show as
+# two workers, half of them hits and fills of the shared response cache. A
+# lock per request (or per connection) would show as
 # thousands; what is allowed is a small constant for starting, flushing the
 # access log to the thread pool once a second, and stopping.
 #
@@ -27,8 +28,12 @@ EOF
 chmod +x "$TN_TMP/tern-counted"
 TERN=$TN_TMP/tern-counted
 
-L=$(it_listener front "$f" "$(it_rc "$(it_vhost all '"*"' "$(it_route_cluster / web "retry_policy: {retry_on: 5xx, num_retries: 1},")")")" \
-    "$(it_alog "$TN_TMP/access.log")")
+# the listener's filters: the response cache (shared by both workers), then
+# the router
+CACHE='{name: envoy.filters.http.cache, typed_config: {"@type": type.googleapis.com/tern.extensions.filters.http.cache.v1.CacheConfig, default_ttl: 60s}}'
+RC=$(it_rc "$(it_vhost all '"*"' "$(it_route_cluster / web "retry_policy: {retry_on: 5xx, num_retries: 1},")")")
+L=$(printf '{name: front, address: {socket_address: {address: 127.0.0.1, port_value: %s}}, filter_chains: [{filters: [{name: envoy.filters.network.http_connection_manager, typed_config: {"@type": %s, stat_prefix: front, %s route_config: %s, http_filters: [%s, %s]}}]}]}' \
+    "$f" "$IT_HCM_TYPE" "$(it_alog "$TN_TMP/access.log")" "$RC" "$CACHE" "$IT_ROUTER")
 C=$(it_cluster web "127.0.0.1:$o1")
 printf '{admin: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}, static_resources: {listeners: [%s], clusters: [%s]}}\n' \
     "$adm" "$L" "$C" >"$TN_TMP/nolock.yaml"
@@ -46,7 +51,7 @@ def keepalive(k):
         if i % 10 == 0:
             c.request("POST", "/post", body=b"x" * 5000)
         else:
-            c.request("GET", "/get?i=%d" % i)
+            c.request("GET", "/get?i=%d" % (i % 50))  # cached: misses, then hits
         r = c.getresponse(); r.read()
         with lock: ok[0] += r.status == 200
     c.close()
@@ -64,6 +69,9 @@ print(ok[0])
 EOF
 check "all $N requests answered 200" "$N" "$(tail -1 "$TN_TMP/load.out")"
 check "one retried request (503 then 200) answered 200" 200 "$(http_status "http://127.0.0.1:$f/r?fail_first=1&key=lk")"
+
+hits=$(tn_curl "http://127.0.0.1:$adm/stats?filter=%5Ehttp.front.cache.hit%24" | sed 's/.*: //')
+check "the cache served hits in that load" yes "$([ "${hits:-0}" -gt 1000 ] && echo yes || echo "no: ${hits:-none}")"
 
 stop_tern
 check "tern exits 0" 0 "$TN_RC"
