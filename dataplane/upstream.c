@@ -172,6 +172,9 @@ static void uc_release(struct tn_uconn *uc)
     struct tn_hpool *p = uc->pool;
     struct tn_cluster *c = p->wc->c;
     uc->req = NULL;
+    /* a pause was the finished request's backpressure, not the connection's:
+     * left set, the next request here would never read its answer */
+    uc->read_paused = false;
     if (p->retired) {
         uc_close(uc);
         return;

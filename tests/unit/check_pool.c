@@ -139,6 +139,7 @@ static void finish(struct tn_hpool *p)
 struct req {
     struct tn_ureq u;
     int ready, failure, status, done, reset;
+    bool pause_on_data; /* as the router does when the client reads slowly */
 };
 
 static void r_send(struct req *r)
@@ -172,7 +173,10 @@ static void r_headers(struct tn_ureq *u, struct tn_response *resp)
 
 static void r_data(struct tn_ureq *u, struct tn_slice *d, bool end)
 {
+    struct req *r = (struct req *)u;
     tn_slice_release(d);
+    if (!end && r->pause_on_data && u->uc)
+        tn_uconn_read_pause(u->uc, true);
     if (end)
         ((struct req *)u)->done = 1;
 }
@@ -219,6 +223,26 @@ START_TEST(connections_are_reused)
     ck_assert_int_eq(origin_accepts, 1);
     ck_assert_int_eq(origin_requests, 2);
     ck_assert_uint_eq(atomic_load(&wc.c->rc_pending), 0);
+    finish(p);
+}
+END_TEST
+
+/* The previous owner paused reading on the response's last body bytes, which
+ * came in the same read as its end: the connection goes back to the pool
+ * reading again, or the next request on it would never see its answer. */
+START_TEST(read_pause_ends_with_the_response)
+{
+    setup_worker(0, 1024, 1024);
+    start_origin();
+    struct tn_hpool *p = new_pool();
+    struct req a = {.u.ops = &ops, .pause_on_data = true}, b = {.u.ops = &ops};
+    ck_assert_int_eq(tn_hpool_acquire(p, &a.u), 1);
+    run_until(&a.done);
+    ck_assert_int_eq(tn_hpool_acquire(p, &b.u), 0);
+    r_send(&b);
+    run_until(&b.done);
+    ck_assert_int_eq(b.status, 200);
+    ck_assert_int_eq(origin_accepts, 1);
     finish(p);
 }
 END_TEST
@@ -281,6 +305,7 @@ Suite *pool_suite(void)
     TCase *tc = tcase_create("pool");
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, connections_are_reused);
+    tcase_add_test(tc, read_pause_ends_with_the_response);
     tcase_add_test(tc, pending_queue_and_overflow);
     tcase_add_test(tc, cancel_leaves_the_queue);
     tcase_add_test(tc, connect_failure_is_reported);
