@@ -292,6 +292,25 @@ static void compile_outlier(const tn_pb_cluster *pb, struct tn_cluster *c)
     c->outlier.max_ejection_percent = U32(o->max_ejection_percent, 10);
 }
 
+/* An EDS cluster's source: the ADS stream is the one tern speaks so far. */
+static int compile_eds(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn_err *err)
+{
+    const Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig *e = pb->eds_cluster_config;
+    size_t mark = tn_err_push(err, ".eds_cluster_config");
+    if (e == NULL)
+        return tn_err_fail(err, "an EDS cluster needs eds_cluster_config with eds_config: {ads: {}}");
+    if (*e->service_name)
+        c->eds_service_name = tn_pool_strdup(&c->pool, e->service_name);
+    tn_err_push(err, ".eds_config");
+    if (e->eds_config == NULL ||
+        e->eds_config->config_source_specifier_case != ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS)
+        return tn_err_fail(err, "only ads: {} is supported as an EDS source (api_config_source and "
+                                "path_config_source come later)");
+    c->eds_fetch_timeout_ms = ms(e->eds_config->initial_fetch_timeout, 15000);
+    tn_err_pop(err, mark);
+    return 0;
+}
+
 struct tn_cluster *tn_cluster_compile(const tn_pb_cluster *pb, struct tn_err *err)
 {
     struct tn_cluster *c = calloc(1, sizeof(*c));
@@ -327,10 +346,8 @@ struct tn_cluster *tn_cluster_compile(const tn_pb_cluster *pb, struct tn_err *er
     c->dns_refresh_ms = ms(pb->dns_refresh_rate, 5000);
     c->respect_dns_ttl = pb->respect_dns_ttl;
     c->dns_family = pb->dns_lookup_family;
-    if (c->type == TN_CLUSTER_EDS && pb->eds_cluster_config)
-        c->eds_service_name = *pb->eds_cluster_config->service_name
-                                  ? tn_pool_strdup(&c->pool, pb->eds_cluster_config->service_name)
-                                  : NULL;
+    if (c->type == TN_CLUSTER_EDS && compile_eds(pb, c, err))
+        goto err;
     if (compile_protocol_options(pb, c, err) || compile_thresholds(pb, c, err) ||
         compile_health_checks(pb, c, err))
         goto err;

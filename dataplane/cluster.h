@@ -87,7 +87,8 @@ struct tn_cluster {
     uint64_t dns_refresh_ms;
     bool respect_dns_ttl;
     int dns_family; /* Cluster.DnsLookupFamily */
-    const char *eds_service_name; /* EDS: the name to subscribe to */
+    const char *eds_service_name; /* EDS: the name to subscribe to (NULL: the cluster's name) */
+    uint64_t eds_fetch_timeout_ms; /* eds_config.initial_fetch_timeout: 15 s, 0 = wait forever */
     struct tn_thresholds thresholds[2]; /* DEFAULT and HIGH priority */
     struct tn_health_check *health_checks;
     size_t n_health_checks;

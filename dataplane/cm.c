@@ -741,7 +741,12 @@ static void cluster_start(struct cm_cluster *cc)
     case TN_CLUSTER_LOGICAL_DNS:
         dns_round(cc);
         break;
-    default: /* STATIC; EDS starts empty until xDS fills it */
+    case TN_CLUSTER_EDS:
+        /* empty, and warming, until its first assignment or
+         * initial_fetch_timeout (tn_cm_eds_update, tn_cm_eds_timeout) */
+        publish(cc, NULL, 0);
+        break;
+    default:
         start_static(cc);
         break;
     }
@@ -789,6 +794,85 @@ static struct cm_cluster *find_cluster(struct tn_cm *cm, const char *name)
         if (strcmp(cm->clusters[i].c->name, name) == 0)
             return &cm->clusters[i];
     return NULL;
+}
+
+/* The host of `set` at sa, if the endpoint e can keep it: same weight and
+ * priority (they are fixed in a host); its EDS health is brought up to date. */
+static struct tn_host *eds_keep(const struct tn_host_set *set, const struct tn_endpoint *e,
+                                const struct sockaddr *sa)
+{
+    for (size_t i = 0; set && i < set->n_hosts; i++) {
+        struct tn_host *h = set->hosts[i];
+        if (!same_addr(&h->sa, sa) || h->weight != e->weight || h->priority != e->priority)
+            continue;
+        bool failed = e->health_status == ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__UNHEALTHY ||
+                      e->health_status == ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__DRAINING ||
+                      e->health_status == ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__TIMEOUT;
+        if (failed)
+            atomic_fetch_or(&h->health, TN_HOST_FAILED_EDS);
+        else
+            atomic_fetch_and(&h->health, ~(unsigned)TN_HOST_FAILED_EDS);
+        return tn_host_ref(h);
+    }
+    return NULL;
+}
+
+int tn_cm_eds_update(struct tn_cm *cm, const char *cluster, const struct tn_endpoint_set *es)
+{
+    struct cm_cluster *cc = find_cluster(cm, cluster);
+    if (cc == NULL || cc->c->type != TN_CLUSTER_EDS)
+        return -1;
+    struct tn_host **hosts = calloc(es->n_endpoints + 1, sizeof(*hosts));
+    if (hosts == NULL)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < es->n_endpoints; i++) {
+        const struct tn_endpoint *e = &es->endpoints[i];
+        const struct sockaddr *sa = (const struct sockaddr *)&e->addr.sa;
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = same_addr(&hosts[k]->sa, sa);
+        if (dup || !e->addr.is_ip)
+            continue;
+        struct tn_host *h = eds_keep(cc->set, e, sa);
+        if (h == NULL)
+            h = host_new(cc, e, sa, NULL);
+        if (h)
+            hosts[n++] = h;
+    }
+    cc->stats.update_attempt++;
+    cc->stats.update_success++;
+    if (n == 0)
+        cc->stats.update_empty++;
+    publish(cc, hosts, n);
+    for (size_t i = 0; i < n; i++)
+        tn_host_unref(hosts[i]);
+    free(hosts);
+    if (!cc->resolved) {
+        cc->resolved = true;
+        cluster_check_ready(cc);
+    }
+    return 0;
+}
+
+void tn_cm_eds_rejected(struct tn_cm *cm, const char *cluster)
+{
+    struct cm_cluster *cc = find_cluster(cm, cluster);
+    if (cc) {
+        cc->stats.update_attempt++;
+        cc->stats.update_rejected++;
+    }
+}
+
+void tn_cm_eds_timeout(struct tn_cm *cm, const char *cluster)
+{
+    struct cm_cluster *cc = find_cluster(cm, cluster);
+    if (cc == NULL || cc->resolved)
+        return;
+    TN_LOG(TN_LOG_WARN, upstream, "cluster %s: no endpoints from the control plane within initial_fetch_timeout; "
+           "serving without them", cc->c->name);
+    cc->resolved = true;
+    cluster_check_ready(cc);
 }
 
 struct tn_host_set *tn_cm_hosts(struct tn_cm *cm, const char *cluster)

@@ -59,6 +59,20 @@ typedef void (*tn_cm_ready_cb)(void *arg);
 struct tn_cm *tn_cm_new(uv_loop_t *loop, struct tn_config *cfg, tn_cm_hosts_cb hosts_cb, tn_cm_ready_cb ready_cb,
                         void *arg);
 
+/* EDS: an accepted ClusterLoadAssignment for the EDS cluster named
+ * `cluster` becomes its host set (hosts whose address, weight and priority
+ * stay are kept, with their pools and health); its first one ends the
+ * cluster's warming. 0, or -1 when the cluster is unknown or not EDS, or out
+ * of memory (nothing changed). */
+int tn_cm_eds_update(struct tn_cm *cm, const char *cluster, const struct tn_endpoint_set *es);
+
+/* EDS: an assignment for `cluster` was rejected (counted). */
+void tn_cm_eds_rejected(struct tn_cm *cm, const char *cluster);
+
+/* EDS: initial_fetch_timeout passed without an assignment: the cluster stops
+ * holding readiness back and serves with what it has (nothing). */
+void tn_cm_eds_timeout(struct tn_cm *cm, const char *cluster);
+
 /* The current host set of a cluster (no reference taken), NULL if unknown. */
 struct tn_host_set *tn_cm_hosts(struct tn_cm *cm, const char *cluster);
 
@@ -69,6 +83,8 @@ struct tn_cm_stats {
     uint64_t update_success;    /* rounds where every lookup succeeded */
     uint64_t update_failure;    /* rounds where a lookup failed */
     uint64_t update_no_rebuild; /* rounds that left the host set as it was */
+    uint64_t update_rejected;   /* EDS assignments NACKed */
+    uint64_t update_empty;      /* EDS assignments without endpoints */
     uint64_t hc_attempt;
     uint64_t hc_success;
     uint64_t hc_failure;         /* every failed check, network failures included */

@@ -209,6 +209,11 @@ static int compile(struct tn_config *c, const tn_pb_bootstrap *b, struct tn_err 
     }
     if (b->dynamic_resources && compile_ads(c, b->dynamic_resources, err))
         return -1;
+    for (size_t i = 0; i < c->n_clusters; i++)
+        if (c->clusters[i]->type == TN_CLUSTER_EDS && c->ads_api == TN_XDS_NONE) {
+            tn_err_push(err, "static_resources.clusters[%zu].eds_cluster_config.eds_config.ads", i);
+            return tn_err_fail(err, "the bootstrap has no dynamic_resources.ads_config");
+        }
     if (b->admin && compile_admin(c, b->admin, err))
         return -1;
     if (c->n_listeners == 0 && !c->lds_dynamic && !c->has_admin)

@@ -67,6 +67,8 @@ static const struct stat_row cluster_rows[] = {
     {"update_attempt", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, update_attempt)},
     {"update_success", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, update_success)},
     {"update_failure", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, update_failure)},
+    {"update_rejected", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, update_rejected)},
+    {"update_empty", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, update_empty)},
 };
 
 static int add_rows(struct tn_stats *st, enum tn_stat_scope scope, const char *value, const struct stat_row *rows,
@@ -113,6 +115,13 @@ int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_s
 {
     if (server_stats(st, srv))
         return -1;
+    if (cfg->ads_api != TN_XDS_NONE) {
+        srv->has_control_plane = true;
+        if (add(st, "control_plane.connected_state", TN_STAT_GAUGE, &srv->cp_connected_state) ||
+            add(st, "control_plane.rate_limit_enforced", TN_STAT_COUNTER, &srv->cp_rate_limit_enforced) ||
+            add(st, "control_plane.pending_requests", TN_STAT_GAUGE, &srv->cp_pending_requests))
+            return -1;
+    }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct tn_listener *l = cfg->listeners[i];
         if (add_rows(st, TN_SCOPE_LISTENER, l->stat_prefix, listener_rows,

@@ -101,7 +101,9 @@ struct tn_config;
     X(outlier_detection.ejections_enforced_total, COUNTER)                                                             \
     X(update_attempt, COUNTER)                                                                                         \
     X(update_success, COUNTER)                                                                                         \
-    X(update_failure, COUNTER)
+    X(update_failure, COUNTER)                                                                                         \
+    X(update_rejected, COUNTER)                                                                                        \
+    X(update_empty, COUNTER)
 
 /* Slots by stat; the X-macro names with '.' become '_' in the field. */
 #define TN_STAT_FIELD(name, kind) uint32_t name;
@@ -127,7 +129,8 @@ struct tn_cluster_stats {
         upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx, upstream_rq_time, upstream_cx_connect_ms,
         membership_total, membership_healthy, membership_degraded, health_check_attempt, health_check_success,
         health_check_failure, health_check_network_failure, health_check_healthy, outlier_detection_ejections_active,
-        outlier_detection_ejections_enforced_total, update_attempt, update_success, update_failure;
+        outlier_detection_ejections_enforced_total, update_attempt, update_success, update_failure,
+        update_rejected, update_empty;
     uint32_t upstream_rq_code; /* upstream_rq_100 .. _599: code c is this + (c - 100) */
 };
 
@@ -136,6 +139,8 @@ struct tn_server_stats {
     uint32_t live, uptime, concurrency, total_connections, memory_allocated, version, days_until_first_cert_expiring;
     uint32_t cm_active_clusters, cm_warming_clusters, cm_cluster_added, cm_cluster_modified, cm_cluster_removed;
     uint32_t lm_total_listeners_active, lm_listener_added, lm_listener_removed, lm_listener_modified;
+    bool has_control_plane; /* the control_plane.* slots below are registered */
+    uint32_t cp_connected_state, cp_rate_limit_enforced, cp_pending_requests;
 };
 
 /* Registers every stat of cfg's listeners and clusters and the server's,

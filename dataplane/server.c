@@ -27,12 +27,14 @@
 #include "filters/filter.h"
 #include "filters/health_check.h"
 #include "cache/store.h"
+#include "xds/subscription.h"
 
 struct tn_server {
     uv_loop_t *loop;
     struct tn_config *cfg;
     struct tn_server_options opts;
     struct tn_cm *cm;
+    struct tn_xds *xds; /* the control plane's subscriptions, NULL without ADS */
     struct tn_worker **workers;
     int *fds; /* [worker][listener] */
     struct tn_host_set **sets; /* latest per cluster (references) */
@@ -240,8 +242,12 @@ static void stats_refresh(struct tn_server *srv)
             tn_stat_set(m, c->stats.update_attempt, cs->update_attempt);
             tn_stat_set(m, c->stats.update_success, cs->update_success);
             tn_stat_set(m, c->stats.update_failure, cs->update_failure);
+            tn_stat_set(m, c->stats.update_rejected, cs->update_rejected);
+            tn_stat_set(m, c->stats.update_empty, cs->update_empty);
         }
     }
+    if (srv->sstats.has_control_plane)
+        tn_stat_set(m, srv->sstats.cp_connected_state, tn_xds_connected(srv->xds));
 }
 
 static void on_stats_timer(uv_timer_t *t)
@@ -336,6 +342,9 @@ static void stop(struct tn_server *srv)
     if (srv->admin)
         tn_admin_close(srv->admin);
     srv->admin = NULL;
+    if (srv->xds)
+        tn_xds_close(srv->xds);
+    srv->xds = NULL;
     if (srv->cm)
         tn_cm_close(srv->cm);
     srv->cm = NULL;
@@ -529,6 +538,16 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
         TN_LOG(TN_LOG_CRITICAL, main, "cannot start the cluster manager");
         srv.exit_code = 1;
         stop(&srv);
+    }
+    if (srv.cm && !srv.stopping) {
+        struct tn_err err;
+        tn_err_init(&err);
+        srv.xds = tn_xds_start(srv.loop, cfg, srv.cm, &err);
+        if (srv.xds == NULL && err.failed) {
+            TN_LOG(TN_LOG_CRITICAL, xds, "cannot start the xDS client: %s", err.msg);
+            srv.exit_code = 1;
+            stop(&srv);
+        }
     }
     if (cfg->has_admin && !srv.stopping) {
         struct tn_admin_info info = {.version = TN_VERSION, .start_ms = srv.start_wall_ms,

@@ -134,10 +134,59 @@ START_TEST(static_hosts_at_once)
     ck_assert_uint_eq(health(cm, "s", 1), TN_HOST_FAILED_EDS);
     ck_assert_uint_eq(tn_cm_hosts(cm, "e")->n_hosts, 0);
     ck_assert_ptr_null(tn_cm_hosts(cm, "nope"));
+    /* the EDS cluster warms until its assignment or initial_fetch_timeout */
+    uint64_t until = uv_now(&loop) + 50;
+    RUN_UNTIL(uv_now(&loop) >= until, 1000);
+    ck_assert_int_eq(w.n_ready, 0);
+    tn_cm_eds_timeout(cm, "e");
     RUN_UNTIL(w.n_ready == 1, 1000);
     tn_cm_close(cm);
     loop_finish();
     ck_assert_int_eq(w.n_ready, 1);
+}
+END_TEST
+
+/* EDS assignments: the first ends warming; a host whose address, weight and
+ * priority stay is the same object (its pools and health survive), its EDS
+ * health follows the assignment; a NACK and an unknown cluster change
+ * nothing. */
+START_TEST(eds_updates_keep_hosts)
+{
+    loop_start();
+    struct watch w = {0};
+    struct tn_config *eps = config("static_resources:\n  clusters:\n" CLUSTER(
+        "a", "STATIC", "", EP(127.0.0.1, 8081)) CLUSTER("b", "STATIC", "",
+                                                       EP(127.0.0.1, 8081) ", {endpoint: {address: {socket_address: "
+                                                                           "{address: 127.0.0.1, port_value: 8082}}}, "
+                                                                           "health_status: UNHEALTHY}"));
+    struct tn_cm *cm = cm_start(config("static_resources:\n  clusters:\n  - name: e\n    type: EDS\n    "
+                                       "eds_cluster_config: {eds_config: {ads: {}}}\n" CLUSTER("s", "STATIC", "",
+                                                                                               EP(127.0.0.1, 9))
+                                       "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: "
+                                       "V3, grpc_services: [{envoy_grpc: {cluster_name: s}}]}}\n"),
+                                &w);
+    ck_assert_int_eq(tn_cm_eds_update(cm, "s", tn_config_cluster(eps, "a")->endpoints), -1); /* not EDS */
+    ck_assert_int_eq(tn_cm_eds_update(cm, "nope", tn_config_cluster(eps, "a")->endpoints), -1);
+    ck_assert_int_eq(tn_cm_eds_update(cm, "e", tn_config_cluster(eps, "a")->endpoints), 0);
+    struct tn_host *h1 = tn_cm_hosts(cm, "e")->hosts[0];
+    ck_assert_str_eq(h1->addr_text, "127.0.0.1:8081");
+    RUN_UNTIL(w.n_ready == 1, 1000);
+    ck_assert_int_eq(tn_cm_eds_update(cm, "e", tn_config_cluster(eps, "b")->endpoints), 0);
+    struct tn_host_set *s = tn_cm_hosts(cm, "e");
+    ck_assert_uint_eq(s->n_hosts, 2);
+    ck_assert_ptr_eq(s->hosts[0], h1);
+    ck_assert_uint_eq(atomic_load(&s->hosts[1]->health), TN_HOST_FAILED_EDS);
+    ck_assert_str_eq(w.last_cluster, "e");
+    ck_assert_ptr_eq(w.last, s);
+    tn_cm_eds_rejected(cm, "e");
+    const struct tn_cm_stats *st = tn_cm_stats(cm, "e");
+    ck_assert_uint_eq(st->update_success, 2);
+    ck_assert_uint_eq(st->update_rejected, 1);
+    ck_assert_uint_eq(st->update_attempt, 3);
+    ck_assert_ptr_eq(tn_cm_hosts(cm, "e"), s);
+    tn_cm_close(cm);
+    loop_finish();
+    tn_config_unref(eps);
 }
 END_TEST
 
@@ -633,6 +682,7 @@ Suite *cm_suite(void)
     TCase *tc = tcase_create("cm");
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, static_hosts_at_once);
+    tcase_add_test(tc, eds_updates_keep_hosts);
     tcase_add_test(tc, strict_dns_localhost);
     tcase_add_test(tc, dns_failure_still_ready);
     tcase_add_test(tc, dns_refresh_keeps_hosts);

@@ -1,0 +1,284 @@
+#include "xds/subscription.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataplane/log.h"
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "xds/ads.h"
+
+/* An EDS cluster's warming: its initial_fetch_timeout. */
+struct eds_wait {
+    uv_timer_t timer;
+    struct tn_xds *x;
+    const struct tn_cluster *c;
+    bool armed;
+};
+
+struct tn_xds {
+    uv_loop_t *loop;
+    struct tn_config *cfg; /* reference */
+    struct tn_cm *cm;
+    struct tn_ads *ads;
+    struct eds_wait *waits; /* one per EDS cluster */
+    size_t n_waits, n_open;
+};
+
+static const char *eds_name(const struct tn_cluster *c)
+{
+    return c->eds_service_name ? c->eds_service_name : c->name;
+}
+
+static void eds_got(struct tn_xds *x, const struct tn_cluster *c)
+{
+    for (size_t i = 0; i < x->n_waits; i++)
+        if (x->waits[i].c == c && x->waits[i].armed) {
+            x->waits[i].armed = false;
+            uv_timer_stop(&x->waits[i].timer);
+        }
+}
+
+/* Applies es to every EDS cluster subscribed under `name`. */
+static void eds_apply(struct tn_xds *x, const char *name, const struct tn_endpoint_set *es)
+{
+    for (size_t i = 0; i < x->cfg->n_clusters; i++) {
+        const struct tn_cluster *c = x->cfg->clusters[i];
+        if (c->type != TN_CLUSTER_EDS || strcmp(eds_name(c), name) != 0)
+            continue;
+        if (tn_cm_eds_update(x->cm, c->name, es))
+            TN_LOG(TN_LOG_ERROR, upstream, "cluster %s: out of memory applying its endpoints", c->name);
+        else
+            TN_LOG(TN_LOG_INFO, upstream, "cluster %s: %zu endpoint%s from the control plane", c->name, es->n_endpoints,
+                   es->n_endpoints == 1 ? "" : "s");
+        eds_got(x, c);
+    }
+}
+
+static void eds_rejected(struct tn_xds *x, const char *name)
+{
+    for (size_t i = 0; i < x->cfg->n_clusters; i++) {
+        const struct tn_cluster *c = x->cfg->clusters[i];
+        if (c->type == TN_CLUSTER_EDS && strcmp(eds_name(c), name) == 0)
+            tn_cm_eds_rejected(x->cm, c->name);
+    }
+}
+
+/* err's message, as "<what> '<name>': <path>: <reason>" without the path's
+ * leading dot. */
+static int fail_resource(struct tn_err *err, const char *what, const char *name, const struct tn_err *inner)
+{
+    const char *m = inner->msg[0] == '.' ? inner->msg + 1 : inner->msg;
+    tn_err_init(err);
+    return tn_err_fail(err, "%s '%s': %s", what, name, m);
+}
+
+static int on_eds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err *err)
+{
+    size_t n = u->n_resources;
+    Envoy__Config__Endpoint__V3__ClusterLoadAssignment **cla = calloc(n + 1, sizeof(*cla));
+    struct tn_endpoint_set **sets = calloc(n + 1, sizeof(*sets));
+    int rc = -1;
+    if (cla == NULL || sets == NULL) {
+        tn_err_fail(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct tn_ads_resource *r = &u->resources[i];
+        if (strcmp(r->type_url, TN_TYPE_ENDPOINT) != 0) {
+            tn_err_fail(err, "resources[%zu]: type %s in a %s response", i, r->type_url, TN_TYPE_ENDPOINT);
+            goto out;
+        }
+        cla[i] = envoy__config__endpoint__v3__cluster_load_assignment__unpack(NULL, r->len, r->value);
+        if (cla[i] == NULL) {
+            tn_err_fail(err, "resources[%zu]: not a valid ClusterLoadAssignment", i);
+            goto out;
+        }
+        const char *name = r->name ? r->name : cla[i]->cluster_name;
+        if (r->name && strcmp(r->name, cla[i]->cluster_name) != 0) {
+            tn_err_fail(err, "ClusterLoadAssignment '%s': cluster_name '%s' differs from the resource's name", r->name,
+                        cla[i]->cluster_name);
+            goto out;
+        }
+        struct tn_err inner;
+        tn_err_init(&inner);
+        sets[i] = tn_endpoint_set_compile(cla[i], true, &inner);
+        if (sets[i] == NULL) {
+            eds_rejected(x, name);
+            fail_resource(err, "ClusterLoadAssignment", name, &inner);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        eds_apply(x, cla[i]->cluster_name, sets[i]);
+    if (u->delta) {
+        struct tn_endpoint_set empty = {.n_endpoints = 0};
+        for (size_t i = 0; i < u->n_removed; i++) {
+            TN_LOG(TN_LOG_INFO, upstream, "ClusterLoadAssignment '%s' removed by the control plane", u->removed[i]);
+            eds_apply(x, u->removed[i], &empty);
+        }
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; cla && i < n; i++) {
+        if (cla[i])
+            envoy__config__endpoint__v3__cluster_load_assignment__free_unpacked(cla[i], NULL);
+        if (sets && sets[i])
+            tn_endpoint_set_unref(sets[i]);
+    }
+    free(cla);
+    free(sets);
+    return rc;
+}
+
+static int on_update(void *arg, const struct tn_ads_update *u, struct tn_err *err)
+{
+    struct tn_xds *x = arg;
+    if (strcmp(u->type_url, TN_TYPE_ENDPOINT) == 0)
+        return on_eds(x, u, err);
+    return tn_err_fail(err, "type %s is not watched by tern", u->type_url);
+}
+
+static void on_state(void *arg, bool connected)
+{
+    (void)arg;
+    TN_LOG(connected ? TN_LOG_INFO : TN_LOG_WARN, xds, "control plane %s", connected ? "connected" : "disconnected");
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+    struct eds_wait *w = t->data;
+    w->armed = false;
+    tn_cm_eds_timeout(w->x->cm, w->c->name);
+}
+
+/* The gRPC target: google_grpc's URI, or envoy_grpc's cluster's first
+ * endpoint. */
+static int target_of(const struct tn_config *cfg, char *out, size_t cap, struct tn_err *err)
+{
+    if (cfg->ads_target) {
+        snprintf(out, cap, "%s", cfg->ads_target);
+        return 0;
+    }
+    const struct tn_cluster *c = tn_config_cluster(cfg, cfg->ads_cluster);
+    if (c == NULL || c->endpoints == NULL || c->endpoints->n_endpoints == 0)
+        return tn_err_fail(err,
+                           "dynamic_resources.ads_config: cluster '%s' has no endpoint to reach the control "
+                           "plane at",
+                           cfg->ads_cluster ? cfg->ads_cluster : "");
+    const struct tn_address *a = &c->endpoints->endpoints[0].addr;
+    tn_ads_target_for(a->host, a->port, out, cap);
+    return 0;
+}
+
+static int watch_eds(struct tn_xds *x)
+{
+    const struct tn_config *cfg = x->cfg;
+    const char **names = calloc(cfg->n_clusters + 1, sizeof(*names));
+    size_t n = 0;
+    if (names == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->n_clusters; i++) {
+        const struct tn_cluster *c = cfg->clusters[i];
+        if (c->type != TN_CLUSTER_EDS)
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = strcmp(names[k], eds_name(c)) == 0;
+        if (!dup)
+            names[n++] = eds_name(c);
+    }
+    int rc = n ? tn_ads_watch(x->ads, TN_TYPE_ENDPOINT, names, n, false) : 0;
+    free(names);
+    return rc;
+}
+
+static void start_waits(struct tn_xds *x)
+{
+    const struct tn_config *cfg = x->cfg;
+    x->waits = calloc(cfg->n_clusters + 1, sizeof(*x->waits));
+    for (size_t i = 0; x->waits && i < cfg->n_clusters; i++) {
+        const struct tn_cluster *c = cfg->clusters[i];
+        if (c->type != TN_CLUSTER_EDS || c->eds_fetch_timeout_ms == 0)
+            continue;
+        struct eds_wait *w = &x->waits[x->n_waits++];
+        w->x = x;
+        w->c = c;
+        w->armed = true;
+        uv_timer_init(x->loop, &w->timer);
+        w->timer.data = w;
+        uv_timer_start(&w->timer, on_wait_timeout, c->eds_fetch_timeout_ms, 0);
+        x->n_open++;
+    }
+}
+
+struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm *cm, struct tn_err *err)
+{
+    if (cfg->ads_api == TN_XDS_NONE)
+        return NULL;
+    if (cfg->lds_dynamic || cfg->cds_dynamic)
+        TN_LOG(TN_LOG_WARN, xds,
+               "lds_config and cds_config are not applied yet: listeners and clusters come from "
+               "static_resources; the control plane gives EDS clusters their endpoints");
+    char target[512];
+    if (target_of(cfg, target, sizeof(target), err))
+        return NULL;
+    struct tn_xds *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        tn_err_fail(err, "out of memory");
+        return NULL;
+    }
+    x->loop = loop;
+    x->cfg = tn_config_ref(cfg);
+    x->cm = cm;
+    const tn_pb_bootstrap *b = cfg->bootstrap;
+    struct tn_ads_options o = {
+        .target = target,
+        .delta = cfg->ads_api == TN_XDS_DELTA_GRPC,
+        .node = b->node,
+        .node_first_only = b->dynamic_resources && b->dynamic_resources->ads_config &&
+                           b->dynamic_resources->ads_config->set_node_on_first_message_only,
+    };
+    x->ads = tn_ads_new(loop, &o, on_update, on_state, x, err);
+    if (x->ads == NULL || watch_eds(x)) {
+        if (x->ads)
+            tn_ads_close(x->ads);
+        tn_config_unref(x->cfg);
+        free(x);
+        if (!err->failed)
+            tn_err_fail(err, "out of memory");
+        return NULL;
+    }
+    start_waits(x);
+    return x;
+}
+
+bool tn_xds_connected(const struct tn_xds *x)
+{
+    return x && tn_ads_connected(x->ads);
+}
+
+static void on_wait_closed(uv_handle_t *h)
+{
+    struct eds_wait *w = h->data;
+    struct tn_xds *x = w->x;
+    if (--x->n_open == 0) {
+        free(x->waits);
+        tn_config_unref(x->cfg);
+        free(x);
+    }
+}
+
+void tn_xds_close(struct tn_xds *x)
+{
+    tn_ads_close(x->ads);
+    x->ads = NULL;
+    if (x->n_open == 0) {
+        free(x->waits);
+        tn_config_unref(x->cfg);
+        free(x);
+        return;
+    }
+    for (size_t i = 0; i < x->n_waits; i++)
+        uv_close((uv_handle_t *)&x->waits[i].timer, on_wait_closed);
+}
