@@ -159,6 +159,34 @@ static int compile_ads(struct tn_config *c, const Envoy__Config__Bootstrap__V3__
     return 0;
 }
 
+/* Gives each route configuration named by an HCM's rds its index, once;
+ * they come from the ADS stream, which the bootstrap must have. */
+static int index_rds(struct tn_config *c, struct tn_err *err)
+{
+    c->rds_names = tn_pool_alloc(&c->pool, c->n_listeners * sizeof(*c->rds_names) + 1);
+    c->rds_fetch_timeout_ms = tn_pool_alloc(&c->pool, c->n_listeners * sizeof(*c->rds_fetch_timeout_ms) + 1);
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        struct tn_hcm *h = &c->listeners[i]->hcm;
+        if (h->rds_name == NULL)
+            continue;
+        if (c->ads_api == TN_XDS_NONE) {
+            tn_err_push(err, "static_resources.listeners[%zu].filter_chains[0].filters[0].typed_config.rds."
+                             "config_source.ads", i);
+            return tn_err_fail(err, "the bootstrap has no dynamic_resources.ads_config");
+        }
+        size_t k = 0;
+        while (k < c->n_rds && strcmp(c->rds_names[k], h->rds_name) != 0)
+            k++;
+        if (k == c->n_rds) {
+            c->rds_names[k] = h->rds_name;
+            c->rds_fetch_timeout_ms[k] = h->rds_fetch_timeout_ms;
+            c->n_rds++;
+        }
+        h->rds_index = k;
+    }
+    return 0;
+}
+
 static int compile_admin(struct tn_config *c, const Envoy__Config__Bootstrap__V3__Admin *a, struct tn_err *err)
 {
     size_t mark = tn_err_push(err, ".admin");
@@ -208,6 +236,8 @@ static int compile(struct tn_config *c, const tn_pb_bootstrap *b, struct tn_err 
         tn_err_pop(err, mark);
     }
     if (b->dynamic_resources && compile_ads(c, b->dynamic_resources, err))
+        return -1;
+    if (index_rds(c, err))
         return -1;
     for (size_t i = 0; i < c->n_clusters; i++)
         if (c->clusters[i]->type == TN_CLUSTER_EDS && c->ads_api == TN_XDS_NONE) {

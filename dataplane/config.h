@@ -41,6 +41,11 @@ struct tn_config {
     const char *ads_cluster; /* envoy_grpc.cluster_name, a static cluster */
     const char *ads_target;  /* google_grpc.target_uri */
     bool lds_dynamic, cds_dynamic;
+    /* route configurations the listeners take from RDS, each once (a
+     * listener's hcm.rds_index points here) */
+    const char **rds_names;
+    uint64_t *rds_fetch_timeout_ms;
+    size_t n_rds;
 };
 
 /* Compiles a bootstrap, taking ownership of it (freed with the config, or at

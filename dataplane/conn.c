@@ -33,6 +33,8 @@
 #define SCRATCH 512
 
 struct tn_stream {
+    struct tn_route_table *routes; /* the route table this stream matches against */
+    bool routes_ref;               /* routes is a reference of ours (RDS) */
     struct tn_dconn *conn;
     struct tn_request rq;
     struct tn_stream_info si;
@@ -395,6 +397,10 @@ static void stream_destroy(struct tn_stream *s)
         tn_block_unref(s->resp_blk);
     s->resp_blk = NULL;
     tn_pool_dispose(&s->pool);
+    if (s->routes_ref)
+        tn_route_table_unref(s->routes);
+    s->routes = NULL;
+    s->routes_ref = false;
     s->active = false;
     tn_timer_stop(&c->w->timers, &c->timer);
 }
@@ -477,6 +483,15 @@ static void stream_begin(struct tn_dconn *c)
     s->resp_hdrs_cap = rc;
     s->conn = c;
     s->active = true;
+    /* an RDS table can be replaced while the stream runs: it keeps the one
+     * it started with */
+    if (c->l->hcm.rds_name) {
+        struct tn_route_table *rt = c->w->rds[c->l->hcm.rds_index];
+        s->routes = rt ? tn_route_table_ref(rt) : NULL;
+        s->routes_ref = rt != NULL;
+    } else {
+        s->routes = c->l->hcm.routes;
+    }
     s->id = ++c->n_streams;
     tn_pool_init(&s->pool);
     s->si.start_ns = uv_now(&c->w->loop) * 1000000;
@@ -712,7 +727,7 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
         s->rq.external = !addr_internal(&c->peer);
     else
         s->rq.external = xff == NULL || memchr(xff->value, ',', xff->value_len) != NULL;
-    const struct tn_route_table *rt = hcm->routes;
+    const struct tn_route_table *rt = s->routes;
     if (s->rq.external && rt)
         for (size_t i = 0; i < rt->n_internal_only_headers; i++)
             remove_header(s, rt->internal_only_headers[i]);
@@ -1183,7 +1198,7 @@ const struct tn_hcm *tn_stream_hcm(struct tn_stream *s)
 
 struct tn_route_table *tn_stream_routes(struct tn_stream *s)
 {
-    return s->conn->l->hcm.routes;
+    return s->routes;
 }
 
 struct tn_worker *tn_stream_worker(struct tn_stream *s)

@@ -108,7 +108,14 @@ static int compile_hcm(struct tn_listener *l, const pb_hcm *pb, struct tn_err *e
             tn_err_push(err, ".rds.config_source");
             return tn_err_fail(err, "required");
         }
+        if (pb->rds->config_source->config_source_specifier_case !=
+            ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS) {
+            tn_err_push(err, ".rds.config_source");
+            return tn_err_fail(err, "only ads: {} is supported as an RDS source (api_config_source and "
+                                    "path_config_source come later)");
+        }
         h->rds_name = tn_pool_strdup(&l->pool, pb->rds->route_config_name);
+        h->rds_fetch_timeout_ms = ms(pb->rds->config_source->initial_fetch_timeout, 15000);
         break;
     default:
         return tn_err_fail(err, "one of route_config, rds is required");

@@ -36,6 +36,8 @@ struct tn_hcm {
     enum tn_codec codec;
     struct tn_route_table *routes; /* inline route_config, or NULL with rds_name set */
     const char *rds_name;
+    size_t rds_index;             /* rds_name's place in the config's rds_names (workers' current tables) */
+    uint64_t rds_fetch_timeout_ms; /* rds.config_source.initial_fetch_timeout: 15 s, 0 = wait forever */
     struct tn_http_filter *filters;
     size_t n_filters;
     struct tn_access_log *access_logs;

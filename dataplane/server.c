@@ -38,6 +38,8 @@ struct tn_server {
     struct tn_worker **workers;
     int *fds; /* [worker][listener] */
     struct tn_host_set **sets; /* latest per cluster (references) */
+    struct tn_route_table **rds; /* latest per cfg->rds_names[i] (references, NULL until it comes) */
+    bool clusters_ready, xds_ready; /* workers start when both are */
     uv_signal_t sigterm, sigint, sigusr1;
     uv_timer_t drain_timer;
     uv_async_t drained_async;
@@ -301,15 +303,46 @@ static void cache_wake_workers(void *arg)
             tn__worker_wake(srv->workers[w]);
 }
 
-static void on_ready(void *arg)
+static void on_routes(void *arg, size_t rds_index, struct tn_route_table *t)
 {
     struct tn_server *srv = arg;
+    if (rds_index >= srv->cfg->n_rds)
+        return;
+    tn_route_table_unref(srv->rds[rds_index]);
+    srv->rds[rds_index] = t ? tn_route_table_ref(t) : NULL;
+    if (srv->started)
+        for (unsigned w = 0; w < srv->opts.concurrency; w++)
+            tn__worker_post_routes(srv->workers[w], rds_index, t);
+}
+
+static void start_workers(struct tn_server *srv);
+
+/* Every cluster has its hosts (or gave up waiting for them). */
+static void on_clusters_ready(void *arg)
+{
+    struct tn_server *srv = arg;
+    srv->clusters_ready = true;
+    if (srv->xds_ready)
+        start_workers(srv);
+}
+
+/* Every route configuration from RDS has come (or timed out). */
+static void on_xds_ready(void *arg)
+{
+    struct tn_server *srv = arg;
+    srv->xds_ready = true;
+    if (srv->clusters_ready)
+        start_workers(srv);
+}
+
+static void start_workers(struct tn_server *srv)
+{
     struct tn_config *cfg = srv->cfg;
-    if (srv->stopping)
+    if (srv->stopping || srv->started)
         return;
     for (unsigned w = 0; w < srv->opts.concurrency; w++) {
         srv->workers[w] =
-            tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], srv->sets, srv->worker_shards[w]);
+            tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], srv->sets, srv->rds, srv->worker_shards[w]);
         if (srv->workers[w] == NULL) {
             TN_LOG(TN_LOG_CRITICAL, main, "cannot start worker %u", w);
             srv->exit_code = 1;
@@ -486,7 +519,8 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     srv.workers = calloc(nw, sizeof(*srv.workers));
     srv.fds = calloc(nw * (cfg->n_listeners ? cfg->n_listeners : 1), sizeof(int));
     srv.sets = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*srv.sets));
-    if (srv.workers == NULL || srv.fds == NULL || srv.sets == NULL) {
+    srv.rds = calloc(cfg->n_rds + 1, sizeof(*srv.rds));
+    if (srv.workers == NULL || srv.fds == NULL || srv.sets == NULL || srv.rds == NULL) {
         TN_LOG(TN_LOG_CRITICAL, main, "out of memory");
         return 1;
     }
@@ -533,7 +567,7 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     uv_unref((uv_handle_t *)&srv.cache_async); /* closed once the workers, who kick it, are gone */
     tn_cache_set_kicker(cache_kick, &srv);
     tn_cache_set_waker(cache_wake_workers, &srv);
-    srv.cm = tn_cm_new(srv.loop, cfg, on_hosts, on_ready, &srv);
+    srv.cm = tn_cm_new(srv.loop, cfg, on_hosts, on_clusters_ready, &srv);
     if (srv.cm == NULL) {
         TN_LOG(TN_LOG_CRITICAL, main, "cannot start the cluster manager");
         srv.exit_code = 1;
@@ -542,7 +576,10 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     if (srv.cm && !srv.stopping) {
         struct tn_err err;
         tn_err_init(&err);
-        srv.xds = tn_xds_start(srv.loop, cfg, srv.cm, &err);
+        struct tn_xds_hooks hooks = {.routes = on_routes, .ready = on_xds_ready};
+        srv.xds = tn_xds_start(srv.loop, cfg, srv.cm, &hooks, &srv, &err);
+        if (srv.xds == NULL && !err.failed)
+            srv.xds_ready = true; /* nothing to wait for */
         if (srv.xds == NULL && err.failed) {
             TN_LOG(TN_LOG_CRITICAL, xds, "cannot start the xDS client: %s", err.msg);
             srv.exit_code = 1;
@@ -573,6 +610,9 @@ out:
         if (srv.sets[i])
             tn_host_set_unref(srv.sets[i]);
     free(srv.sets);
+    for (size_t i = 0; srv.rds && i < cfg->n_rds; i++)
+        tn_route_table_unref(srv.rds[i]);
+    free(srv.rds);
     free(srv.fds);
     free(srv.worker_shards);
     tn_stats_dispose(&srv.stats);

@@ -31,9 +31,13 @@ struct tn_server;
  * cfg->listeners[i], already bound) and initial host sets sets[j] (one per
  * cfg->clusters[j], may be NULL). NULL on failure. */
 struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
-                                   struct tn_host_set *const *sets, _Atomic uint64_t *shard);
+                                   struct tn_host_set *const *sets, struct tn_route_table *const *rds,
+                                   _Atomic uint64_t *shard);
 /* Messages to a worker (any thread). */
 void tn__worker_post_hosts(struct tn_worker *w, size_t cluster, struct tn_host_set *set);
+/* A new table for cfg->rds_names[rds_index] (the message takes its own
+ * reference; NULL: the configuration was removed). */
+void tn__worker_post_routes(struct tn_worker *w, size_t rds_index, struct tn_route_table *t);
 void tn__worker_post_drain(struct tn_worker *w);
 void tn__worker_post_exit(struct tn_worker *w);
 /* Waits for the thread and frees the worker. */

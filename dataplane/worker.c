@@ -19,6 +19,7 @@
 
 enum msg_type {
     MSG_HOSTS = 0,
+    MSG_ROUTES, /* a route configuration from RDS (m->cluster is its rds index) */
     MSG_DRAIN,
     MSG_EXIT,
 };
@@ -28,7 +29,17 @@ struct tn_msg {
     struct tn_msg *next;
     size_t cluster;
     struct tn_host_set *set;
+    struct tn_route_table *routes; /* reference, may be NULL (removed) */
 };
+
+static void msg_free(struct tn_msg *m)
+{
+    if (m->type == MSG_HOSTS)
+        tn_host_set_unref(m->set);
+    if (m->type == MSG_ROUTES)
+        tn_route_table_unref(m->routes);
+    free(m);
+}
 
 /* --- clusters ------------------------------------------------------------- */
 
@@ -196,6 +207,17 @@ static void on_mail(uv_async_t *a)
                 tn_host_set_unref(m->set);
             break;
         }
+        case MSG_ROUTES:
+            if (m->cluster < w->cfg->n_rds) {
+                /* streams hold their own references: the old table lives
+                 * until the last of them ends */
+                struct tn_route_table *old = w->rds[m->cluster];
+                w->rds[m->cluster] = m->routes;
+                m->routes = old;
+            }
+            msg_free(m);
+            m = next;
+            continue;
         case MSG_DRAIN:
             if (!w->draining) {
                 w->draining = true;
@@ -209,9 +231,7 @@ static void on_mail(uv_async_t *a)
             free(m);
             for (m = next; m; m = next) {
                 next = m->next;
-                if (m->type == MSG_HOSTS)
-                    tn_host_set_unref(m->set);
-                free(m);
+                msg_free(m);
             }
             shutdown_worker(w);
             return;
@@ -229,6 +249,17 @@ void tn__worker_post_hosts(struct tn_worker *w, size_t cluster, struct tn_host_s
     m->type = MSG_HOSTS;
     m->cluster = cluster;
     m->set = tn_host_set_ref(set);
+    post(w, m);
+}
+
+void tn__worker_post_routes(struct tn_worker *w, size_t rds_index, struct tn_route_table *t)
+{
+    struct tn_msg *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return;
+    m->type = MSG_ROUTES;
+    m->cluster = rds_index;
+    m->routes = t ? tn_route_table_ref(t) : NULL;
     post(w, m);
 }
 
@@ -306,7 +337,8 @@ static uint64_t seed(unsigned id)
 }
 
 struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
-                                   struct tn_host_set *const *sets, _Atomic uint64_t *shard)
+                                   struct tn_host_set *const *sets, struct tn_route_table *const *rds,
+                                   _Atomic uint64_t *shard)
 {
     struct tn_worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
@@ -328,8 +360,11 @@ struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn
     w->clusters = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*w->clusters));
     w->n_listeners = cfg->n_listeners;
     w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*w->listeners));
-    if (w->clusters == NULL || w->listeners == NULL)
+    w->rds = calloc(cfg->n_rds + 1, sizeof(*w->rds));
+    if (w->clusters == NULL || w->listeners == NULL || w->rds == NULL)
         return NULL;
+    for (size_t i = 0; i < cfg->n_rds; i++)
+        w->rds[i] = rds[i] ? tn_route_table_ref(rds[i]) : NULL;
     for (size_t i = 0; i < cfg->n_clusters; i++) {
         struct tn_wcluster *wc = &w->clusters[i];
         wc->c = tn_cluster_ref(cfg->clusters[i]);
@@ -364,6 +399,9 @@ void tn__worker_join(struct tn_worker *w)
 {
     uv_thread_join(&w->thread);
     uv_mutex_destroy(&w->mu);
+    for (size_t i = 0; i < w->cfg->n_rds; i++)
+        tn_route_table_unref(w->rds[i]);
+    free(w->rds);
     tn_config_unref(w->cfg);
     free(w->clusters);
     free(w->listeners);

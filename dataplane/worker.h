@@ -52,6 +52,7 @@ struct tn_worker {
     struct tn_config *cfg; /* reference */
     struct tn_wlistener *listeners;
     size_t n_listeners;
+    struct tn_route_table **rds;  /* the current table of each cfg->rds_names[i], NULL until it comes */
     struct tn_wcluster *clusters; /* one per cfg->clusters[i], same order */
     size_t n_clusters;
     struct tn_alog_writer *alog;

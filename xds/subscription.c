@@ -6,13 +6,17 @@
 
 #include "dataplane/log.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "filters/route.h"
 #include "xds/ads.h"
 
-/* An EDS cluster's warming: its initial_fetch_timeout. */
-struct eds_wait {
+/* A resource's warming: an EDS cluster's or a route configuration's
+ * initial_fetch_timeout. */
+struct wait {
     uv_timer_t timer;
     struct tn_xds *x;
-    const struct tn_cluster *c;
+    const struct tn_cluster *c; /* EDS, or NULL for RDS */
+    size_t rds_index;
     bool armed;
 };
 
@@ -20,23 +24,43 @@ struct tn_xds {
     uv_loop_t *loop;
     struct tn_config *cfg; /* reference */
     struct tn_cm *cm;
+    struct tn_xds_hooks hooks;
+    void *arg;
     struct tn_ads *ads;
-    struct eds_wait *waits; /* one per EDS cluster */
+    struct wait *waits; /* one per EDS cluster and route configuration with a timeout */
     size_t n_waits, n_open;
+    bool *rds_have; /* [n_rds]: came or timed out */
+    bool ready_fired;
 };
+
+static void xds_free_or_close(struct tn_xds *x);
 
 static const char *eds_name(const struct tn_cluster *c)
 {
     return c->eds_service_name ? c->eds_service_name : c->name;
 }
 
-static void eds_got(struct tn_xds *x, const struct tn_cluster *c)
+static void wait_done(struct tn_xds *x, const struct tn_cluster *c, size_t rds_index)
 {
-    for (size_t i = 0; i < x->n_waits; i++)
-        if (x->waits[i].c == c && x->waits[i].armed) {
-            x->waits[i].armed = false;
-            uv_timer_stop(&x->waits[i].timer);
+    for (size_t i = 0; i < x->n_waits; i++) {
+        struct wait *w = &x->waits[i];
+        if (w->armed && w->c == c && (c || w->rds_index == rds_index)) {
+            w->armed = false;
+            uv_timer_stop(&w->timer);
         }
+    }
+}
+
+static void check_ready(struct tn_xds *x)
+{
+    if (x->ready_fired)
+        return;
+    for (size_t i = 0; i < x->cfg->n_rds; i++)
+        if (!x->rds_have[i])
+            return;
+    x->ready_fired = true;
+    if (x->hooks.ready)
+        x->hooks.ready(x->arg);
 }
 
 /* Applies es to every EDS cluster subscribed under `name`. */
@@ -51,7 +75,7 @@ static void eds_apply(struct tn_xds *x, const char *name, const struct tn_endpoi
         else
             TN_LOG(TN_LOG_INFO, upstream, "cluster %s: %zu endpoint%s from the control plane", c->name, es->n_endpoints,
                    es->n_endpoints == 1 ? "" : "s");
-        eds_got(x, c);
+        wait_done(x, c, 0);
     }
 }
 
@@ -131,11 +155,95 @@ out:
     return rc;
 }
 
+static size_t rds_index_of(const struct tn_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_rds; i++)
+        if (strcmp(cfg->rds_names[i], name) == 0)
+            return i;
+    return (size_t)-1;
+}
+
+static void rds_apply(struct tn_xds *x, size_t k, struct tn_route_table *t)
+{
+    if (x->hooks.routes)
+        x->hooks.routes(x->arg, k, t);
+    x->rds_have[k] = true;
+    wait_done(x, NULL, k);
+    check_ready(x);
+}
+
+static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err *err)
+{
+    size_t n = u->n_resources;
+    struct tn_route_table **tables = calloc(n + 1, sizeof(*tables));
+    size_t *idx = calloc(n + 1, sizeof(*idx));
+    int rc = -1;
+    if (tables == NULL || idx == NULL) {
+        tn_err_fail(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct tn_ads_resource *r = &u->resources[i];
+        if (strcmp(r->type_url, TN_TYPE_ROUTE) != 0) {
+            tn_err_fail(err, "resources[%zu]: type %s in a %s response", i, r->type_url, TN_TYPE_ROUTE);
+            goto out;
+        }
+        Envoy__Config__Route__V3__RouteConfiguration *pb =
+            envoy__config__route__v3__route_configuration__unpack(NULL, r->len, r->value);
+        if (pb == NULL) {
+            tn_err_fail(err, "resources[%zu]: not a valid RouteConfiguration", i);
+            goto out;
+        }
+        const char *name = r->name ? r->name : pb->name;
+        struct tn_err inner;
+        tn_err_init(&inner);
+        if (r->name && strcmp(r->name, pb->name) != 0)
+            tn_err_fail(&inner, ".name: '%s' differs from the resource's name", pb->name);
+        else if ((tables[i] = tn_route_table_compile(pb, &inner)) != NULL) {
+            /* from RDS, validate_clusters defaults to false (Envoy): a route
+             * to a cluster that is not there answers 503 NC */
+            if (pb->validate_clusters == NULL)
+                tables[i]->validate_clusters = false;
+            tn_config_check_routes(x->cfg, tables[i], &inner);
+        }
+        idx[i] = rds_index_of(x->cfg, pb->name);
+        if (inner.failed) {
+            fail_resource(err, "RouteConfiguration", name, &inner);
+            envoy__config__route__v3__route_configuration__free_unpacked(pb, NULL);
+            goto out;
+        }
+        envoy__config__route__v3__route_configuration__free_unpacked(pb, NULL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (idx[i] == (size_t)-1)
+            continue; /* not asked for: a control plane may send more */
+        TN_LOG(TN_LOG_INFO, xds, "route configuration '%s' version %s applied", x->cfg->rds_names[idx[i]], u->version);
+        rds_apply(x, idx[i], tables[i]);
+    }
+    for (size_t i = 0; u->delta && i < u->n_removed; i++) {
+        size_t k = rds_index_of(x->cfg, u->removed[i]);
+        if (k == (size_t)-1)
+            continue;
+        TN_LOG(TN_LOG_WARN, xds, "route configuration '%s' removed by the control plane: its listeners answer 404",
+               u->removed[i]);
+        rds_apply(x, k, NULL);
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; tables && i < n; i++)
+        tn_route_table_unref(tables[i]);
+    free(tables);
+    free(idx);
+    return rc;
+}
+
 static int on_update(void *arg, const struct tn_ads_update *u, struct tn_err *err)
 {
     struct tn_xds *x = arg;
     if (strcmp(u->type_url, TN_TYPE_ENDPOINT) == 0)
         return on_eds(x, u, err);
+    if (strcmp(u->type_url, TN_TYPE_ROUTE) == 0)
+        return on_rds(x, u, err);
     return tn_err_fail(err, "type %s is not watched by tern", u->type_url);
 }
 
@@ -147,9 +255,19 @@ static void on_state(void *arg, bool connected)
 
 static void on_wait_timeout(uv_timer_t *t)
 {
-    struct eds_wait *w = t->data;
+    struct wait *w = t->data;
+    struct tn_xds *x = w->x;
     w->armed = false;
-    tn_cm_eds_timeout(w->x->cm, w->c->name);
+    if (w->c) {
+        tn_cm_eds_timeout(x->cm, w->c->name);
+        return;
+    }
+    TN_LOG(TN_LOG_WARN, xds,
+           "route configuration '%s' did not come within initial_fetch_timeout: its listeners "
+           "answer 404 until it does",
+           x->cfg->rds_names[w->rds_index]);
+    x->rds_have[w->rds_index] = true;
+    check_ready(x);
 }
 
 /* The gRPC target: google_grpc's URI, or envoy_grpc's cluster's first
@@ -193,26 +311,45 @@ static int watch_eds(struct tn_xds *x)
     return rc;
 }
 
-static void start_waits(struct tn_xds *x)
+static void wait_start(struct tn_xds *x, const struct tn_cluster *c, size_t rds_index, uint64_t ms)
 {
-    const struct tn_config *cfg = x->cfg;
-    x->waits = calloc(cfg->n_clusters + 1, sizeof(*x->waits));
-    for (size_t i = 0; x->waits && i < cfg->n_clusters; i++) {
-        const struct tn_cluster *c = cfg->clusters[i];
-        if (c->type != TN_CLUSTER_EDS || c->eds_fetch_timeout_ms == 0)
-            continue;
-        struct eds_wait *w = &x->waits[x->n_waits++];
-        w->x = x;
-        w->c = c;
-        w->armed = true;
-        uv_timer_init(x->loop, &w->timer);
-        w->timer.data = w;
-        uv_timer_start(&w->timer, on_wait_timeout, c->eds_fetch_timeout_ms, 0);
-        x->n_open++;
-    }
+    struct wait *w = &x->waits[x->n_waits++];
+    w->x = x;
+    w->c = c;
+    w->rds_index = rds_index;
+    w->armed = true;
+    uv_timer_init(x->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, on_wait_timeout, ms, 0);
+    x->n_open++;
 }
 
-struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm *cm, struct tn_err *err)
+static int start_waits(struct tn_xds *x)
+{
+    const struct tn_config *cfg = x->cfg;
+    x->waits = calloc(cfg->n_clusters + cfg->n_rds + 1, sizeof(*x->waits));
+    x->rds_have = calloc(cfg->n_rds + 1, sizeof(*x->rds_have));
+    if (x->waits == NULL || x->rds_have == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->n_clusters; i++) {
+        const struct tn_cluster *c = cfg->clusters[i];
+        if (c->type == TN_CLUSTER_EDS && c->eds_fetch_timeout_ms)
+            wait_start(x, c, 0, c->eds_fetch_timeout_ms);
+    }
+    for (size_t i = 0; i < cfg->n_rds; i++)
+        if (cfg->rds_fetch_timeout_ms[i])
+            wait_start(x, NULL, i, cfg->rds_fetch_timeout_ms[i]);
+    return 0;
+}
+
+static int watch_rds(struct tn_xds *x)
+{
+    const struct tn_config *cfg = x->cfg;
+    return cfg->n_rds ? tn_ads_watch(x->ads, TN_TYPE_ROUTE, cfg->rds_names, cfg->n_rds, false) : 0;
+}
+
+struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm *cm, const struct tn_xds_hooks *hooks,
+                            void *arg, struct tn_err *err)
 {
     if (cfg->ads_api == TN_XDS_NONE)
         return NULL;
@@ -231,6 +368,8 @@ struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm
     x->loop = loop;
     x->cfg = tn_config_ref(cfg);
     x->cm = cm;
+    x->hooks = *hooks;
+    x->arg = arg;
     const tn_pb_bootstrap *b = cfg->bootstrap;
     struct tn_ads_options o = {
         .target = target,
@@ -240,16 +379,16 @@ struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm
                            b->dynamic_resources->ads_config->set_node_on_first_message_only,
     };
     x->ads = tn_ads_new(loop, &o, on_update, on_state, x, err);
-    if (x->ads == NULL || watch_eds(x)) {
-        if (x->ads)
-            tn_ads_close(x->ads);
-        tn_config_unref(x->cfg);
-        free(x);
+    if (x->ads == NULL || watch_rds(x) || watch_eds(x) || start_waits(x)) {
         if (!err->failed)
             tn_err_fail(err, "out of memory");
+        if (x->ads)
+            tn_ads_close(x->ads);
+        x->ads = NULL;
+        xds_free_or_close(x);
         return NULL;
     }
-    start_waits(x);
+    check_ready(x);
     return x;
 }
 
@@ -258,27 +397,36 @@ bool tn_xds_connected(const struct tn_xds *x)
     return x && tn_ads_connected(x->ads);
 }
 
+static void xds_free(struct tn_xds *x)
+{
+    free(x->waits);
+    free(x->rds_have);
+    tn_config_unref(x->cfg);
+    free(x);
+}
+
 static void on_wait_closed(uv_handle_t *h)
 {
-    struct eds_wait *w = h->data;
+    struct wait *w = h->data;
     struct tn_xds *x = w->x;
-    if (--x->n_open == 0) {
-        free(x->waits);
-        tn_config_unref(x->cfg);
-        free(x);
+    if (--x->n_open == 0)
+        xds_free(x);
+}
+
+/* Frees x once its timers are closed. */
+static void xds_free_or_close(struct tn_xds *x)
+{
+    if (x->n_open == 0) {
+        xds_free(x);
+        return;
     }
+    for (size_t i = 0; i < x->n_waits; i++)
+        uv_close((uv_handle_t *)&x->waits[i].timer, on_wait_closed);
 }
 
 void tn_xds_close(struct tn_xds *x)
 {
     tn_ads_close(x->ads);
     x->ads = NULL;
-    if (x->n_open == 0) {
-        free(x->waits);
-        tn_config_unref(x->cfg);
-        free(x);
-        return;
-    }
-    for (size_t i = 0; i < x->n_waits; i++)
-        uv_close((uv_handle_t *)&x->waits[i].timer, on_wait_closed);
+    xds_free_or_close(x);
 }

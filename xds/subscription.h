@@ -1,8 +1,17 @@
 /* What tern asks the control plane for, and what it does with the answers.
  *
  * From a compiled bootstrap with dynamic_resources.ads_config, one ADS
- * stream (xds/ads.h) watches the ClusterLoadAssignments of the EDS clusters
- * (by eds_cluster_config.service_name, else the cluster's name). Each
+ * stream (xds/ads.h) watches the RouteConfigurations the listeners name in
+ * rds.route_config_name and the ClusterLoadAssignments of the EDS clusters
+ * (by eds_cluster_config.service_name, else the cluster's name).
+ *
+ * An accepted RouteConfiguration is compiled as a static route_config is
+ * (with validate_clusters against the configured clusters) and handed to
+ * the workers; streams keep the table they started with. Listeners do not
+ * accept until every route configuration has come or its
+ * initial_fetch_timeout has passed (then they answer 404 until it comes).
+ *
+ * Each
  * accepted assignment becomes the cluster's host set through the cluster
  * manager; a response with one assignment that does not compile is NACKed
  * whole with the resource's name and the field's path, and nothing of it is
@@ -11,9 +20,8 @@
  * empties the cluster. A cluster that gets no assignment within its
  * initial_fetch_timeout stops holding readiness back.
  *
- * Listeners, routes and clusters from the control plane (LDS, RDS, CDS)
- * come next; the bootstrap compiler accepts lds_config and cds_config, and
- * the server says they are not applied yet. */
+ * Listeners and clusters from the control plane (LDS, CDS) come next; the bootstrap compiler accepts lds_config and
+ * cds_config, and the server says they are not applied yet. */
 #ifndef TN_XDS_SUBSCRIPTION_H
 #define TN_XDS_SUBSCRIPTION_H
 
@@ -25,10 +33,21 @@
 #include "dataplane/err.h"
 
 struct tn_xds;
+struct tn_route_table;
+
+struct tn_xds_hooks {
+    /* A route configuration for cfg->rds_names[rds_index] was accepted (the
+     * callee takes its own reference), or removed (t == NULL). */
+    void (*routes)(void *arg, size_t rds_index, struct tn_route_table *t);
+    /* Every route configuration has come or timed out: listeners may
+     * accept (called once; at once when there is none to wait for). */
+    void (*ready)(void *arg);
+};
 
 /* Starts the subscriptions cfg asks for on `loop` (the main loop). NULL with
  * err clear when cfg has no ADS, NULL with err set when it cannot start. */
-struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm *cm, struct tn_err *err);
+struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm *cm, const struct tn_xds_hooks *hooks,
+                            void *arg, struct tn_err *err);
 
 /* Whether the control plane's stream is up. */
 bool tn_xds_connected(const struct tn_xds *x);
