@@ -26,6 +26,9 @@ struct tn_admin_ops {
     /* Before /stats and /stats/prometheus are read: bring the main thread's
      * gauges up to date. May be NULL. */
     void (*refresh_stats)(void *arg);
+    /* The control plane's subscriptions, for /config_dump's dynamic_* lists;
+     * NULL (or a NULL callback) without ADS. */
+    const struct tn_xds *(*xds)(void *arg);
 };
 
 /* What /server_info reports besides the config. */
@@ -38,6 +41,7 @@ struct tn_admin_info {
 };
 
 struct tn_admin;
+struct tn_xds;
 
 /* Binds cfg->admin_addr and serves on loop. NULL with the reason logged
  * when it cannot listen (the server then exits 1; the half-made listener is

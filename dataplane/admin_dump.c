@@ -1,8 +1,9 @@
 /* /config_dump: the bootstrap and its static clusters, listeners and inline
  * route configurations, as Envoy's admin.v3 *ConfigDump messages.
  *
- * Resources learnt over xDS are not kept as protos by the config, so the
- * dynamic_* lists are always empty. The subset of the API tern loads has no
+ * Route configurations from RDS are listed in dynamic_route_configs with
+ * their version and the time they were accepted; listeners and clusters
+ * come from static_resources only, so their dynamic_* lists are empty. The subset of the API tern loads has no
  * secrets (no SDS, no TLS keys), so nothing needs redacting yet; a secret
  * added later must be masked here. */
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "dataplane/admin_int.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "xds/pbjson.h"
+#include "xds/subscription.h"
 #include "xds/types.h"
 
 #define ADMIN_TYPE "type.googleapis.com/envoy.admin.v3."
@@ -133,13 +135,52 @@ static void item_route(struct dump *d, size_t i, struct tn_buf *b)
     tn_buf_addc(b, '}');
 }
 
+static const struct tn_xds *xds_of(struct dump *d)
+{
+    const struct tn__admin_ctx *c = d->r->ctx;
+    return c->ops && c->ops->xds ? c->ops->xds(c->arg) : NULL;
+}
+
+/* The n-th route configuration the control plane has given, or NULL. */
+static const struct tn_xds_rds *dyn_route(struct dump *d, size_t n)
+{
+    const struct tn_xds *x = xds_of(d);
+    for (size_t i = 0; x && i < d->r->ctx->cfg->n_rds; i++) {
+        const struct tn_xds_rds *r = tn_xds_rds(x, i);
+        if (r && r->pb && n-- == 0)
+            return r;
+    }
+    return NULL;
+}
+
+static size_t n_dyn_routes(struct dump *d)
+{
+    size_t n = 0;
+    while (dyn_route(d, n))
+        n++;
+    return n;
+}
+
+static void item_dyn_route(struct dump *d, size_t i, struct tn_buf *b)
+{
+    const struct tn_xds_rds *r = dyn_route(d, i);
+    tn_buf_adds(b, "{\"version_info\":");
+    tn_pbjson_string(b, r->version ? r->version : "", r->version ? strlen(r->version) : 0);
+    tn_buf_adds(b, ",\"route_config\":");
+    typed(b, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", r->pb);
+    tn_buf_adds(b, ",\"last_updated\":\"");
+    tn__admin_rfc3339(b, r->updated_ms);
+    tn_buf_adds(b, "\"}");
+}
+
 static const struct list lists[] = {
     {"static_clusters", "ClustersConfigDump", "ClustersConfigDump.StaticCluster", n_clusters, item_cluster},
     {"dynamic_active_clusters", "ClustersConfigDump", "ClustersConfigDump.DynamicCluster", n_none, NULL},
     {"static_listeners", "ListenersConfigDump", "ListenersConfigDump.StaticListener", n_listeners, item_listener},
     {"dynamic_listeners", "ListenersConfigDump", "ListenersConfigDump.DynamicListener", n_none, NULL},
     {"static_route_configs", "RoutesConfigDump", "RoutesConfigDump.StaticRouteConfig", n_routes, item_route},
-    {"dynamic_route_configs", "RoutesConfigDump", "RoutesConfigDump.DynamicRouteConfig", n_none, NULL},
+    {"dynamic_route_configs", "RoutesConfigDump", "RoutesConfigDump.DynamicRouteConfig", n_dyn_routes,
+     item_dyn_route},
 };
 
 #define N_LISTS (sizeof(lists) / sizeof(lists[0]))

@@ -1,5 +1,7 @@
 #include "dataplane/dp_stats.h"
 
+#include <stdio.h>
+
 #include <stddef.h>
 
 #include "dataplane/cluster.h"
@@ -111,6 +113,33 @@ static int server_stats(struct tn_stats *st, struct tn_server_stats *s)
                : 0;
 }
 
+/* Envoy's RDS stats: http.<stat_prefix>.rds.<route_config_name>.<name>,
+ * tagged envoy_http_conn_manager_prefix and envoy_rds_route_config. */
+static int rds_stats(struct tn_stats *st, struct tn_hcm *h)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } rows[] = {
+        {"update_attempt", offsetof(struct tn_hcm, rds_stats.update_attempt)},
+        {"update_success", offsetof(struct tn_hcm, rds_stats.update_success)},
+        {"update_rejected", offsetof(struct tn_hcm, rds_stats.update_rejected)},
+        {"update_empty", offsetof(struct tn_hcm, rds_stats.update_empty)},
+        {"config_reload", offsetof(struct tn_hcm, rds_stats.config_reload)},
+    };
+    const char *tags[] = {"envoy_http_conn_manager_prefix", h->stat_prefix, "envoy_rds_route_config", h->rds_name};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char name[512], prom[128];
+        snprintf(name, sizeof(name), "http.%s.rds.%s.%s", h->stat_prefix, h->rds_name, rows[i].name);
+        snprintf(prom, sizeof(prom), "envoy_http_rds_%s", rows[i].name);
+        uint32_t slot = tn_stats_add_tagged(st, name, prom, tags, 2, TN_STAT_COUNTER);
+        if (slot == UINT32_MAX)
+            return -1;
+        *(uint32_t *)((char *)h + rows[i].off) = slot;
+    }
+    return 0;
+}
+
 int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_server_stats *srv)
 {
     if (server_stats(st, srv))
@@ -128,6 +157,8 @@ int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_s
                      sizeof(listener_rows) / sizeof(listener_rows[0]), &l->stats) ||
             add_rows(st, TN_SCOPE_HTTP, l->hcm.stat_prefix, http_rows, sizeof(http_rows) / sizeof(http_rows[0]),
                      &l->hcm.stats))
+            return -1;
+        if (l->hcm.rds_name && rds_stats(st, &l->hcm))
             return -1;
         for (size_t j = 0; j < l->hcm.n_filters; j++) {
             const struct tn_http_filter *hf = &l->hcm.filters[j];

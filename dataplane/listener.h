@@ -38,6 +38,9 @@ struct tn_hcm {
     const char *rds_name;
     size_t rds_index;             /* rds_name's place in the config's rds_names (workers' current tables) */
     uint64_t rds_fetch_timeout_ms; /* rds.config_source.initial_fetch_timeout: 15 s, 0 = wait forever */
+    struct { /* http.<stat_prefix>.rds.<rds_name>.* slots (main thread) */
+        uint32_t update_attempt, update_success, update_rejected, update_empty, config_reload;
+    } rds_stats;
     struct tn_http_filter *filters;
     size_t n_filters;
     struct tn_access_log *access_logs;

@@ -250,6 +250,17 @@ static void stats_refresh(struct tn_server *srv)
     }
     if (srv->sstats.has_control_plane)
         tn_stat_set(m, srv->sstats.cp_connected_state, tn_xds_connected(srv->xds));
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct tn_hcm *h = &cfg->listeners[i]->hcm;
+        const struct tn_xds_rds *r = h->rds_name ? tn_xds_rds(srv->xds, h->rds_index) : NULL;
+        if (r == NULL)
+            continue;
+        tn_stat_set(m, h->rds_stats.update_attempt, r->update_attempt);
+        tn_stat_set(m, h->rds_stats.update_success, r->update_success);
+        tn_stat_set(m, h->rds_stats.update_rejected, r->update_rejected);
+        tn_stat_set(m, h->rds_stats.update_empty, r->update_empty);
+        tn_stat_set(m, h->rds_stats.config_reload, r->config_reload);
+    }
 }
 
 static void on_stats_timer(uv_timer_t *t)
@@ -502,6 +513,11 @@ static void admin_refresh_stats(void *arg)
     stats_refresh(arg);
 }
 
+static const struct tn_xds *admin_xds(void *arg)
+{
+    return ((struct tn_server *)arg)->xds;
+}
+
 static const struct tn_admin_ops admin_ops = {
     .state = admin_state,
     .quit = admin_quit,
@@ -509,6 +525,7 @@ static const struct tn_admin_ops admin_ops = {
     .healthcheck = admin_healthcheck,
     .reopen_logs = admin_reopen_logs,
     .refresh_stats = admin_refresh_stats,
+    .xds = admin_xds,
 };
 
 int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)

@@ -101,6 +101,9 @@ static void code_tag(const char *name, char *base, size_t cap, char *lab, size_t
     }
 }
 
+static uint32_t add_named(struct tn_stats *st, const char *full, const char *prom, const char *labels,
+                          enum tn_stat_kind kind, bool lazy);
+
 static uint32_t add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
                     enum tn_stat_kind kind, bool lazy, bool dedupe)
 {
@@ -126,7 +129,12 @@ static uint32_t add(struct tn_stats *st, enum tn_stat_scope scope, const char *s
     if (word)
         label(scopelab, sizeof(scopelab), scope_tag(scope), scope_value);
     snprintf(labels, sizeof(labels), "%s%s%s", codelab, codelab[0] && scopelab[0] ? "," : "", scopelab);
+    return add_named(st, full, prom, labels, kind, lazy);
+}
 
+static uint32_t add_named(struct tn_stats *st, const char *full, const char *prom, const char *labels,
+                          enum tn_stat_kind kind, bool lazy)
+{
     if (st->n == st->cap) {
         size_t cap = st->cap ? st->cap * 2 : 64;
         struct tn_stat *v = realloc(st->v, cap * sizeof(*v));
@@ -157,6 +165,26 @@ uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char 
                       enum tn_stat_kind kind)
 {
     return add(st, scope, scope_value, name, kind, false, true);
+}
+
+uint32_t tn_stats_add_tagged(struct tn_stats *st, const char *name, const char *prom_name, const char *const *tags,
+                             size_t n_tags, enum tn_stat_kind kind)
+{
+    char prom[512], labels[512], one[320];
+    for (size_t i = 0; i < st->n; i++)
+        if (strcmp(st->v[i].name, name) == 0)
+            return st->v[i].slot;
+    if (st->n_shards)
+        return UINT32_MAX;
+    snprintf(prom, sizeof(prom), "%s", prom_name);
+    sanitize(prom);
+    labels[0] = '\0';
+    for (size_t i = 0; i + 1 < 2 * n_tags; i += 2) {
+        size_t n = strlen(labels);
+        label(one, sizeof(one), tags[i], tags[i + 1]);
+        snprintf(labels + n, sizeof(labels) - n, "%s%s", n ? "," : "", one);
+    }
+    return add_named(st, name, prom, labels, kind, false);
 }
 
 uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value,

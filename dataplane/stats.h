@@ -73,6 +73,13 @@ void tn_stats_dispose(struct tn_stats *st);
 uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
                       enum tn_stat_kind kind);
 
+/* Registers (or finds) a stat whose tags are not one scope's: `name` is
+ * Envoy's full name ("http.front.rds.rc1.update_success"), `prom_name` the
+ * Prometheus one ("envoy_http_rds_update_success"), tags n_tags pairs of
+ * tag and value. Its slot, or UINT32_MAX. */
+uint32_t tn_stats_add_tagged(struct tn_stats *st, const char *name, const char *prom_name, const char *const *tags,
+                             size_t n_tags, enum tn_stat_kind kind);
+
 /* Envoy's per-status-code counters "<prefix>_100" .. "<prefix>_599"
  * (cluster.<name>.upstream_rq_503; Prometheus envoy_response_code="503"),
  * registered at once and listed only once written. Returns the slot of

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dataplane/log.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
@@ -29,7 +30,8 @@ struct tn_xds {
     struct tn_ads *ads;
     struct wait *waits; /* one per EDS cluster and route configuration with a timeout */
     size_t n_waits, n_open;
-    bool *rds_have; /* [n_rds]: came or timed out */
+    bool *rds_have;         /* [n_rds]: came or timed out */
+    struct tn_xds_rds *rds; /* [n_rds] */
     bool ready_fired;
 };
 
@@ -163,6 +165,15 @@ static size_t rds_index_of(const struct tn_config *cfg, const char *name)
     return (size_t)-1;
 }
 
+/* The version /config_dump shows for resource i: the response's version_info
+ * (state of the world) or system_version_info, else the resource's own. */
+static const char *r_version(const struct tn_ads_update *u, size_t i)
+{
+    if (u->version && *u->version)
+        return u->version;
+    return u->resources[i].version ? u->resources[i].version : "";
+}
+
 static void rds_apply(struct tn_xds *x, size_t k, struct tn_route_table *t)
 {
     if (x->hooks.routes)
@@ -172,13 +183,33 @@ static void rds_apply(struct tn_xds *x, size_t k, struct tn_route_table *t)
     check_ready(x);
 }
 
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Route configuration k's accepted proto and version, for /config_dump. */
+static void rds_keep(struct tn_xds *x, size_t k, Envoy__Config__Route__V3__RouteConfiguration *pb, const char *version)
+{
+    struct tn_xds_rds *st = &x->rds[k];
+    if (st->pb)
+        protobuf_c_message_free_unpacked(st->pb, NULL);
+    st->pb = pb ? &pb->base : NULL;
+    free(st->version);
+    st->version = strdup(version ? version : "");
+    st->updated_ms = wall_ms();
+}
+
 static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err *err)
 {
     size_t n = u->n_resources;
     struct tn_route_table **tables = calloc(n + 1, sizeof(*tables));
+    Envoy__Config__Route__V3__RouteConfiguration **pbs = calloc(n + 1, sizeof(*pbs));
     size_t *idx = calloc(n + 1, sizeof(*idx));
     int rc = -1;
-    if (tables == NULL || idx == NULL) {
+    if (tables == NULL || pbs == NULL || idx == NULL) {
         tn_err_fail(err, "out of memory");
         goto out;
     }
@@ -188,7 +219,7 @@ static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
             tn_err_fail(err, "resources[%zu]: type %s in a %s response", i, r->type_url, TN_TYPE_ROUTE);
             goto out;
         }
-        Envoy__Config__Route__V3__RouteConfiguration *pb =
+        Envoy__Config__Route__V3__RouteConfiguration *pb = pbs[i] =
             envoy__config__route__v3__route_configuration__unpack(NULL, r->len, r->value);
         if (pb == NULL) {
             tn_err_fail(err, "resources[%zu]: not a valid RouteConfiguration", i);
@@ -197,6 +228,9 @@ static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
         const char *name = r->name ? r->name : pb->name;
         struct tn_err inner;
         tn_err_init(&inner);
+        idx[i] = rds_index_of(x->cfg, pb->name);
+        if (idx[i] != (size_t)-1)
+            x->rds[idx[i]].update_attempt++;
         if (r->name && strcmp(r->name, pb->name) != 0)
             tn_err_fail(&inner, ".name: '%s' differs from the resource's name", pb->name);
         else if ((tables[i] = tn_route_table_compile(pb, &inner)) != NULL) {
@@ -206,19 +240,25 @@ static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
                 tables[i]->validate_clusters = false;
             tn_config_check_routes(x->cfg, tables[i], &inner);
         }
-        idx[i] = rds_index_of(x->cfg, pb->name);
         if (inner.failed) {
+            if (idx[i] != (size_t)-1)
+                x->rds[idx[i]].update_rejected++;
             fail_resource(err, "RouteConfiguration", name, &inner);
-            envoy__config__route__v3__route_configuration__free_unpacked(pb, NULL);
             goto out;
         }
-        envoy__config__route__v3__route_configuration__free_unpacked(pb, NULL);
     }
     for (size_t i = 0; i < n; i++) {
-        if (idx[i] == (size_t)-1)
+        size_t k = idx[i];
+        if (k == (size_t)-1)
             continue; /* not asked for: a control plane may send more */
-        TN_LOG(TN_LOG_INFO, xds, "route configuration '%s' version %s applied", x->cfg->rds_names[idx[i]], u->version);
-        rds_apply(x, idx[i], tables[i]);
+        TN_LOG(TN_LOG_INFO, xds, "route configuration '%s' version %s applied", x->cfg->rds_names[k], u->version);
+        x->rds[k].update_success++;
+        x->rds[k].config_reload++;
+        if (pbs[i]->n_virtual_hosts == 0)
+            x->rds[k].update_empty++;
+        rds_keep(x, k, pbs[i], r_version(u, i));
+        pbs[i] = NULL;
+        rds_apply(x, k, tables[i]);
     }
     for (size_t i = 0; u->delta && i < u->n_removed; i++) {
         size_t k = rds_index_of(x->cfg, u->removed[i]);
@@ -226,13 +266,18 @@ static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
             continue;
         TN_LOG(TN_LOG_WARN, xds, "route configuration '%s' removed by the control plane: its listeners answer 404",
                u->removed[i]);
+        rds_keep(x, k, NULL, u->version);
         rds_apply(x, k, NULL);
     }
     rc = 0;
 out:
-    for (size_t i = 0; tables && i < n; i++)
+    for (size_t i = 0; tables && i < n; i++) {
         tn_route_table_unref(tables[i]);
+        if (pbs && pbs[i])
+            envoy__config__route__v3__route_configuration__free_unpacked(pbs[i], NULL);
+    }
     free(tables);
+    free(pbs);
     free(idx);
     return rc;
 }
@@ -329,7 +374,8 @@ static int start_waits(struct tn_xds *x)
     const struct tn_config *cfg = x->cfg;
     x->waits = calloc(cfg->n_clusters + cfg->n_rds + 1, sizeof(*x->waits));
     x->rds_have = calloc(cfg->n_rds + 1, sizeof(*x->rds_have));
-    if (x->waits == NULL || x->rds_have == NULL)
+    x->rds = calloc(cfg->n_rds + 1, sizeof(*x->rds));
+    if (x->waits == NULL || x->rds_have == NULL || x->rds == NULL)
         return -1;
     for (size_t i = 0; i < cfg->n_clusters; i++) {
         const struct tn_cluster *c = cfg->clusters[i];
@@ -392,6 +438,11 @@ struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm
     return x;
 }
 
+const struct tn_xds_rds *tn_xds_rds(const struct tn_xds *x, size_t i)
+{
+    return x && x->rds && i < x->cfg->n_rds ? &x->rds[i] : NULL;
+}
+
 bool tn_xds_connected(const struct tn_xds *x)
 {
     return x && tn_ads_connected(x->ads);
@@ -399,6 +450,12 @@ bool tn_xds_connected(const struct tn_xds *x)
 
 static void xds_free(struct tn_xds *x)
 {
+    for (size_t i = 0; x->rds && i < x->cfg->n_rds; i++) {
+        if (x->rds[i].pb)
+            protobuf_c_message_free_unpacked(x->rds[i].pb, NULL);
+        free(x->rds[i].version);
+    }
+    free(x->rds);
     free(x->waits);
     free(x->rds_have);
     tn_config_unref(x->cfg);

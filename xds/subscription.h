@@ -31,6 +31,7 @@
 #include "dataplane/cm.h"
 #include "dataplane/config.h"
 #include "dataplane/err.h"
+#include <protobuf-c/protobuf-c.h>
 
 struct tn_xds;
 struct tn_route_table;
@@ -48,6 +49,19 @@ struct tn_xds_hooks {
  * err clear when cfg has no ADS, NULL with err set when it cannot start. */
 struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm *cm, const struct tn_xds_hooks *hooks,
                             void *arg, struct tn_err *err);
+
+/* What the control plane gave one route configuration (cfg->rds_names[i]):
+ * Envoy's http.<stat_prefix>.rds.<name>.* counters and what /config_dump
+ * shows. */
+struct tn_xds_rds {
+    uint64_t update_attempt, update_success, update_rejected, update_empty, config_reload;
+    char *version;        /* of the accepted configuration, NULL before one */
+    uint64_t updated_ms;  /* wall clock of that */
+    ProtobufCMessage *pb; /* the accepted RouteConfiguration, NULL before one or once removed */
+};
+
+/* Route configuration i's state (main thread), NULL when x is NULL. */
+const struct tn_xds_rds *tn_xds_rds(const struct tn_xds *x, size_t i);
 
 /* Whether the control plane's stream is up. */
 bool tn_xds_connected(const struct tn_xds *x);

@@ -162,6 +162,13 @@ run() {
     snapshot v2 "$TEAPOT" "127.0.0.1:$oa"
     wait_until 10 is_who 418
     check "$mode: route change: new requests get the new route (418)" 0 $?
+    dump=$(curl -sS --max-time 5 "http://127.0.0.1:$admin/config_dump?resource=dynamic_route_configs")
+    check "$mode: config_dump: dynamic_route_configs has v2" v2 "$(printf '%s' "$dump" | json_get configs.0.version_info)"
+    check "$mode: config_dump: the route configuration as accepted" 418 \
+        "$(printf '%s' "$dump" | json_get configs.0.route_config.virtual_hosts.0.routes.0.direct_response.status)"
+    check_match "$mode: config_dump: last_updated" '^20[0-9-]*T[0-9:.]*Z$' \
+        "$(printf '%s' "$dump" | json_get configs.0.last_updated)"
+    check "$mode: http.front.rds.rc1.update_success" 2 "$(stat http.front.rds.rc1.update_success)"
     snapshot v3 "$TO_WEB" "127.0.0.1:$oa"
     wait_until 10 is_who A
     check "$mode: route change back" 0 $?
@@ -191,6 +198,10 @@ run() {
     wait_until 10 cp_has "NACK type=RDS version=v8 .*error=RouteConfiguration 'rc1': virtual_hosts\[0\].routes\[0\].match.safe_regex.regex: invalid regex '(('"
     check "$mode: bad route regex NACKed with the field and reason" 0 $?
     check "$mode: after the NACK the last good routes serve" A "$(who)"
+    check "$mode: http.front.rds.rc1.update_rejected" 1 "$(stat http.front.rds.rc1.update_rejected)"
+    curl -sS --max-time 5 "http://127.0.0.1:$admin/stats/prometheus" | grep -q \
+        '^envoy_http_rds_update_rejected{envoy_http_conn_manager_prefix="front",envoy_rds_route_config="rc1"} 1$'
+    check "$mode: Prometheus: envoy_http_rds_update_rejected with Envoy's tags" 0 $?
     snapshot v9 "$TO_WEB" "not.an.ip:80"
     wait_until 10 cp_has "NACK type=EDS version=v9 .*error=ClusterLoadAssignment 'svc': endpoints\[0\].lb_endpoints\[0\].endpoint.address.socket_address.address: 'not.an.ip' is not an IP address"
     check "$mode: bad endpoint NACKed with the field and reason" 0 $?
