@@ -1,10 +1,12 @@
+#define _GNU_SOURCE /* hsearch_r */
 #include "dataplane/stats.h"
 
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const double tn_hist_bounds[TN_HIST_BUCKETS] = {0.5,  1,    5,    10,    25,    50,     100,    250,     500,    1000,
+const double tn_hist_bounds[TN_HIST_BUCKETS] = {0.5,  1,    5,     10,    25,    50,     100,    250,     500,    1000,
                                                 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
 
 void tn_stats_init(struct tn_stats *st)
@@ -12,8 +14,55 @@ void tn_stats_init(struct tn_stats *st)
     memset(st, 0, sizeof(*st));
 }
 
+static void index_free(struct tn_stats *st)
+{
+    if (st->index) {
+        hdestroy_r(st->index);
+        free(st->index);
+    }
+    st->index = NULL;
+    st->index_cap = 0;
+}
+
+/* (Re)builds the name index with room for twice the stats there are. */
+static int index_grow(struct tn_stats *st)
+{
+    index_free(st);
+    size_t cap = st->n * 2 + 1024;
+    struct hsearch_data *h = calloc(1, sizeof(*h));
+    if (h == NULL || hcreate_r(cap, h) == 0) {
+        free(h);
+        return -1;
+    }
+    st->index = h;
+    st->index_cap = cap;
+    for (size_t i = 0; i < st->n; i++) {
+        ENTRY e = {.key = st->v[i].name, .data = (void *)(uintptr_t)i}, *found;
+        if (hsearch_r(e, ENTER, &found, h) == 0) {
+            index_free(st);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The stat named `name`, or NULL. */
+static const struct tn_stat *find(struct tn_stats *st, const char *name)
+{
+    ENTRY e = {.key = (char *)name}, *found = NULL;
+    if (st->index == NULL || hsearch_r(e, FIND, &found, st->index) == 0 || found == NULL)
+        return NULL;
+    return &st->v[(uintptr_t)found->data];
+}
+
+void tn_stats_reserve(struct tn_stats *st, uint32_t slots)
+{
+    st->reserve = slots;
+}
+
 void tn_stats_dispose(struct tn_stats *st)
 {
+    index_free(st);
     for (size_t i = 0; i < st->n; i++) {
         free(st->v[i].name);
         free(st->v[i].prom_name);
@@ -113,11 +162,9 @@ static uint32_t add(struct tn_stats *st, enum tn_stat_scope scope, const char *s
         snprintf(full, sizeof(full), "%s.%s.%s", word, scope_value, name);
     else
         snprintf(full, sizeof(full), "%s", name);
-    for (size_t i = 0; dedupe && i < st->n; i++)
-        if (strcmp(st->v[i].name, full) == 0)
-            return st->v[i].slot;
-    if (st->n_shards)
-        return UINT32_MAX; /* shards are sized already */
+    const struct tn_stat *have = dedupe ? find(st, full) : NULL;
+    if (have)
+        return have->slot;
 
     code_tag(name, base, sizeof(base), codelab, sizeof(codelab));
     if (word)
@@ -135,6 +182,11 @@ static uint32_t add(struct tn_stats *st, enum tn_stat_scope scope, const char *s
 static uint32_t add_named(struct tn_stats *st, const char *full, const char *prom, const char *labels,
                           enum tn_stat_kind kind, bool lazy)
 {
+    uint32_t need = kind == TN_STAT_HISTOGRAM ? TN_HIST_SLOTS : 1;
+    if (st->n_shards && st->n_slots + need > st->cap_slots)
+        return UINT32_MAX; /* the shards are full */
+    if ((st->index == NULL || st->n + 1 > st->index_cap * 7 / 10) && index_grow(st))
+        return UINT32_MAX;
     if (st->n == st->cap) {
         size_t cap = st->cap ? st->cap * 2 : 64;
         struct tn_stat *v = realloc(st->v, cap * sizeof(*v));
@@ -153,10 +205,17 @@ static uint32_t add_named(struct tn_stats *st, const char *full, const char *pro
         free(s->labels);
         return UINT32_MAX;
     }
+    ENTRY e = {.key = s->name, .data = (void *)(uintptr_t)st->n}, *found;
+    if (hsearch_r(e, ENTER, &found, st->index) == 0) {
+        free(s->name);
+        free(s->prom_name);
+        free(s->labels);
+        return UINT32_MAX;
+    }
     s->kind = kind;
     s->lazy = lazy;
     s->slot = st->n_slots;
-    st->n_slots += kind == TN_STAT_HISTOGRAM ? TN_HIST_SLOTS : 1;
+    st->n_slots += need;
     st->n++;
     return s->slot;
 }
@@ -171,11 +230,9 @@ uint32_t tn_stats_add_tagged(struct tn_stats *st, const char *name, const char *
                              size_t n_tags, enum tn_stat_kind kind)
 {
     char prom[512], labels[512], one[320];
-    for (size_t i = 0; i < st->n; i++)
-        if (strcmp(st->v[i].name, name) == 0)
-            return st->v[i].slot;
-    if (st->n_shards)
-        return UINT32_MAX;
+    const struct tn_stat *have = find(st, name);
+    if (have)
+        return have->slot;
     snprintf(prom, sizeof(prom), "%s", prom_name);
     sanitize(prom);
     labels[0] = '\0';
@@ -187,8 +244,7 @@ uint32_t tn_stats_add_tagged(struct tn_stats *st, const char *name, const char *
     return add_named(st, name, prom, labels, kind, false);
 }
 
-uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value,
-                            const char *prefix)
+uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *prefix)
 {
     uint32_t first = UINT32_MAX;
     for (int code = 100; code < 600; code++) {
@@ -207,7 +263,12 @@ uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const
 
 _Atomic uint64_t *tn_stats_shard(struct tn_stats *st)
 {
-    if (st->reset_base == NULL && (st->reset_base = calloc(st->n_slots ? st->n_slots : 1, sizeof(uint64_t))) == NULL)
+    if (st->n_shards == 0) {
+        uint64_t cap = (uint64_t)st->n_slots + st->reserve;
+        st->cap_slots = cap > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)cap;
+    }
+    if (st->reset_base == NULL &&
+        (st->reset_base = calloc(st->cap_slots ? st->cap_slots : 1, sizeof(uint64_t))) == NULL)
         return NULL;
     if (st->n_shards == st->shards_cap) {
         size_t cap = st->shards_cap ? st->shards_cap * 2 : 8;
@@ -217,7 +278,7 @@ _Atomic uint64_t *tn_stats_shard(struct tn_stats *st)
         st->shards = v;
         st->shards_cap = cap;
     }
-    _Atomic uint64_t *shard = calloc(st->n_slots ? st->n_slots : 1, sizeof(*shard));
+    _Atomic uint64_t *shard = calloc(st->cap_slots ? st->cap_slots : 1, sizeof(*shard));
     if (shard)
         st->shards[st->n_shards++] = shard;
     return shard;

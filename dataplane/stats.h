@@ -55,6 +55,10 @@ struct tn_stats {
     struct tn_stat *v;
     size_t n, cap;
     uint32_t n_slots;
+    uint32_t cap_slots; /* what each shard holds: stats may be added until it is reached */
+    uint32_t reserve;   /* slots to reserve beyond the first shard's registrations (tn_stats_reserve) */
+    void *index;        /* name -> stat (a glibc hsearch table) */
+    size_t index_cap;
     /* Shards registered for reading (the main thread's own and the workers'). */
     _Atomic uint64_t **shards;
     size_t n_shards, shards_cap;
@@ -87,8 +91,16 @@ uint32_t tn_stats_add_tagged(struct tn_stats *st, const char *name, const char *
 uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value,
                             const char *prefix);
 
-/* A shard for a writer thread: n_slots zeroed values, registered for
- * reading. The store must not grow after shards exist (register first). */
+/* Room for stats registered after the shards exist (clusters from CDS):
+ * every shard is made `slots` values larger (zero pages the kernel maps
+ * only once written). Call before the first tn_stats_shard. */
+void tn_stats_reserve(struct tn_stats *st, uint32_t slots);
+
+/* A shard for a writer thread: zeroed values for every stat registered and
+ * the reserve, registered for reading. Once shards exist, stats may be added
+ * only within the reserve (tn_stats_add returns UINT32_MAX past it); a
+ * writer learns a new stat's slot only through a message from the main
+ * thread, which orders the registration before its first write. */
 _Atomic uint64_t *tn_stats_shard(struct tn_stats *st);
 
 /* Single-writer updates on the owning thread (no locked instructions). */

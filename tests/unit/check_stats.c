@@ -96,6 +96,37 @@ START_TEST(shards_sum_and_reset)
 }
 END_TEST
 
+/* Stats added after the shards exist (clusters from CDS) take the reserve;
+ * past it they are refused; a name added again is found, not repeated. */
+START_TEST(reserve_after_shards)
+{
+    struct tn_stats st;
+    tn_stats_init(&st);
+    uint32_t a = tn_stats_add(&st, TN_SCOPE_NONE, NULL, "a", TN_STAT_COUNTER);
+    tn_stats_reserve(&st, 1 + TN_HIST_SLOTS + 500);
+    _Atomic uint64_t *s1 = tn_stats_shard(&st), *s2 = tn_stats_shard(&st);
+    uint32_t late = tn_stats_add(&st, TN_SCOPE_CLUSTER, "new", "upstream_rq_total", TN_STAT_COUNTER);
+    uint32_t hist = tn_stats_add(&st, TN_SCOPE_CLUSTER, "new", "upstream_rq_time", TN_STAT_HISTOGRAM);
+    uint32_t codes = tn_stats_add_codes(&st, TN_SCOPE_CLUSTER, "new", "upstream_rq");
+    ck_assert_uint_ne(late, UINT32_MAX);
+    ck_assert_uint_ne(hist, UINT32_MAX);
+    ck_assert_uint_ne(codes, UINT32_MAX);
+    ck_assert_uint_eq(tn_stats_add(&st, TN_SCOPE_CLUSTER, "new", "upstream_rq_total", TN_STAT_COUNTER), late);
+    ck_assert_uint_eq(tn_stats_add(&st, TN_SCOPE_CLUSTER, "other", "x", TN_STAT_COUNTER), UINT32_MAX); /* full */
+    tn_stat_inc(s1, late);
+    tn_stat_add(s2, late, 2);
+    tn_stat_record(s2, hist, 3);
+    tn_stat_inc(s1, codes + (503 - 100));
+    tn_stat_inc(s1, a);
+    ck_assert_uint_eq(tn_stats_value(&st, find(&st, "cluster.new.upstream_rq_total")), 3);
+    ck_assert_uint_eq(tn_stats_value(&st, find(&st, "cluster.new.upstream_rq_503")), 1);
+    ck_assert_uint_eq(tn_stats_value(&st, find(&st, "a")), 1);
+    tn_stats_reset_counters(&st);
+    ck_assert_uint_eq(tn_stats_value(&st, find(&st, "cluster.new.upstream_rq_total")), 0);
+    tn_stats_dispose(&st);
+}
+END_TEST
+
 START_TEST(data_plane_names)
 {
     static const char yaml[] =
@@ -152,6 +183,7 @@ Suite *stats_suite(void)
     TCase *tc = tcase_create("stats");
     tcase_add_test(tc, names_and_tags);
     tcase_add_test(tc, shards_sum_and_reset);
+    tcase_add_test(tc, reserve_after_shards);
     tcase_add_test(tc, data_plane_names);
     suite_add_tcase(s, tc);
     return s;
