@@ -72,7 +72,10 @@ static void find_routes(struct dump *d)
                 if (any == NULL || tn_type_find(any->type_url) != hd)
                     continue;
                 pb_hcm *h = (pb_hcm *)tn_any_unpack((const ProtobufCMessage *)any, hd, &err);
-                if (h && h->route_config)
+                /* route_config and rds share a oneof: ask which one is set */
+                if (h &&
+                    h->route_specifier_case ==
+                        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG)
                     d->hcms[d->n_routes++] = h;
                 else if (h)
                     protobuf_c_message_free_unpacked(&h->base, NULL);
@@ -173,14 +176,80 @@ static void item_dyn_route(struct dump *d, size_t i, struct tn_buf *b)
     tn_buf_adds(b, "\"}");
 }
 
+/* The n-th cluster from CDS that is (warming false) or is not yet (true) in
+ * use, or false when there is none. */
+static bool dyn_cluster(struct dump *d, bool warming, size_t n, struct tn_xds_cluster *out)
+{
+    const struct tn_xds *x = xds_of(d);
+    size_t total = tn_xds_clusters(x, NULL, 0);
+    struct tn_xds_cluster *v = total ? calloc(total, sizeof(*v)) : NULL;
+    bool found = false;
+    if (v == NULL)
+        return false;
+    tn_xds_clusters(x, v, total);
+    for (size_t i = total; i-- > 0 && !found;) { /* oldest first */
+        bool ready = d->r->ctx->cm && tn_cm_ready(d->r->ctx->cm, v[i].c);
+        if (ready != warming && n-- == 0) {
+            *out = v[i];
+            found = true;
+        }
+    }
+    free(v);
+    return found;
+}
+
+static size_t count_dyn(struct dump *d, bool warming)
+{
+    struct tn_xds_cluster c;
+    size_t n = 0;
+    while (dyn_cluster(d, warming, n, &c))
+        n++;
+    return n;
+}
+
+static size_t n_dyn_active(struct dump *d)
+{
+    return count_dyn(d, false);
+}
+
+static size_t n_dyn_warming(struct dump *d)
+{
+    return count_dyn(d, true);
+}
+
+static void item_dyn_cluster(struct dump *d, bool warming, size_t i, struct tn_buf *b)
+{
+    struct tn_xds_cluster c = {0};
+    dyn_cluster(d, warming, i, &c);
+    tn_buf_adds(b, "{\"version_info\":");
+    tn_pbjson_string(b, c.version ? c.version : "", c.version ? strlen(c.version) : 0);
+    tn_buf_adds(b, ",\"cluster\":");
+    typed(b, "type.googleapis.com/envoy.config.cluster.v3.Cluster", c.pb);
+    tn_buf_adds(b, ",\"last_updated\":\"");
+    tn__admin_rfc3339(b, c.updated_ms);
+    tn_buf_adds(b, "\"}");
+}
+
+static void item_dyn_active(struct dump *d, size_t i, struct tn_buf *b)
+{
+    item_dyn_cluster(d, false, i, b);
+}
+
+static void item_dyn_warming(struct dump *d, size_t i, struct tn_buf *b)
+{
+    item_dyn_cluster(d, true, i, b);
+}
+
 static const struct list lists[] = {
     {"static_clusters", "ClustersConfigDump", "ClustersConfigDump.StaticCluster", n_clusters, item_cluster},
-    {"dynamic_active_clusters", "ClustersConfigDump", "ClustersConfigDump.DynamicCluster", n_none, NULL},
+    {"dynamic_active_clusters", "ClustersConfigDump", "ClustersConfigDump.DynamicCluster", n_dyn_active,
+     item_dyn_active},
+    {"dynamic_warming_clusters", "ClustersConfigDump", "ClustersConfigDump.DynamicCluster", n_dyn_warming,
+     item_dyn_warming},
     {"static_listeners", "ListenersConfigDump", "ListenersConfigDump.StaticListener", n_listeners, item_listener},
     {"dynamic_listeners", "ListenersConfigDump", "ListenersConfigDump.DynamicListener", n_none, NULL},
     {"static_route_configs", "RoutesConfigDump", "RoutesConfigDump.StaticRouteConfig", n_routes, item_route},
-    {"dynamic_route_configs", "RoutesConfigDump", "RoutesConfigDump.DynamicRouteConfig", n_dyn_routes,
-     item_dyn_route},
+    {"dynamic_route_configs", "RoutesConfigDump", "RoutesConfigDump.DynamicRouteConfig", n_dyn_routes, item_dyn_route},
 };
 
 #define N_LISTS (sizeof(lists) / sizeof(lists[0]))
@@ -319,15 +388,24 @@ static void list_items(struct dump *d, const struct list *l, struct tn_buf *b)
     tn_buf_addc(b, ']');
 }
 
-/* One *ConfigDump made of lists[from], lists[from + 1]. */
-static void pair_dump(struct dump *d, size_t from, struct tn_buf *b)
+/* One *ConfigDump: the lists from `from` on that share its type. Clusters
+ * carry the version of the last CDS response, listeners "" (no LDS yet). */
+static size_t group_dump(struct dump *d, size_t from, struct tn_buf *b)
 {
     tn_buf_printf(b, "{\"@type\":\"" ADMIN_TYPE "%s\"", lists[from].dump);
-    if (from < 4)
+    if (strcmp(lists[from].dump, "ClustersConfigDump") == 0) {
+        const struct tn_xds_cds *cds = tn_xds_cds(xds_of(d));
+        const char *v = cds && cds->version ? cds->version : "";
+        tn_buf_adds(b, ",\"version_info\":");
+        tn_pbjson_string(b, v, strlen(v));
+    } else if (strcmp(lists[from].dump, "ListenersConfigDump") == 0) {
         tn_buf_adds(b, ",\"version_info\":\"\"");
-    list_items(d, &lists[from], b);
-    list_items(d, &lists[from + 1], b);
+    }
+    size_t i = from;
+    for (; i < N_LISTS && strcmp(lists[i].dump, lists[from].dump) == 0; i++)
+        list_items(d, &lists[i], b);
     tn_buf_addc(b, '}');
+    return i;
 }
 
 /* ?resource=<list>: that list's items, each with its own "@type". */
@@ -357,8 +435,8 @@ static int full_dump(struct dump *d, const struct masks *m)
     tn_buf_init(&elt);
     bootstrap_dump(d, &elt);
     emit(d, m, &elt, &first);
-    for (size_t i = 0; i < N_LISTS; i += 2) {
-        pair_dump(d, i, &elt);
+    for (size_t i = 0; i < N_LISTS;) {
+        i = group_dump(d, i, &elt);
         emit(d, m, &elt, &first);
     }
     tn_buf_dispose(&elt);

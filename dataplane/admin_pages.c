@@ -370,23 +370,34 @@ static int bad_format(struct tn__admin_req *r, const char *fmt)
     return 400;
 }
 
+/* The clusters in use: the cluster manager's (static and from CDS), or the
+ * config's when there is none. */
+static size_t n_clusters(const struct tn__admin_req *r)
+{
+    return r->ctx->cm ? tn_cm_count(r->ctx->cm) : r->ctx->cfg->n_clusters;
+}
+
+static const struct tn_cluster *cluster_at(const struct tn__admin_req *r, size_t i)
+{
+    return r->ctx->cm ? tn_cm_at(r->ctx->cm, i, NULL, NULL, NULL) : r->ctx->cfg->clusters[i];
+}
+
 static int page_clusters(struct tn__admin_req *r)
 {
-    const struct tn_config *cfg = r->ctx->cfg;
     const char *fmt = tn__admin_param(r, "format");
     if (fmt && strcmp(fmt, "json") != 0 && strcmp(fmt, "text") != 0)
         return bad_format(r, fmt);
     if (fmt == NULL || strcmp(fmt, "text") == 0) {
-        for (size_t i = 0; i < cfg->n_clusters; i++)
-            cluster_text(r, cfg->clusters[i]);
+        for (size_t i = 0; i < n_clusters(r); i++)
+            cluster_text(r, cluster_at(r, i));
         return 200;
     }
     r->ctype = TN__ADMIN_JSON;
     tn_buf_adds(r->body, "{\"cluster_statuses\":[");
-    for (size_t i = 0; i < cfg->n_clusters; i++) {
+    for (size_t i = 0; i < n_clusters(r); i++) {
         if (i)
             tn_buf_addc(r->body, ',');
-        cluster_json(r, cfg->clusters[i]);
+        cluster_json(r, cluster_at(r, i));
     }
     tn_buf_adds(r->body, "]}\n");
     return 200;

@@ -70,6 +70,8 @@ struct cm_cluster {
     size_t n_sessions, cap_sessions;
     size_t hc_first_pending; /* sessions that hold readiness back */
     bool resolved, ready;
+    bool removed;    /* by CDS: freed once n_open reaches 0 */
+    unsigned n_open; /* its dns timer, lookups and sessions not yet finished */
 };
 
 struct tn_cm {
@@ -78,27 +80,33 @@ struct tn_cm {
     tn_cm_hosts_cb hosts_cb;
     tn_cm_ready_cb ready_cb;
     void *arg;
-    struct cm_cluster *clusters;
-    size_t n_clusters, n_not_ready;
+    tn_cm_warm_cb warm_cb;
+    struct cm_cluster **clusters;
+    size_t n_clusters, cap_clusters, n_not_ready;
     uv_timer_t ready_timer;
     unsigned n_open; /* handles, sessions and lookups not yet finished */
     bool ready_fired, closing;
 };
 
+static void cc_free(struct cm_cluster *cc)
+{
+    tn_host_set_unref(cc->set);
+    for (size_t e = 0; cc->ep && e < cc->n_ep; e++) {
+        for (size_t k = 0; k < cc->ep[e].n; k++)
+            tn_host_unref(cc->ep[e].hosts[k]);
+        free(cc->ep[e].hosts);
+    }
+    free(cc->ep);
+    free(cc->dns);
+    free(cc->sessions);
+    tn_cluster_unref(cc->c);
+    free(cc);
+}
+
 static void cm_free(struct tn_cm *cm)
 {
-    for (size_t i = 0; i < cm->n_clusters; i++) {
-        struct cm_cluster *cc = &cm->clusters[i];
-        tn_host_set_unref(cc->set);
-        for (size_t e = 0; cc->ep && e < cc->n_ep; e++) {
-            for (size_t k = 0; k < cc->ep[e].n; k++)
-                tn_host_unref(cc->ep[e].hosts[k]);
-            free(cc->ep[e].hosts);
-        }
-        free(cc->ep);
-        free(cc->dns);
-        free(cc->sessions);
-    }
+    for (size_t i = 0; i < cm->n_clusters; i++)
+        cc_free(cm->clusters[i]);
     free(cm->clusters);
     tn_config_unref(cm->cfg);
     free(cm);
@@ -108,6 +116,22 @@ static void cm_release(struct tn_cm *cm)
 {
     if (--cm->n_open == 0 && cm->closing)
         cm_free(cm);
+}
+
+/* A handle, lookup or session of cc finished; a removed cluster goes with
+ * its last. Call before cm_release (which may free everything). */
+static void cc_release(struct cm_cluster *cc)
+{
+    if (--cc->n_open == 0 && cc->removed)
+        cc_free(cc);
+}
+
+static void on_cc_timer_closed(uv_handle_t *h)
+{
+    struct cm_cluster *cc = h->data;
+    struct tn_cm *cm = cc->cm;
+    cc_release(cc);
+    cm_release(cm);
 }
 
 static void on_cm_handle_closed(uv_handle_t *h)
@@ -129,10 +153,13 @@ static void on_ready_timer(uv_timer_t *t)
 
 static void cluster_check_ready(struct cm_cluster *cc)
 {
-    if (cc->ready || !cc->resolved || cc->hc_first_pending > 0)
+    if (cc->ready || cc->removed || !cc->resolved || cc->hc_first_pending > 0)
         return;
     cc->ready = true;
-    if (--cc->cm->n_not_ready == 0)
+    cc->cm->n_not_ready--;
+    if (cc->cm->ready_fired && cc->cm->warm_cb)
+        cc->cm->warm_cb(cc->cm->arg, cc->c);
+    if (cc->cm->n_not_ready == 0)
         uv_timer_start(&cc->cm->ready_timer, on_ready_timer, 0, 0);
 }
 
@@ -144,9 +171,11 @@ static void session_release(struct hc_session *s)
 {
     if (--s->n_open > 0)
         return;
-    struct tn_cm *cm = s->cc->cm;
+    struct cm_cluster *cc = s->cc;
+    struct tn_cm *cm = cc->cm;
     tn_host_unref(s->host);
     free(s);
+    cc_release(cc);
     cm_release(cm);
 }
 
@@ -363,6 +392,7 @@ static struct hc_session *session_new(struct cm_cluster *cc, struct tn_host *h)
     uv_timer_init(cc->cm->loop, &s->timer);
     s->timer.data = s;
     s->n_open = 1;
+    cc->n_open++;
     cc->cm->n_open++;
     if (!cc->ready) {
         s->counts_for_ready = true;
@@ -658,7 +688,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     struct cm_cluster *cc = r->cc;
     struct tn_cm *cm = cc->cm;
     cc->dns[r->ep] = NULL;
-    if (!cm->closing) {
+    if (!cm->closing && !cc->removed) {
         if (status < 0) {
             TN_LOG(TN_LOG_WARN, dns, "cluster %s: cannot resolve %s: %s; keeping its %zu previous hosts", cc->c->name,
                    cc->c->endpoints->endpoints[r->ep].addr.host, uv_strerror(status), cc->ep[r->ep].n);
@@ -671,6 +701,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     uv_freeaddrinfo(res);
     free(r);
+    cc_release(cc);
     cm_release(cm);
 }
 
@@ -689,6 +720,7 @@ static int resolve(struct cm_cluster *cc, size_t ep)
         return e;
     }
     cc->dns[ep] = r;
+    cc->n_open++;
     cc->cm->n_open++;
     return 0;
 }
@@ -732,6 +764,7 @@ static void cluster_start(struct cm_cluster *cc)
     struct tn_cm *cm = cc->cm;
     uv_timer_init(cm->loop, &cc->dns_timer);
     cc->dns_timer.data = cc;
+    cc->n_open++;
     cm->n_open++;
     if (cc->c->n_health_checks > 1)
         TN_LOG(TN_LOG_WARN, hc, "cluster %s: only the first of %zu health checks is used", cc->c->name,
@@ -752,54 +785,164 @@ static void cluster_start(struct cm_cluster *cc)
     }
 }
 
+static struct cm_cluster *cc_new(struct tn_cm *cm, struct tn_cluster *c)
+{
+    struct cm_cluster *cc = calloc(1, sizeof(*cc));
+    if (cc == NULL)
+        return NULL;
+    cc->cm = cm;
+    cc->c = tn_cluster_ref(c);
+    if (cluster_alloc(cc)) {
+        cc_free(cc);
+        return NULL;
+    }
+    return cc;
+}
+
+static int clusters_grow(struct tn_cm *cm, size_t n)
+{
+    if (cm->n_clusters + n <= cm->cap_clusters)
+        return 0;
+    size_t cap = (cm->n_clusters + n) * 2;
+    struct cm_cluster **v = realloc(cm->clusters, cap * sizeof(*v));
+    if (v == NULL)
+        return -1;
+    cm->clusters = v;
+    cm->cap_clusters = cap;
+    return 0;
+}
+
 struct tn_cm *tn_cm_new(uv_loop_t *loop, struct tn_config *cfg, tn_cm_hosts_cb hosts_cb, tn_cm_ready_cb ready_cb,
                         void *arg)
 {
     struct tn_cm *cm = calloc(1, sizeof(*cm));
-    if (cm == NULL || (cm->clusters = calloc(cfg->n_clusters + 1, sizeof(*cm->clusters))) == NULL)
-        goto err;
+    if (cm == NULL)
+        return NULL;
     cm->loop = loop;
     cm->cfg = tn_config_ref(cfg);
     cm->hosts_cb = hosts_cb;
     cm->ready_cb = ready_cb;
     cm->arg = arg;
-    cm->n_clusters = cm->n_not_ready = cfg->n_clusters;
+    if (clusters_grow(cm, cfg->n_clusters + 1))
+        goto err;
     for (size_t i = 0; i < cfg->n_clusters; i++) {
-        cm->clusters[i].cm = cm;
-        cm->clusters[i].c = cfg->clusters[i];
-        if (cluster_alloc(&cm->clusters[i]))
+        struct cm_cluster *cc = cc_new(cm, cfg->clusters[i]);
+        if (cc == NULL)
             goto err;
+        cm->clusters[cm->n_clusters++] = cc;
     }
+    cm->n_not_ready = cm->n_clusters;
     uv_timer_init(loop, &cm->ready_timer);
     cm->ready_timer.data = cm;
     cm->n_open = 1;
     if (cm->n_clusters == 0)
         uv_timer_start(&cm->ready_timer, on_ready_timer, 0, 0);
     for (size_t i = 0; i < cm->n_clusters; i++)
-        cluster_start(&cm->clusters[i]);
+        cluster_start(cm->clusters[i]);
     return cm;
 err:
-    if (cm && cm->cfg) {
-        cm_free(cm);
-    } else if (cm) {
-        free(cm->clusters);
-        free(cm);
-    }
+    cm_free(cm);
     return NULL;
 }
 
 static struct cm_cluster *find_cluster(struct tn_cm *cm, const char *name)
 {
     for (size_t i = 0; i < cm->n_clusters; i++)
-        if (strcmp(cm->clusters[i].c->name, name) == 0)
-            return &cm->clusters[i];
+        if (strcmp(cm->clusters[i]->c->name, name) == 0)
+            return cm->clusters[i];
     return NULL;
+}
+
+void tn_cm_set_warm_cb(struct tn_cm *cm, tn_cm_warm_cb cb)
+{
+    cm->warm_cb = cb;
+}
+
+/* Stops everything of cc and frees it once its handles are closed. */
+static void cc_remove(struct cm_cluster *cc)
+{
+    if (!cc->ready)
+        cc->cm->n_not_ready--;
+    cc->removed = true;
+    for (size_t e = 0; e < cc->n_ep; e++)
+        if (cc->dns[e])
+            uv_cancel((uv_req_t *)&cc->dns[e]->req);
+    for (size_t k = 0; k < cc->n_sessions; k++)
+        session_close(cc->sessions[k]);
+    cc->n_sessions = 0;
+    uv_close((uv_handle_t *)&cc->dns_timer, on_cc_timer_closed);
+}
+
+int tn_cm_add(struct tn_cm *cm, struct tn_cluster *c)
+{
+    if (cm->closing || clusters_grow(cm, 1))
+        return -1;
+    struct cm_cluster *cc = cc_new(cm, c), *old = find_cluster(cm, c->name);
+    if (cc == NULL)
+        return -1;
+    if (old) {
+        for (size_t i = 0; i < cm->n_clusters; i++)
+            if (cm->clusters[i] == old)
+                cm->clusters[i] = cc;
+        cc_remove(old);
+    } else {
+        cm->clusters[cm->n_clusters++] = cc;
+    }
+    cm->n_not_ready++;
+    cluster_start(cc);
+    return 0;
+}
+
+int tn_cm_remove(struct tn_cm *cm, const char *name)
+{
+    for (size_t i = 0; i < cm->n_clusters; i++) {
+        struct cm_cluster *cc = cm->clusters[i];
+        if (strcmp(cc->c->name, name) != 0)
+            continue;
+        cm->clusters[i] = cm->clusters[--cm->n_clusters];
+        bool was_pending = !cc->ready;
+        cc_remove(cc);
+        if (was_pending && cm->n_not_ready == 0 && !cm->ready_fired)
+            uv_timer_start(&cm->ready_timer, on_ready_timer, 0, 0);
+        return 0;
+    }
+    return -1;
+}
+
+size_t tn_cm_count(const struct tn_cm *cm)
+{
+    return cm->n_clusters;
+}
+
+struct tn_cluster *tn_cm_at(const struct tn_cm *cm, size_t i, struct tn_host_set **set, bool *ready,
+                            const struct tn_cm_stats **stats)
+{
+    const struct cm_cluster *cc = cm->clusters[i];
+    if (set)
+        *set = cc->set;
+    if (ready)
+        *ready = cc->ready;
+    if (stats)
+        *stats = &cc->stats;
+    return cc->c;
+}
+
+bool tn_cm_ready(const struct tn_cm *cm, const struct tn_cluster *c)
+{
+    for (size_t i = 0; i < cm->n_clusters; i++)
+        if (cm->clusters[i]->c == c)
+            return cm->clusters[i]->ready;
+    return false;
+}
+
+size_t tn_cm_warming(const struct tn_cm *cm)
+{
+    return cm->n_not_ready;
 }
 
 /* The host of `set` at sa, if the endpoint e can keep it: same weight and
  * priority (they are fixed in a host); its EDS health is brought up to date. */
-static struct tn_host *eds_keep(const struct tn_host_set *set, const struct tn_endpoint *e,
-                                const struct sockaddr *sa)
+static struct tn_host *eds_keep(const struct tn_host_set *set, const struct tn_endpoint *e, const struct sockaddr *sa)
 {
     for (size_t i = 0; set && i < set->n_hosts; i++) {
         struct tn_host *h = set->hosts[i];
@@ -869,8 +1012,10 @@ void tn_cm_eds_timeout(struct tn_cm *cm, const char *cluster)
     struct cm_cluster *cc = find_cluster(cm, cluster);
     if (cc == NULL || cc->resolved)
         return;
-    TN_LOG(TN_LOG_WARN, upstream, "cluster %s: no endpoints from the control plane within initial_fetch_timeout; "
-           "serving without them", cc->c->name);
+    TN_LOG(TN_LOG_WARN, upstream,
+           "cluster %s: no endpoints from the control plane within initial_fetch_timeout; "
+           "serving without them",
+           cc->c->name);
     cc->resolved = true;
     cluster_check_ready(cc);
 }
@@ -891,7 +1036,7 @@ void tn_cm_close(struct tn_cm *cm)
 {
     cm->closing = true;
     for (size_t i = 0; i < cm->n_clusters; i++) {
-        struct cm_cluster *cc = &cm->clusters[i];
+        struct cm_cluster *cc = cm->clusters[i];
         /* A lookup already running on the pool cannot be cancelled; its
          * callback sees `closing` and only frees. */
         for (size_t e = 0; e < cc->n_ep; e++)
@@ -900,8 +1045,7 @@ void tn_cm_close(struct tn_cm *cm)
         for (size_t k = 0; k < cc->n_sessions; k++)
             session_close(cc->sessions[k]);
         cc->n_sessions = 0;
-        cc->dns_timer.data = cm;
-        uv_close((uv_handle_t *)&cc->dns_timer, on_cm_handle_closed);
+        uv_close((uv_handle_t *)&cc->dns_timer, on_cc_timer_closed);
     }
     uv_close((uv_handle_t *)&cm->ready_timer, on_cm_handle_closed);
 }

@@ -44,6 +44,7 @@
 #include "dataplane/host.h"
 
 struct tn_cm;
+struct tn_cm_stats;
 
 /* A new host set for cluster c; the callee takes its own reference if it
  * keeps the set. */
@@ -72,6 +73,34 @@ void tn_cm_eds_rejected(struct tn_cm *cm, const char *cluster);
 /* EDS: initial_fetch_timeout passed without an assignment: the cluster stops
  * holding readiness back and serves with what it has (nothing). */
 void tn_cm_eds_timeout(struct tn_cm *cm, const char *cluster);
+
+/* A cluster added after the first readiness (tn_cm_add) is ready: resolved
+ * and first health-checked, or given up waiting for. */
+typedef void (*tn_cm_warm_cb)(void *arg, struct tn_cluster *c);
+void tn_cm_set_warm_cb(struct tn_cm *cm, tn_cm_warm_cb cb);
+
+/* CDS: starts managing c (taking a reference), replacing a cluster of the
+ * same name; it warms like a configured one (hosts_cb with its sets, then
+ * warm_cb, or ready_cb when the first readiness has not fired yet). 0, or -1
+ * when out of memory or closing. */
+int tn_cm_add(struct tn_cm *cm, struct tn_cluster *c);
+
+/* CDS: stops managing the cluster `name` (DNS, health checks); 0, or -1 when
+ * unknown. Host sets handed out stay valid for their holders. */
+int tn_cm_remove(struct tn_cm *cm, const char *name);
+
+/* The clusters managed, in no particular order: cluster i, its host set, its
+ * readiness and counters (no references taken; valid until the next add,
+ * remove or return to the loop). */
+size_t tn_cm_count(const struct tn_cm *cm);
+struct tn_cluster *tn_cm_at(const struct tn_cm *cm, size_t i, struct tn_host_set **set, bool *ready,
+                            const struct tn_cm_stats **stats);
+
+/* Whether c is the cluster manager's cluster of its name and is ready. */
+bool tn_cm_ready(const struct tn_cm *cm, const struct tn_cluster *c);
+
+/* Clusters not ready yet. */
+size_t tn_cm_warming(const struct tn_cm *cm);
 
 /* The current host set of a cluster (no reference taken), NULL if unknown. */
 struct tn_host_set *tn_cm_hosts(struct tn_cm *cm, const char *cluster);

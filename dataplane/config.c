@@ -153,6 +153,12 @@ static int compile_ads(struct tn_config *c, const Envoy__Config__Bootstrap__V3__
     if (check_source(dr->lds_config, "lds_config", ads != NULL, err) ||
         check_source(dr->cds_config, "cds_config", ads != NULL, err))
         return -1;
+    if (dr->cds_config &&
+        dr->cds_config->config_source_specifier_case != ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS) {
+        tn_err_push(err, ".cds_config");
+        return tn_err_fail(err, "only ads: {} is supported as a CDS source (api_config_source and path_config_source "
+                                "come later)");
+    }
     c->lds_dynamic = dr->lds_config != NULL;
     c->cds_dynamic = dr->cds_config != NULL;
     tn_err_pop(err, mark);

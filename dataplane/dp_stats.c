@@ -108,7 +108,11 @@ static int server_stats(struct tn_stats *st, struct tn_server_stats *s)
            add(st, "listener_manager.total_listeners_active", TN_STAT_GAUGE, &s->lm_total_listeners_active) ||
            add(st, "listener_manager.listener_added", TN_STAT_COUNTER, &s->lm_listener_added) ||
            add(st, "listener_manager.listener_removed", TN_STAT_COUNTER, &s->lm_listener_removed) ||
-           add(st, "listener_manager.listener_modified", TN_STAT_COUNTER, &s->lm_listener_modified)
+           add(st, "listener_manager.listener_modified", TN_STAT_COUNTER, &s->lm_listener_modified) ||
+           add(st, "cluster_manager.cds.update_attempt", TN_STAT_COUNTER, &s->cds_update_attempt) ||
+           add(st, "cluster_manager.cds.update_success", TN_STAT_COUNTER, &s->cds_update_success) ||
+           add(st, "cluster_manager.cds.update_rejected", TN_STAT_COUNTER, &s->cds_update_rejected) ||
+           add(st, "cluster_manager.cds.update_empty", TN_STAT_COUNTER, &s->cds_update_empty)
                ? -1
                : 0;
 }
@@ -166,14 +170,26 @@ int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_s
                 return -1;
         }
     }
-    for (size_t i = 0; i < cfg->n_clusters; i++) {
-        struct tn_cluster *c = cfg->clusters[i];
-        if (add_rows(st, TN_SCOPE_CLUSTER, c->stat_name, cluster_rows, sizeof(cluster_rows) / sizeof(cluster_rows[0]),
-                     &c->stats))
+    for (size_t i = 0; i < cfg->n_clusters; i++)
+        if (tn_dp_stats_register_cluster(st, cfg->clusters[i]))
             return -1;
-        if ((c->stats.upstream_rq_code = tn_stats_add_codes(st, TN_SCOPE_CLUSTER, c->stat_name, "upstream_rq")) ==
-            UINT32_MAX)
-            return -1;
-    }
     return 0;
+}
+
+int tn_dp_stats_register_cluster(struct tn_stats *st, struct tn_cluster *c)
+{
+    if (add_rows(st, TN_SCOPE_CLUSTER, c->stat_name, cluster_rows, sizeof(cluster_rows) / sizeof(cluster_rows[0]),
+                 &c->stats))
+        return -1;
+    /* a cluster of a name seen before takes the same slots (its codes too:
+     * they follow upstream_rq_100) */
+    char name[512];
+    snprintf(name, sizeof(name), "cluster.%s.upstream_rq_100", c->stat_name);
+    uint32_t have = tn_stats_slot(st, name);
+    if (have != UINT32_MAX) {
+        c->stats.upstream_rq_code = have;
+        return 0;
+    }
+    c->stats.upstream_rq_code = tn_stats_add_codes(st, TN_SCOPE_CLUSTER, c->stat_name, "upstream_rq");
+    return c->stats.upstream_rq_code == UINT32_MAX ? -1 : 0;
 }

@@ -9,6 +9,7 @@
 #include "dataplane/stats.h"
 
 struct tn_config;
+struct tn_cluster;
 
 #define TN_HTTP_STATS(X)                                                                                               \
     X(downstream_cx_total, COUNTER)                                                                                    \
@@ -139,6 +140,7 @@ struct tn_server_stats {
     uint32_t live, uptime, concurrency, total_connections, memory_allocated, version, days_until_first_cert_expiring;
     uint32_t cm_active_clusters, cm_warming_clusters, cm_cluster_added, cm_cluster_modified, cm_cluster_removed;
     uint32_t lm_total_listeners_active, lm_listener_added, lm_listener_removed, lm_listener_modified;
+    uint32_t cds_update_attempt, cds_update_success, cds_update_rejected, cds_update_empty;
     bool has_control_plane; /* the control_plane.* slots below are registered */
     uint32_t cp_connected_state, cp_rate_limit_enforced, cp_pending_requests;
 };
@@ -148,5 +150,9 @@ struct tn_server_stats {
  * clusters (cfg is the server's, before workers share it). 0 or -1 (out of
  * memory). */
 int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_server_stats *srv);
+
+/* Registers (or finds, for a name seen before) one cluster's stats and fills
+ * its slots: for clusters from CDS, within the store's reserve. 0 or -1. */
+int tn_dp_stats_register_cluster(struct tn_stats *st, struct tn_cluster *c);
 
 #endif

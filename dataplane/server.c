@@ -37,7 +37,6 @@ struct tn_server {
     struct tn_xds *xds; /* the control plane's subscriptions, NULL without ADS */
     struct tn_worker **workers;
     int *fds; /* [worker][listener] */
-    struct tn_host_set **sets; /* latest per cluster (references) */
     struct tn_route_table **rds; /* latest per cfg->rds_names[i] (references, NULL until it comes) */
     bool clusters_ready, xds_ready; /* workers start when both are */
     uv_signal_t sigterm, sigint, sigusr1;
@@ -127,26 +126,13 @@ static int bind_all(struct tn_server *srv)
     return 0;
 }
 
-static size_t cluster_index(struct tn_server *srv, const struct tn_cluster *c)
-{
-    for (size_t i = 0; i < srv->cfg->n_clusters; i++)
-        if (srv->cfg->clusters[i] == c)
-            return i;
-    return (size_t)-1;
-}
-
 static void on_hosts(void *arg, const struct tn_cluster *c, struct tn_host_set *set)
 {
     struct tn_server *srv = arg;
-    size_t i = cluster_index(srv, c);
-    if (i == (size_t)-1)
-        return;
-    if (srv->sets[i])
-        tn_host_set_unref(srv->sets[i]);
-    srv->sets[i] = tn_host_set_ref(set);
+    /* a worker without the cluster (still warming) ignores it */
     if (srv->started)
         for (unsigned w = 0; w < srv->opts.concurrency; w++)
-            tn__worker_post_hosts(srv->workers[w], i, set);
+            tn__worker_post_hosts(srv->workers[w], (struct tn_cluster *)c, set);
 }
 
 static void stop(struct tn_server *srv);
@@ -158,6 +144,8 @@ static int stats_setup(struct tn_server *srv)
     tn_stats_init(&srv->stats);
     if (tn_dp_stats_register(&srv->stats, srv->cfg, &srv->sstats))
         return -1;
+    if (srv->cfg->cds_dynamic) /* room for the stats of about 12,000 clusters from CDS */
+        tn_stats_reserve(&srv->stats, 8u << 20);
     if ((srv->main_shard = tn_stats_shard(&srv->stats)) == NULL)
         return -1;
     srv->worker_shards = calloc(srv->opts.concurrency, sizeof(*srv->worker_shards));
@@ -214,8 +202,16 @@ static void stats_refresh(struct tn_server *srv)
                 hf->factory->refresh_stats(hf->config, m);
         }
     tn_stat_set(m, ss->memory_allocated, memory_allocated());
-    tn_stat_set(m, ss->cm_active_clusters, cfg->n_clusters);
-    tn_stat_set(m, ss->cm_cluster_added, cfg->n_clusters);
+    const struct tn_xds_cds *cds = tn_xds_cds(srv->xds);
+    tn_stat_set(m, ss->cm_cluster_added, cfg->n_clusters + (cds ? cds->cluster_added : 0));
+    if (cds) {
+        tn_stat_set(m, ss->cm_cluster_modified, cds->cluster_modified);
+        tn_stat_set(m, ss->cm_cluster_removed, cds->cluster_removed);
+        tn_stat_set(m, ss->cds_update_attempt, cds->update_attempt);
+        tn_stat_set(m, ss->cds_update_success, cds->update_success);
+        tn_stat_set(m, ss->cds_update_rejected, cds->update_rejected);
+        tn_stat_set(m, ss->cds_update_empty, cds->update_empty);
+    }
     tn_stat_set(m, ss->lm_total_listeners_active, cfg->n_listeners);
     tn_stat_set(m, ss->lm_listener_added, cfg->n_listeners);
     uint64_t conns = 0;
@@ -223,9 +219,13 @@ static void stats_refresh(struct tn_server *srv)
         if (strncmp(srv->stats.v[i].name, "listener.", 9) == 0 && srv->stats.v[i].kind == TN_STAT_GAUGE)
             conns += tn_stats_value(&srv->stats, &srv->stats.v[i]);
     tn_stat_set(m, ss->total_connections, conns);
-    for (size_t i = 0; srv->cm && i < cfg->n_clusters; i++) {
-        const struct tn_cluster *c = cfg->clusters[i];
-        struct tn_host_set *set = tn_cm_hosts(srv->cm, c->name);
+    size_t n_cm = srv->cm ? tn_cm_count(srv->cm) : 0, n_active = 0;
+    for (size_t i = 0; i < n_cm; i++) {
+        struct tn_host_set *set;
+        bool ready;
+        const struct tn_cm_stats *cs;
+        const struct tn_cluster *c = tn_cm_at(srv->cm, i, &set, &ready, &cs);
+        n_active += ready;
         uint64_t healthy = 0, ejected = 0;
         for (size_t h = 0; set && h < set->n_hosts; h++) {
             healthy += tn_host_healthy(set->hosts[h], now);
@@ -235,19 +235,18 @@ static void stats_refresh(struct tn_server *srv)
         tn_stat_set(m, c->stats.membership_total, set ? set->n_hosts : 0);
         tn_stat_set(m, c->stats.membership_healthy, healthy);
         tn_stat_set(m, c->stats.health_check_healthy, healthy);
-        const struct tn_cm_stats *cs = tn_cm_stats(srv->cm, c->name);
-        if (cs) {
-            tn_stat_set(m, c->stats.health_check_attempt, cs->hc_attempt);
-            tn_stat_set(m, c->stats.health_check_success, cs->hc_success);
-            tn_stat_set(m, c->stats.health_check_failure, cs->hc_failure);
-            tn_stat_set(m, c->stats.health_check_network_failure, cs->hc_network_failure);
-            tn_stat_set(m, c->stats.update_attempt, cs->update_attempt);
-            tn_stat_set(m, c->stats.update_success, cs->update_success);
-            tn_stat_set(m, c->stats.update_failure, cs->update_failure);
-            tn_stat_set(m, c->stats.update_rejected, cs->update_rejected);
-            tn_stat_set(m, c->stats.update_empty, cs->update_empty);
-        }
+        tn_stat_set(m, c->stats.health_check_attempt, cs->hc_attempt);
+        tn_stat_set(m, c->stats.health_check_success, cs->hc_success);
+        tn_stat_set(m, c->stats.health_check_failure, cs->hc_failure);
+        tn_stat_set(m, c->stats.health_check_network_failure, cs->hc_network_failure);
+        tn_stat_set(m, c->stats.update_attempt, cs->update_attempt);
+        tn_stat_set(m, c->stats.update_success, cs->update_success);
+        tn_stat_set(m, c->stats.update_failure, cs->update_failure);
+        tn_stat_set(m, c->stats.update_rejected, cs->update_rejected);
+        tn_stat_set(m, c->stats.update_empty, cs->update_empty);
     }
+    tn_stat_set(m, ss->cm_active_clusters, n_active);
+    tn_stat_set(m, ss->cm_warming_clusters, n_cm - n_active);
     if (srv->sstats.has_control_plane)
         tn_stat_set(m, srv->sstats.cp_connected_state, tn_xds_connected(srv->xds));
     for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -328,13 +327,41 @@ static void on_routes(void *arg, size_t rds_index, struct tn_route_table *t)
 
 static void start_workers(struct tn_server *srv);
 
+/* CDS: a new cluster's stats, within the reserve made at start. */
+static int on_cluster_added(void *arg, struct tn_cluster *c)
+{
+    struct tn_server *srv = arg;
+    return tn_dp_stats_register_cluster(&srv->stats, c);
+}
+
+static void on_cluster_removed(void *arg, struct tn_cluster *c)
+{
+    struct tn_server *srv = arg;
+    if (srv->started)
+        for (unsigned w = 0; w < srv->opts.concurrency; w++)
+            tn__worker_post_clusters(srv->workers[w], NULL, 0, &c, 1);
+}
+
+/* A cluster from CDS has warmed: the workers take it (replacing the one of
+ * its name); before they run, start_workers hands them all at once. */
+static void on_cluster_warm(void *arg, struct tn_cluster *c)
+{
+    struct tn_server *srv = arg;
+    if (!srv->started) {
+        start_workers(srv);
+        return;
+    }
+    struct tn__cluster_hosts add = {c, tn_cm_hosts(srv->cm, c->name)};
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        tn__worker_post_clusters(srv->workers[w], &add, 1, NULL, 0);
+}
+
 /* Every cluster has its hosts (or gave up waiting for them). */
 static void on_clusters_ready(void *arg)
 {
     struct tn_server *srv = arg;
     srv->clusters_ready = true;
-    if (srv->xds_ready)
-        start_workers(srv);
+    start_workers(srv);
 }
 
 /* Every route configuration from RDS has come (or timed out). */
@@ -342,25 +369,43 @@ static void on_xds_ready(void *arg)
 {
     struct tn_server *srv = arg;
     srv->xds_ready = true;
-    if (srv->clusters_ready)
-        start_workers(srv);
+    start_workers(srv);
 }
 
 static void start_workers(struct tn_server *srv)
 {
     struct tn_config *cfg = srv->cfg;
-    if (srv->stopping || srv->started)
+    if (srv->stopping || srv->started || !srv->clusters_ready || !srv->xds_ready || tn_cm_warming(srv->cm) > 0)
         return;
+    /* the clusters ready now; those warming come by message when they are */
+    size_t n = tn_cm_count(srv->cm), n_ready = 0;
+    struct tn__cluster_hosts *ready = calloc(n + 1, sizeof(*ready));
+    if (ready == NULL) {
+        TN_LOG(TN_LOG_CRITICAL, main, "out of memory");
+        srv->exit_code = 1;
+        stop(srv);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool ok;
+        struct tn_host_set *set;
+        struct tn_cluster *c = tn_cm_at(srv->cm, i, &set, &ok, NULL);
+        if (ok)
+            ready[n_ready++] = (struct tn__cluster_hosts){c, set};
+    }
     for (unsigned w = 0; w < srv->opts.concurrency; w++) {
         srv->workers[w] =
-            tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], srv->sets, srv->rds, srv->worker_shards[w]);
+            tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], ready, n_ready, srv->rds,
+                             srv->worker_shards[w]);
         if (srv->workers[w] == NULL) {
             TN_LOG(TN_LOG_CRITICAL, main, "cannot start worker %u", w);
             srv->exit_code = 1;
+            free(ready);
             stop(srv);
             return;
         }
     }
+    free(ready);
     srv->started = true;
     TN_LOG(TN_LOG_INFO, main, "all clusters initialized; serving with %u worker%s", srv->opts.concurrency,
            srv->opts.concurrency == 1 ? "" : "s");
@@ -449,7 +494,7 @@ static void on_signal(uv_signal_t *h, int signum)
 static void warn_unsupported(const struct tn_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_clusters; i++)
-        if (cfg->clusters[i]->http2)
+        if (cfg->clusters[i]->http2 && !(cfg->ads_cluster && strcmp(cfg->ads_cluster, cfg->clusters[i]->name) == 0))
             TN_LOG(TN_LOG_WARN, upstream,
                    "cluster '%s' asks for HTTP/2 upstream; tern speaks HTTP/1.1 to upstreams until HTTP/2 arrives",
                    cfg->clusters[i]->name);
@@ -535,9 +580,8 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     srv.opts.concurrency = nw;
     srv.workers = calloc(nw, sizeof(*srv.workers));
     srv.fds = calloc(nw * (cfg->n_listeners ? cfg->n_listeners : 1), sizeof(int));
-    srv.sets = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*srv.sets));
     srv.rds = calloc(cfg->n_rds + 1, sizeof(*srv.rds));
-    if (srv.workers == NULL || srv.fds == NULL || srv.sets == NULL || srv.rds == NULL) {
+    if (srv.workers == NULL || srv.fds == NULL || srv.rds == NULL) {
         TN_LOG(TN_LOG_CRITICAL, main, "out of memory");
         return 1;
     }
@@ -593,7 +637,9 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     if (srv.cm && !srv.stopping) {
         struct tn_err err;
         tn_err_init(&err);
-        struct tn_xds_hooks hooks = {.routes = on_routes, .ready = on_xds_ready};
+        struct tn_xds_hooks hooks = {.routes = on_routes, .ready = on_xds_ready,
+                                     .cluster_added = on_cluster_added, .cluster_removed = on_cluster_removed};
+        tn_cm_set_warm_cb(srv.cm, on_cluster_warm);
         srv.xds = tn_xds_start(srv.loop, cfg, srv.cm, &hooks, &srv, &err);
         if (srv.xds == NULL && !err.failed)
             srv.xds_ready = true; /* nothing to wait for */
@@ -623,10 +669,6 @@ out:
     for (size_t i = 0; i < nw * cfg->n_listeners; i++)
         if (srv.fds[i] >= 0 && !srv.started)
             close(srv.fds[i]);
-    for (size_t i = 0; i < cfg->n_clusters; i++)
-        if (srv.sets[i])
-            tn_host_set_unref(srv.sets[i]);
-    free(srv.sets);
     for (size_t i = 0; srv.rds && i < cfg->n_rds; i++)
         tn_route_table_unref(srv.rds[i]);
     free(srv.rds);

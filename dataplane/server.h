@@ -30,11 +30,22 @@ struct tn_server;
 /* Starts a worker thread serving cfg with listener sockets fds[i] (one per
  * cfg->listeners[i], already bound) and initial host sets sets[j] (one per
  * cfg->clusters[j], may be NULL). NULL on failure. */
+/* A cluster and its current host set (either may be shared: references). */
+struct tn__cluster_hosts {
+    struct tn_cluster *c;
+    struct tn_host_set *set; /* NULL: none yet */
+};
+
 struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
-                                   struct tn_host_set *const *sets, struct tn_route_table *const *rds,
-                                   _Atomic uint64_t *shard);
+                                   const struct tn__cluster_hosts *clusters, size_t n_clusters,
+                                   struct tn_route_table *const *rds, _Atomic uint64_t *shard);
 /* Messages to a worker (any thread). */
-void tn__worker_post_hosts(struct tn_worker *w, size_t cluster, struct tn_host_set *set);
+void tn__worker_post_hosts(struct tn_worker *w, struct tn_cluster *c, struct tn_host_set *set);
+/* Clusters to start using (a cluster of the same name is replaced) and to
+ * stop using (new requests to them get 503 NC); the message takes its own
+ * references. */
+void tn__worker_post_clusters(struct tn_worker *w, const struct tn__cluster_hosts *add, size_t n_add,
+                              struct tn_cluster *const *remove, size_t n_remove);
 /* A new table for cfg->rds_names[rds_index] (the message takes its own
  * reference; NULL: the configuration was removed). */
 void tn__worker_post_routes(struct tn_worker *w, size_t rds_index, struct tn_route_table *t);

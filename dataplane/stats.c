@@ -226,6 +226,12 @@ uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char 
     return add(st, scope, scope_value, name, kind, false, true);
 }
 
+uint32_t tn_stats_slot(struct tn_stats *st, const char *name)
+{
+    const struct tn_stat *s = find(st, name);
+    return s ? s->slot : UINT32_MAX;
+}
+
 uint32_t tn_stats_add_tagged(struct tn_stats *st, const char *name, const char *prom_name, const char *const *tags,
                              size_t n_tags, enum tn_stat_kind kind)
 {

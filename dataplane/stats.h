@@ -77,6 +77,9 @@ void tn_stats_dispose(struct tn_stats *st);
 uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
                       enum tn_stat_kind kind);
 
+/* The slot of the stat named `name`, or UINT32_MAX. */
+uint32_t tn_stats_slot(struct tn_stats *st, const char *name);
+
 /* Registers (or finds) a stat whose tags are not one scope's: `name` is
  * Envoy's full name ("http.front.rds.rc1.update_success"), `prom_name` the
  * Prometheus one ("envoy_http_rds_update_success"), tags n_tags pairs of

@@ -51,6 +51,7 @@ static void pool_unref(struct tn_hpool *p)
     if (--p->refcnt)
         return;
     tn_host_unref(p->host);
+    tn_wcluster_unref(p->wc);
     free(p);
 }
 
@@ -61,6 +62,7 @@ struct tn_hpool *tn_hpool_new(struct tn_wcluster *wc, struct tn_host *h)
         return NULL;
     p->host = tn_host_ref(h);
     p->wc = wc;
+    tn_wcluster_ref(wc);
     p->refcnt = 1;
     return p;
 }

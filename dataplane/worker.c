@@ -19,7 +19,8 @@
 
 enum msg_type {
     MSG_HOSTS = 0,
-    MSG_ROUTES, /* a route configuration from RDS (m->cluster is its rds index) */
+    MSG_ROUTES,   /* a route configuration from RDS (m->index is its rds index) */
+    MSG_CLUSTERS, /* clusters added and removed (CDS) */
     MSG_DRAIN,
     MSG_EXIT,
 };
@@ -27,17 +28,33 @@ enum msg_type {
 struct tn_msg {
     enum msg_type type;
     struct tn_msg *next;
-    size_t cluster;
-    struct tn_host_set *set;
+    size_t index;
+    struct tn_cluster *c;          /* MSG_HOSTS: reference */
+    struct tn_host_set *set;       /* MSG_HOSTS: reference */
     struct tn_route_table *routes; /* reference, may be NULL (removed) */
+    struct tn__cluster_hosts *add; /* MSG_CLUSTERS: references */
+    struct tn_cluster **remove;    /* MSG_CLUSTERS: references */
+    size_t n_add, n_remove;
 };
 
 static void msg_free(struct tn_msg *m)
 {
-    if (m->type == MSG_HOSTS)
-        tn_host_set_unref(m->set);
+    if (m->type == MSG_HOSTS) {
+        if (m->set)
+            tn_host_set_unref(m->set);
+        tn_cluster_unref(m->c);
+    }
     if (m->type == MSG_ROUTES)
         tn_route_table_unref(m->routes);
+    for (size_t i = 0; i < m->n_add; i++) {
+        tn_cluster_unref(m->add[i].c);
+        if (m->add[i].set)
+            tn_host_set_unref(m->add[i].set);
+    }
+    for (size_t i = 0; i < m->n_remove; i++)
+        tn_cluster_unref(m->remove[i]);
+    free(m->add);
+    free(m->remove);
     free(m);
 }
 
@@ -76,29 +93,110 @@ void tn__worker_set_hosts(struct tn_wcluster *wc, struct tn_host_set *set)
 
 static int cmp_wcluster(const void *a, const void *b)
 {
-    const struct tn_wcluster *x = a, *y = b;
+    const struct tn_wcluster *x = *(struct tn_wcluster *const *)a, *y = *(struct tn_wcluster *const *)b;
     return strcmp(x->c->name, y->c->name);
 }
 
-struct tn_wcluster *tn_worker_cluster(struct tn_worker *w, const char *name)
+static size_t cluster_pos(struct tn_worker *w, const char *name, bool *found)
 {
     size_t lo = 0, hi = w->n_clusters;
+    *found = false;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = strcmp(name, w->clusters[mid].c->name);
-        if (c == 0)
-            return &w->clusters[mid];
+        int c = strcmp(name, w->clusters[mid]->c->name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
         if (c < 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    return NULL;
+    return lo;
 }
 
-static struct tn_wcluster *cluster_at(struct tn_worker *w, size_t cfg_index)
+struct tn_wcluster *tn_worker_cluster(struct tn_worker *w, const char *name)
 {
-    return tn_worker_cluster(w, w->cfg->clusters[cfg_index]->name);
+    bool found;
+    size_t i = cluster_pos(w, name, &found);
+    return found ? w->clusters[i] : NULL;
+}
+
+void tn_wcluster_unref(struct tn_wcluster *wc)
+{
+    if (--wc->refs > 0)
+        return;
+    /* every pool has gone (each held a reference), so has every request */
+    free(wc->pools);
+    if (wc->hosts)
+        tn_host_set_unref(wc->hosts);
+    tn_lb_state_dispose(&wc->lb);
+    tn_cluster_unref(wc->c);
+    free(wc);
+}
+
+static struct tn_wcluster *wcluster_new(struct tn_worker *w, struct tn_cluster *c, struct tn_host_set *set)
+{
+    struct tn_wcluster *wc = calloc(1, sizeof(*wc));
+    if (wc == NULL)
+        return NULL;
+    wc->c = tn_cluster_ref(c);
+    wc->w = w;
+    wc->refs = 1; /* the map's */
+    tn_lb_state_init(&wc->lb, tn_worker_random(w));
+    if (set)
+        tn__worker_set_hosts(wc, tn_host_set_ref(set));
+    return wc;
+}
+
+/* Takes wc out of use: its pools retire (busy connections finish), new
+ * requests no longer find it; those in flight keep it. */
+static void wcluster_drop(struct tn_wcluster *wc)
+{
+    tn__worker_set_hosts(wc, NULL);
+    tn_wcluster_unref(wc);
+}
+
+/* Applies a CDS change: removals, then additions (replacing a cluster of the
+ * same name), then one sort. */
+static void apply_clusters(struct tn_worker *w, const struct tn_msg *m)
+{
+    bool found;
+    for (size_t i = 0; i < m->n_remove; i++) {
+        size_t k = cluster_pos(w, m->remove[i]->name, &found);
+        if (!found || w->clusters[k]->c != m->remove[i])
+            continue;
+        wcluster_drop(w->clusters[k]);
+        memmove(&w->clusters[k], &w->clusters[k + 1], (w->n_clusters - k - 1) * sizeof(*w->clusters));
+        w->n_clusters--;
+    }
+    if (w->n_clusters + m->n_add > w->cap_clusters) {
+        size_t cap = (w->n_clusters + m->n_add) * 2;
+        struct tn_wcluster **v = realloc(w->clusters, cap * sizeof(*v));
+        if (v == NULL) {
+            TN_LOG(TN_LOG_ERROR, upstream, "worker %u: out of memory adding %zu clusters", w->id, m->n_add);
+            return;
+        }
+        w->clusters = v;
+        w->cap_clusters = cap;
+    }
+    size_t sorted = w->n_clusters;
+    for (size_t i = 0; i < m->n_add; i++) {
+        struct tn_wcluster *wc = wcluster_new(w, m->add[i].c, m->add[i].set);
+        if (wc == NULL) {
+            TN_LOG(TN_LOG_ERROR, upstream, "worker %u: out of memory adding cluster %s", w->id, m->add[i].c->name);
+            continue;
+        }
+        size_t k = cluster_pos(w, wc->c->name, &found); /* among the sorted ones */
+        if (found && k < sorted) {
+            wcluster_drop(w->clusters[k]);
+            w->clusters[k] = wc;
+        } else {
+            w->clusters[w->n_clusters++] = wc;
+        }
+    }
+    qsort(w->clusters, w->n_clusters, sizeof(*w->clusters), cmp_wcluster);
 }
 
 /* --- small services ------------------------------------------------------------ */
@@ -179,7 +277,7 @@ static void shutdown_worker(struct tn_worker *w)
     tn_conn_close_all(w);
     tn_mirror_worker_close(w); /* before the pools and timers go */
     for (size_t i = 0; i < w->n_clusters; i++)
-        tn__worker_set_hosts(&w->clusters[i], NULL);
+        tn__worker_set_hosts(w->clusters[i], NULL);
     if (w->alog)
         tn_alog_writer_close(w->alog);
     w->alog = NULL;
@@ -200,24 +298,25 @@ static void on_mail(uv_async_t *a)
         struct tn_msg *next = m->next;
         switch (m->type) {
         case MSG_HOSTS: {
-            struct tn_wcluster *wc = cluster_at(w, m->cluster);
-            if (wc)
+            struct tn_wcluster *wc = tn_worker_cluster(w, m->c->name);
+            if (wc && wc->c == m->c) {
                 tn__worker_set_hosts(wc, m->set);
-            else
-                tn_host_set_unref(m->set);
+                m->set = NULL;
+            }
             break;
         }
         case MSG_ROUTES:
-            if (m->cluster < w->cfg->n_rds) {
+            if (m->index < w->cfg->n_rds) {
                 /* streams hold their own references: the old table lives
                  * until the last of them ends */
-                struct tn_route_table *old = w->rds[m->cluster];
-                w->rds[m->cluster] = m->routes;
+                struct tn_route_table *old = w->rds[m->index];
+                w->rds[m->index] = m->routes;
                 m->routes = old;
             }
-            msg_free(m);
-            m = next;
-            continue;
+            break;
+        case MSG_CLUSTERS:
+            apply_clusters(w, m);
+            break;
         case MSG_DRAIN:
             if (!w->draining) {
                 w->draining = true;
@@ -228,7 +327,7 @@ static void on_mail(uv_async_t *a)
             }
             break;
         case MSG_EXIT:
-            free(m);
+            msg_free(m);
             for (m = next; m; m = next) {
                 next = m->next;
                 msg_free(m);
@@ -236,19 +335,43 @@ static void on_mail(uv_async_t *a)
             shutdown_worker(w);
             return;
         }
-        free(m);
+        msg_free(m);
         m = next;
     }
 }
 
-void tn__worker_post_hosts(struct tn_worker *w, size_t cluster, struct tn_host_set *set)
+void tn__worker_post_hosts(struct tn_worker *w, struct tn_cluster *c, struct tn_host_set *set)
 {
     struct tn_msg *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return;
     m->type = MSG_HOSTS;
-    m->cluster = cluster;
+    m->c = tn_cluster_ref(c);
     m->set = tn_host_set_ref(set);
+    post(w, m);
+}
+
+void tn__worker_post_clusters(struct tn_worker *w, const struct tn__cluster_hosts *add, size_t n_add,
+                              struct tn_cluster *const *remove, size_t n_remove)
+{
+    struct tn_msg *m = calloc(1, sizeof(*m));
+    if (m == NULL || (m->add = calloc(n_add + 1, sizeof(*m->add))) == NULL ||
+        (m->remove = calloc(n_remove + 1, sizeof(*m->remove))) == NULL) {
+        TN_LOG(TN_LOG_ERROR, upstream, "out of memory telling worker %u of cluster changes", w->id);
+        if (m)
+            free(m->add);
+        free(m);
+        return;
+    }
+    m->type = MSG_CLUSTERS;
+    for (size_t i = 0; i < n_add; i++) {
+        m->add[i].c = tn_cluster_ref(add[i].c);
+        m->add[i].set = add[i].set ? tn_host_set_ref(add[i].set) : NULL;
+    }
+    for (size_t i = 0; i < n_remove; i++)
+        m->remove[i] = tn_cluster_ref(remove[i]);
+    m->n_add = n_add;
+    m->n_remove = n_remove;
     post(w, m);
 }
 
@@ -258,7 +381,7 @@ void tn__worker_post_routes(struct tn_worker *w, size_t rds_index, struct tn_rou
     if (m == NULL)
         return;
     m->type = MSG_ROUTES;
-    m->cluster = rds_index;
+    m->index = rds_index;
     m->routes = t ? tn_route_table_ref(t) : NULL;
     post(w, m);
 }
@@ -317,10 +440,11 @@ static void run(void *arg)
     uv_unref((uv_handle_t *)&w->quiescent);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     tn_cache_reader_unregister(w->cache_slot);
-    for (size_t i = 0; i < w->n_clusters; i++) {
-        tn_lb_state_dispose(&w->clusters[i].lb);
-        tn_cluster_unref(w->clusters[i].c);
-    }
+    /* the pools and requests are gone with the loop: the map's references
+     * are the last */
+    for (size_t i = 0; i < w->n_clusters; i++)
+        tn_wcluster_unref(w->clusters[i]);
+    w->n_clusters = 0;
     for (size_t i = 0; i < w->n_listeners; i++)
         tn_listener_unref(w->listeners[i].l);
     if (uv_loop_close(&w->loop))
@@ -333,12 +457,13 @@ static uint64_t seed(unsigned id)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ (id + 1) * 0x9e3779b97f4a7c15ull;
+    return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^
+           (id + 1) * 0x9e3779b97f4a7c15ull;
 }
 
 struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
-                                   struct tn_host_set *const *sets, struct tn_route_table *const *rds,
-                                   _Atomic uint64_t *shard)
+                                   const struct tn__cluster_hosts *clusters, size_t n_clusters,
+                                   struct tn_route_table *const *rds, _Atomic uint64_t *shard)
 {
     struct tn_worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
@@ -356,8 +481,8 @@ struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn
     tn_outq_flusher_init(&w->flusher, &w->loop);
     tn_worker_date(w);
     w->alog = tn_alog_writer_new(&w->loop);
-    w->n_clusters = cfg->n_clusters;
-    w->clusters = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*w->clusters));
+    w->cap_clusters = n_clusters + 16;
+    w->clusters = calloc(w->cap_clusters, sizeof(*w->clusters));
     w->n_listeners = cfg->n_listeners;
     w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*w->listeners));
     w->rds = calloc(cfg->n_rds + 1, sizeof(*w->rds));
@@ -365,16 +490,13 @@ struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn
         return NULL;
     for (size_t i = 0; i < cfg->n_rds; i++)
         w->rds[i] = rds[i] ? tn_route_table_ref(rds[i]) : NULL;
-    for (size_t i = 0; i < cfg->n_clusters; i++) {
-        struct tn_wcluster *wc = &w->clusters[i];
-        wc->c = tn_cluster_ref(cfg->clusters[i]);
-        wc->w = w;
-        tn_lb_state_init(&wc->lb, tn_worker_random(w));
+    for (size_t i = 0; i < n_clusters; i++) {
+        struct tn_wcluster *wc = wcluster_new(w, clusters[i].c, clusters[i].set);
+        if (wc == NULL)
+            return NULL;
+        w->clusters[w->n_clusters++] = wc;
     }
     qsort(w->clusters, w->n_clusters, sizeof(*w->clusters), cmp_wcluster);
-    for (size_t i = 0; i < cfg->n_clusters; i++)
-        if (sets[i])
-            tn__worker_set_hosts(cluster_at(w, i), tn_host_set_ref(sets[i]));
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct tn_wlistener *wl = &w->listeners[i];
         wl->l = tn_listener_ref(cfg->listeners[i]);

@@ -21,14 +21,26 @@ struct tn_hpool;
 struct tn_alog_writer;
 struct tn_server;
 
-/* A cluster as one worker sees it. */
+/* A cluster as one worker sees it. It lives while the worker's map, a
+ * pool of it or a request in flight on it holds a reference (worker-local
+ * counts: no atomics), so a cluster removed by CDS stays for the requests
+ * already using it. */
 struct tn_wcluster {
     struct tn_cluster *c;      /* reference */
-    struct tn_host_set *hosts; /* reference; NULL until the first set arrives */
+    struct tn_host_set *hosts; /* reference; NULL until the first set arrives, and once removed */
     struct tn_lb_state lb;
     struct tn_hpool **pools; /* pools[i] serves hosts->hosts[i] */
     struct tn_worker *w;
+    unsigned refs;
 };
+
+static inline void tn_wcluster_ref(struct tn_wcluster *wc)
+{
+    wc->refs++;
+}
+
+/* Drops a reference; the last one frees the cluster's worker state. */
+void tn_wcluster_unref(struct tn_wcluster *wc);
 
 struct tn_wlistener {
     uv_tcp_t tcp;
@@ -53,8 +65,8 @@ struct tn_worker {
     struct tn_wlistener *listeners;
     size_t n_listeners;
     struct tn_route_table **rds;  /* the current table of each cfg->rds_names[i], NULL until it comes */
-    struct tn_wcluster *clusters; /* one per cfg->clusters[i], same order */
-    size_t n_clusters;
+    struct tn_wcluster **clusters; /* the clusters in use, sorted by name */
+    size_t n_clusters, cap_clusters;
     struct tn_alog_writer *alog;
     struct tn_server *server;
     uint64_t rng;

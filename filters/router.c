@@ -106,6 +106,9 @@ static void cleanup(struct router *r)
         tn_host_set_unref(r->set);
     if (r->cluster)
         tn_cluster_unref(r->cluster);
+    if (r->wc)
+        tn_wcluster_unref(r->wc);
+    r->wc = NULL;
     if (r->rt)
         tn_route_table_unref(r->rt);
     r->set = NULL;
@@ -984,6 +987,7 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
         respond(r, (int)r->route->cluster_not_found_code, NULL, TN_RF_NO_CLUSTER_FOUND, "cluster_not_found");
         return TN_FILTER_STOP;
     }
+    tn_wcluster_ref(r->wc); /* a cluster removed meanwhile stays for this request */
     r->cluster = tn_cluster_ref(r->wc->c);
     si->upstream_cluster = r->cluster->name;
     if (atomic_load(&r->cluster->rc_rq) >= r->cluster->thresholds[0].max_requests) {

@@ -33,7 +33,6 @@ struct tn_shadow {
     struct tn_shadow *next, **pprev;   /* the request's set; pprev NULL once detached */
     struct tn_shadow *wnext, **wpprev; /* the worker's live list, or its free list */
     struct tn_worker *w;
-    struct tn_wcluster *wc;
     struct tn_cluster *cluster; /* reference */
     struct tn_host *host;       /* reference */
     /* The head as the primary's head slices: head[0], then "-shadow" when
@@ -436,7 +435,6 @@ static void start_one(struct tn_mirror *m, struct tn_stream *s, const struct tn_
         tn_stat_inc(w->shard, hs->mirror_dropped);
         return;
     }
-    sh->wc = wc;
     sh->cluster = tn_cluster_ref(c);
     sh->st_dropped = hs->mirror_dropped;
     sh->st_failed = hs->mirror_failed;

@@ -31,10 +31,18 @@ snapshot() {
     for sn_ep in $3; do
         sn_eps="$sn_eps${sn_eps:+, }{endpoint: {address: {socket_address: {address: ${sn_ep%:*}, port_value: ${sn_ep##*:}}}}}"
     done
-    printf 'version: "%s"\nroutes:\n- {name: rc1, virtual_hosts: [{name: all, domains: ["*"], routes: [%s]}]}\nendpoints:\n- {cluster_name: svc, endpoints: [{lb_endpoints: [%s]}]}\n' \
-        "$1" "$2" "$sn_eps" >"$TN_TMP/snap.tmp"
+    printf 'version: "%s"\nroutes:\n- {name: rc1, virtual_hosts: [{name: all, domains: ["*"], routes: [%s]}]}\nendpoints:\n- {cluster_name: svc, endpoints: [{lb_endpoints: [%s]}]}\n%s' \
+        "$1" "$2" "$sn_eps" "${4:-}" >"$TN_TMP/snap.tmp"
     mv "$TN_TMP/snap.tmp" "$TN_TMP/snap.yaml"
 }
+# cds_static NAME PORT: a clusters: section with one STATIC cluster (for
+# snapshot's 4th argument); cds_eds NAME SERVICE PORT: an EDS cluster and its
+# assignment.
+cds_static() {
+    printf 'clusters:\n- {name: %s, type: STATIC, connect_timeout: 1s, load_assignment: {cluster_name: %s, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}}]}]}}\n' \
+        "$1" "$1" "$2"
+}
+TO_DYN='{match: {prefix: "/c"}, route: {cluster: dyn}}'
 TO_WEB='{match: {prefix: "/"}, route: {cluster: web}}'
 TEAPOT='{match: {prefix: "/"}, direct_response: {status: 418, body: {inline_string: teapot}}}'
 
@@ -53,6 +61,7 @@ node: {id: node-$2, cluster: tests}
 admin: {address: {socket_address: {address: 127.0.0.1, port_value: $admin}}}
 dynamic_resources:
   ads_config: {api_type: $2, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]}
+  cds_config: {ads: {}, $bs_to resource_api_version: V3}
 static_resources:
   listeners:
   - name: front
@@ -169,6 +178,8 @@ run() {
     check_match "$mode: config_dump: last_updated" '^20[0-9-]*T[0-9:.]*Z$' \
         "$(printf '%s' "$dump" | json_get configs.0.last_updated)"
     check "$mode: http.front.rds.rc1.update_success" 2 "$(stat http.front.rds.rc1.update_success)"
+    check "$mode: config_dump: an rds listener has no static route configuration" "[]" \
+        "$(curl -sS --max-time 5 "http://127.0.0.1:$admin/config_dump?resource=static_route_configs" | json_get configs)"
     snapshot v3 "$TO_WEB" "127.0.0.1:$oa"
     wait_until 10 is_who A
     check "$mode: route change back" 0 $?
@@ -208,6 +219,43 @@ run() {
     check "$mode: after the NACK the last good endpoints serve" A "$(who)"
     wait_until 3 stat_is cluster.web.update_rejected 1
     check "$mode: cluster.web.update_rejected" 1 "$(stat cluster.web.update_rejected)"
+
+    # clusters from CDS: added, changed, rejected, removed
+    cwho() {
+        cw=$(curl -sS --max-time 5 -w '\n%{http_code}' "http://127.0.0.1:$front/c" 2>/dev/null)
+        case $(printf '%s' "$cw" | tail -n1) in
+        200) printf '%s' "$cw" | sed '$d' | json_get name ;;
+        *) printf '%s' "$cw" | tail -n1 ;;
+        esac
+    }
+    is_cwho() { [ "$(cwho)" = "$1" ]; }
+    snapshot v8b "$TO_DYN, $TO_WEB" "127.0.0.1:$oa"
+    wait_until 10 is_cwho 503
+    check "$mode: a route to a cluster nobody defined: 503" 0 $?
+    snapshot v8c "$TO_DYN, $TO_WEB" "127.0.0.1:$oa" "$(cds_static dyn "$ob")"
+    wait_until 10 is_cwho B
+    check "$mode: CDS: a new cluster serves" 0 $?
+    wait_until 5 cp_has "ACK type=CDS version=v8c .*node=node-$api"
+    check "$mode: CDS: v8c ACKed" 0 $?
+    check "$mode: cluster_manager.cluster_added (2 static, 1 from CDS)" 3 "$(stat cluster_manager.cluster_added)"
+    check "$mode: cluster.dyn.upstream_rq_total counts" 1 "$(stat cluster.dyn.upstream_rq_total)"
+    dump=$(curl -sS --max-time 5 "http://127.0.0.1:$admin/config_dump?resource=dynamic_active_clusters")
+    check "$mode: config_dump: dynamic_active_clusters" "dyn v8c" \
+        "$(printf '%s' "$dump" | json_get configs.0.cluster.name) $(printf '%s' "$dump" | json_get configs.0.version_info)"
+    snapshot v8d "$TO_DYN, $TO_WEB" "127.0.0.1:$oa" "$(cds_static dyn "$oa")"
+    wait_until 10 is_cwho A
+    check "$mode: CDS: a changed cluster serves its new endpoints" 0 $?
+    check "$mode: cluster_manager.cluster_modified" 1 "$(stat cluster_manager.cluster_modified)"
+    snapshot v8e "$TO_DYN, $TO_WEB" "127.0.0.1:$oa" "$(cds_static dyn "$oa" | sed 's/connect_timeout: 1s/connect_timeout: 0s/')"
+    wait_until 10 cp_has "NACK type=CDS version=v8e .*error=Cluster 'dyn': connect_timeout: must be greater than 0"
+    check "$mode: CDS: a bad cluster NACKed with the field and reason" 0 $?
+    check "$mode: CDS: after the NACK the last good cluster serves" A "$(cwho)"
+    check "$mode: cluster_manager.cds.update_rejected" 1 "$(stat cluster_manager.cds.update_rejected)"
+    snapshot v8f "$TO_DYN, $TO_WEB" "127.0.0.1:$oa"
+    wait_until 10 is_cwho 503
+    check "$mode: CDS: a removed cluster: new requests get 503" 0 $?
+    check "$mode: cluster_manager.cluster_removed" 1 "$(stat cluster_manager.cluster_removed)"
+    check "$mode: CDS: the other routes still serve" A "$(who)"
 
     # the control plane goes away: tern keeps serving; it comes back: tern
     # reconnects, re-subscribes and takes the new config

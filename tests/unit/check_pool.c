@@ -100,6 +100,7 @@ static void setup_worker(int port, unsigned max_cx, unsigned max_pending)
     memset(&wc, 0, sizeof(wc));
     wc.c = cfg->clusters[0];
     wc.w = &w;
+    wc.refs = 1; /* the test's: pools add theirs */
 }
 
 static void start_origin(void)
@@ -131,6 +132,7 @@ static void finish(struct tn_hpool *p)
     uv_walk(&w.loop, walk_close, NULL);
     uv_run(&w.loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(uv_loop_close(&w.loop), 0);
+    ck_assert_uint_eq(wc.refs, 1); /* every pool gave its reference back */
     tn_config_unref(cfg);
 }
 
