@@ -1,14 +1,16 @@
 #!/bin/bash
-# bench/run.sh - load tern, nginx and HAProxy the same way with wrk and compare
-# throughput, latency and CPU time per request. See bench/README.md.
+# bench/run.sh - load tern, nginx, HAProxy and Varnish the same way with wrk and
+# compare throughput, latency and CPU time per request. See bench/README.md.
 #
-#   bench/run.sh [--install] [--only tern,nginx,haproxy,tern_mirror,nginx_mirror] [--help]
+#   bench/run.sh [--install] [--only tern,nginx,haproxy,tern_mirror,nginx_mirror,
+#                 tern_cache,nginx_cache,varnish] [--help]
 #
 # Environment (defaults in brackets):
 #   TERN         tern binary [REPO/build/tern]
 #   DURATION     wrk run per proxy [10s]     WARMUP   wrk warm-up [2s]
 #   CONNECTIONS  wrk connections [50]        THREADS  wrk threads [1]
 #   REQ_PATH     request path [/]
+#   CACHE_PATH   the cache rows' request path [/cached]
 #   PROXY_PORT   proxies' listen port [18000]  ORIGIN_PORT  origin [18001]
 #   MIRROR_PORT  the mirror rows' second origin [18002]
 #   ORIGIN_WORKERS  nginx origin workers [2]
@@ -24,6 +26,12 @@
 # The mirror rows (tern_mirror, nginx_mirror) also copy every request to a
 # second origin port of that nginx (tern: request_mirror_policies; nginx: its
 # `mirror` directive) and drop the copy's answer.
+# The cache rows (tern_cache, nginx_cache, varnish) request CACHE_PATH, which
+# the origin answers with Cache-Control: public, max-age=3600, through a
+# caching proxy (tern: the cache filter; nginx: proxy_cache; Varnish: varnishd
+# with its built-in VCL), so that every measured request is a cache hit; each
+# is checked to be one before measuring, and the origin's requests for
+# CACHE_PATH are counted around the measured run (expected: none).
 
 set -u
 
@@ -34,11 +42,13 @@ WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-1}
 REQ_PATH=${REQ_PATH:-/}
+CACHE_PATH=${CACHE_PATH:-/cached}
 PROXY_PORT=${PROXY_PORT:-18000}
 ORIGIN_PORT=${ORIGIN_PORT:-18001}
 MIRROR_PORT=${MIRROR_PORT:-18002}
 ORIGIN_WORKERS=${ORIGIN_WORKERS:-2}
-ONLY=tern,nginx,haproxy,tern_mirror,nginx_mirror
+ONLY=tern,nginx,haproxy,tern_mirror,nginx_mirror,tern_cache,nginx_cache,varnish
+ROWS=(tern nginx haproxy tern_mirror nginx_mirror tern_cache nginx_cache varnish)
 
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
@@ -48,8 +58,8 @@ while [ $# -gt 0 ]; do
     case $1 in
     --install)
         if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-        $SUDO apt-get install -y wrk nginx haproxy || {
-            $SUDO apt-get update && $SUDO apt-get install -y wrk nginx haproxy
+        $SUDO apt-get install -y wrk nginx haproxy varnish || {
+            $SUDO apt-get update && $SUDO apt-get install -y wrk nginx haproxy varnish
         } || exit 1
         ;;
     --only) ONLY=$2; shift ;;
@@ -69,6 +79,7 @@ PATH=$PATH:/usr/sbin:/sbin
 WRK=$(command -v wrk) || { say "wrk is missing (bench/run.sh --install, or apt-get install wrk)"; exit 1; }
 NGINX=$(command -v nginx) || NGINX=
 HAPROXY=$(command -v haproxy) || HAPROXY=
+VARNISHD=$(command -v varnishd) || VARNISHD=
 if [ -z "$NGINX" ]; then
     say "nginx is missing: it is also the origin (bench/run.sh --install, or apt-get install nginx)"
     exit 1
@@ -205,11 +216,25 @@ $body
 EOF
 }
 
+case $CACHE_PATH in
+/*[!A-Za-z0-9_./-]*|/) say "CACHE_PATH must be a path other than / of letters, digits and _ . / - ('$CACHE_PATH')"; exit 2 ;;
+/*) ;;
+*) say "CACHE_PATH must start with / ('$CACHE_PATH')"; exit 2 ;;
+esac
+# CACHE_PATH is the cache rows' own location: cacheable for an hour, and
+# logged, so that run.sh can count the requests that reach the origin while a
+# cache row is measured (the other rows' path stays unlogged and uncacheable).
+ORIGIN_CACHE_LOG=$WORK/origin/logs/cached.log
 nginx_conf "$WORK/origin" "$ORIGIN_WORKERS" "    server {
         listen 127.0.0.1:$ORIGIN_PORT reuseport;
         listen 127.0.0.1:$MIRROR_PORT reuseport;
         default_type text/plain;
         location / { return 200 \"hello\"; }
+        location = $CACHE_PATH {
+            access_log $ORIGIN_CACHE_LOG;
+            add_header Cache-Control \"public, max-age=3600\";
+            return 200 \"hello\";
+        }
     }"
 "${PIN_LOAD[@]}" "$NGINX" -e "$WORK/origin/logs/error.log" -p "$WORK/origin" -c "$WORK/origin/nginx.conf" \
     >"$WORK/origin/stdout" 2>&1 &
@@ -224,6 +249,15 @@ if [ "$(curl -s --max-time 5 "http://127.0.0.1:$ORIGIN_PORT$REQ_PATH")" != hello
     say "the nginx origin does not answer 'hello' on $REQ_PATH"
     exit 1
 fi
+case $(curl -s --max-time 5 -D - -o /dev/null "http://127.0.0.1:$ORIGIN_PORT$CACHE_PATH" | tr -d '\r') in
+*"Cache-Control: public, max-age=3600"*) ;;
+*) say "the nginx origin does not answer $CACHE_PATH with Cache-Control: public, max-age=3600"; exit 1 ;;
+esac
+
+# origin_cache_reqs: requests for CACHE_PATH the origin has answered so far.
+origin_cache_reqs() {
+    if [ -f "$ORIGIN_CACHE_LOG" ]; then wc -l <"$ORIGIN_CACHE_LOG" | tr -d ' '; else echo 0; fi
+}
 
 # ---- proxies -----------------------------------------------------------------
 
@@ -257,11 +291,22 @@ start_tern() {
     CPU_PIDS=("$PROXY_PID")
 }
 
-# start_nginx [mirror]: with "mirror", every request is also copied to the
-# second origin by nginx's mirror directive (a subrequest whose answer is
-# dropped), as tern_mirror does with request_mirror_policies.
+# start_nginx [mirror|cache]: with "mirror", every request is also copied to
+# the second origin by nginx's mirror directive (a subrequest whose answer is
+# dropped), as tern_mirror does with request_mirror_policies. With "cache",
+# responses are cached by proxy_cache (256 MiB, freshness from the origin's
+# Cache-Control, as tern_cache and Varnish take it) and X-Cache-Status tells a
+# hit from a miss.
 start_nginx() {
-    local mirror_loc= mirror_up=
+    local mirror_loc= mirror_up= cache_path= cache_loc=
+    if [ "${1:-}" = cache ]; then
+        # The worker (nobody, when nginx starts as root) opens the cache files
+        # by path: it must be able to pass through the work directory.
+        chmod 711 "$WORK"
+        cache_path="    proxy_cache_path $WORK/nginx/cache levels=1:2 keys_zone=bench:10m max_size=256m inactive=1h use_temp_path=off;"
+        cache_loc="proxy_cache bench;
+            add_header X-Cache-Status \$upstream_cache_status;"
+    fi
     if [ "${1:-}" = mirror ]; then
         mirror_up="    upstream mirror {
         server 127.0.0.1:$MIRROR_PORT;
@@ -283,10 +328,12 @@ start_nginx() {
         keepalive_timeout 300s;
     }
 $mirror_up
+$cache_path
     server {
         listen 127.0.0.1:$PROXY_PORT;
         location / {
             ${mirror_up:+mirror /__mirror;}
+            $cache_loc
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
@@ -313,6 +360,42 @@ start_tern_mirror() {
 
 start_nginx_mirror() {
     start_nginx mirror
+}
+
+start_tern_cache() {
+    start_tern tern-cache
+}
+
+start_nginx_cache() {
+    start_nginx cache
+}
+
+# varnishd in the foreground (-F) with the built-in VCL in front of the origin
+# (-b), 256 MiB of malloc storage, its state in the work directory. Run as
+# root, varnishd's default jail (unix) drops the worker process to the users
+# the Debian package creates (varnish, vcache); without them it is run with
+# -j none. Run as another user, varnishd picks no jail by itself. Its CPU time
+# is the manager's and the child's (the child serves the requests).
+start_varnish() {
+    if [ -z "$VARNISHD" ]; then
+        say "varnish: skipped, varnishd is not installed (bench/run.sh --install, or apt-get install varnish)"
+        return 1
+    fi
+    local jail=()
+    if [ "$(id -u)" -eq 0 ] && ! { id varnish && id vcache; } >/dev/null 2>&1; then
+        jail=(-j none)
+    fi
+    "${PIN_PROXY[@]}" "$VARNISHD" -F "${jail[@]}" -a "127.0.0.1:$PROXY_PORT" -b "127.0.0.1:$ORIGIN_PORT" \
+        -s malloc,256m -n "$WORK/varnish" >"$WORK/varnish.log" 2>&1 </dev/null &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    if ! wait_port "$PROXY_PORT" "$PROXY_PID" 30; then
+        say "varnish: did not start:"
+        tail -n 20 "$WORK/varnish.log" | sed 's/^/    /' >&2
+        stop "$PROXY_PID"
+        return 1
+    fi
+    read -r -a CPU_PIDS <<<"$(proc_tree "$PROXY_PID")"
 }
 
 start_haproxy() {
@@ -375,39 +458,94 @@ run_wrk() {
     stop "$pid"
 }
 
-declare -A RPS P50 P99 CPUS CPUREQ CPUPCT USERREQ ERRS
+declare -A RPS P50 P99 CPUS CPUREQ CPUPCT USERREQ ERRS ORIGIN_REQS
 RAN=()
 
+is_cache_row() {
+    case $1 in *_cache|varnish) return 0 ;; esac
+    return 1
+}
+
+# header NAME < HEADERS: the first value of header NAME (any case).
+header() {
+    awk -v n="$1" 'BEGIN { n = tolower(n) }
+        { sub(/\r$/, ""); i = index($0, ":")
+          if (i > 1 && tolower(substr($0, 1, i - 1)) == n) { v = substr($0, i + 1); sub(/^[ \t]+/, "", v); print v; exit } }'
+}
+
+# check_hit NAME URL: a second request for URL (the first filled the cache)
+# must come from the cache, as the proxy's own header says.
+check_hit() {
+    local name=$1 url=$2 size got hit=no
+    size=$(curl -s --max-time 5 -D "$WORK/$name.hit.headers" -o "$WORK/$name.hit.body" -w '%{size_header}' "$url")
+    case $name in
+    tern_cache)
+        got="X-Cache-Status: $(header x-cache-status <"$WORK/$name.hit.headers")"
+        [ "$got" = "X-Cache-Status: Hit" ] && hit=yes ;;
+    nginx_cache)
+        got="X-Cache-Status: $(header x-cache-status <"$WORK/$name.hit.headers")"
+        [ "$got" = "X-Cache-Status: HIT" ] && hit=yes ;;
+    varnish)
+        # a hit names two transactions: this request's and the one that
+        # fetched the object
+        got="X-Varnish: $(header x-varnish <"$WORK/$name.hit.headers")"
+        [[ $got =~ ^X-Varnish:\ [0-9]+\ [0-9]+$ ]] && hit=yes ;;
+    esac
+    if [ "$hit" != yes ] || [ "$(cat "$WORK/$name.hit.body")" != hello ]; then
+        say "$name: not benchmarked, the second request for $CACHE_PATH was not a cache hit ($got; body '$(head -c 200 "$WORK/$name.hit.body")'); its headers:"
+        sed 's/^/    /' "$WORK/$name.hit.headers" >&2
+        return 1
+    fi
+    say "$name: the second request is a cache hit ($got; response headers $size bytes)"
+}
+
 bench_one() {
-    local name=$1 out
+    local name=$1 out path=$REQ_PATH
+    is_cache_row "$name" && path=$CACHE_PATH
     say "$name: starting"
     if ! "start_$name"; then
         return
     fi
-    local body
-    body=$(curl -s --max-time 5 "http://127.0.0.1:$PROXY_PORT$REQ_PATH")
+    local body url="http://127.0.0.1:$PROXY_PORT$path"
+    body=$(curl -s --max-time 5 "$url")
     if [ "$body" != hello ]; then
         say "$name: not benchmarked, a request through it returned '${body:0:200}' instead of 'hello'"
-        [ "$name" = tern ] && tail -n 20 "$WORK/tern.log" 2>/dev/null | sed 's/^/    /' >&2
+        case $name in
+        tern*) tail -n 20 "$WORK/tern.log" 2>/dev/null | sed 's/^/    /' >&2 ;;
+        varnish) tail -n 20 "$WORK/varnish.log" 2>/dev/null | sed 's/^/    /' >&2 ;;
+        esac
         stop "$PROXY_PID"
         return
     fi
-    local url="http://127.0.0.1:$PROXY_PORT$REQ_PATH"
+    if is_cache_row "$name" && ! check_hit "$name" "$url"; then
+        stop "$PROXY_PID"
+        return
+    fi
     if [ "$(seconds "$WARMUP")" != 0 ]; then
         run_wrk "$WORK/$name.warmup" -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url"
     fi
     # The CPU sample covers exactly the wrk run (process list re-read: nginx
     # may have replaced a worker).
     read -r -a CPU_PIDS <<<"$(proc_tree "$PROXY_PID")"
-    local t0 t1 u0 u1
+    local t0 t1 u0 u1 o0 o1
+    o0=$(origin_cache_reqs)
     t0=$(cpu_ticks "${CPU_PIDS[@]}")
     u0=$(user_ticks "${CPU_PIDS[@]}")
     run_wrk "$WORK/$name.wrk" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url"
     t1=$(cpu_ticks "${CPU_PIDS[@]}")
     u1=$(user_ticks "${CPU_PIDS[@]}")
+    o1=$(origin_cache_reqs)
     if ! kill -0 "$PROXY_PID" 2>/dev/null; then
         say "$name: died during the run"
-        [ "$name" = tern ] && tail -n 20 "$WORK/tern.log" | sed 's/^/    /' >&2
+        case $name in
+        tern*) tail -n 20 "$WORK/tern.log" | sed 's/^/    /' >&2 ;;
+        varnish) tail -n 20 "$WORK/varnish.log" | sed 's/^/    /' >&2 ;;
+        esac
+    fi
+    if is_cache_row "$name"; then
+        ORIGIN_REQS[$name]=$((o1 - o0))
+        [ "$((o1 - o0))" -eq 0 ] ||
+            say "$name: WARNING: $((o1 - o0)) requests for $CACHE_PATH reached the origin during the measured run: not all were cache hits"
     fi
     stop "$PROXY_PID"
     sleep 0.5
@@ -438,8 +576,11 @@ bench_one() {
     say "$name: $rps req/s, ${CPUREQ[$name]} cpu us/req"
 }
 
-say "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP) on http://127.0.0.1:$PROXY_PORT$REQ_PATH; origin: nginx x$ORIGIN_WORKERS on :$ORIGIN_PORT; $PIN_NOTE"
-for name in tern nginx haproxy tern_mirror nginx_mirror; do
+say "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP) on http://127.0.0.1:$PROXY_PORT$REQ_PATH (cache rows: $CACHE_PATH); origin: nginx x$ORIGIN_WORKERS on :$ORIGIN_PORT; $PIN_NOTE"
+for name in ${ONLY//,/ }; do
+    case " ${ROWS[*]} " in *" $name "*) ;; *) say "--only: no row '$name' (rows: ${ROWS[*]})" ;; esac
+done
+for name in "${ROWS[@]}"; do
     case ",$ONLY," in *",$name,"*) bench_one "$name" ;; esac
 done
 
@@ -478,5 +619,19 @@ fi
 if [ -n "${CPUREQ[tern_mirror]:-}" ] && [ -n "${CPUREQ[nginx_mirror]:-}" ]; then
     awk -v a="${CPUREQ[tern_mirror]}" -v b="${CPUREQ[nginx_mirror]}" -v ra="${RPS[tern_mirror]}" -v rb="${RPS[nginx_mirror]}" \
         'BEGIN { printf "tern_mirror/nginx_mirror cpu us/req %.2f   req/s %.2f\n", (b > 0 ? a / b : 0), (rb > 0 ? ra / rb : 0) }'
+fi
+if [ -n "${CPUREQ[tern_cache]:-}" ]; then
+    for peer in nginx_cache varnish; do
+        [ -n "${CPUREQ[$peer]:-}" ] || continue
+        awk -v a="${CPUREQ[tern_cache]}" -v b="${CPUREQ[$peer]}" -v p="$peer" -v ra="${RPS[tern_cache]}" -v rb="${RPS[$peer]}" \
+            'BEGIN { printf "tern_cache/%-11s cpu us/req %.2f   req/s %.2f\n", p, (b > 0 ? a / b : 0), (rb > 0 ? ra / rb : 0) }'
+    done
+fi
+if [ ${#ORIGIN_REQS[@]} -gt 0 ]; then
+    line="origin requests for $CACHE_PATH during the measured run (0: all hits):"
+    for name in "${RAN[@]}"; do
+        [ -n "${ORIGIN_REQS[$name]:-}" ] && line="$line $name ${ORIGIN_REQS[$name]}"
+    done
+    echo "$line"
 fi
 exit 0
