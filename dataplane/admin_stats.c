@@ -10,8 +10,50 @@
 /* The stats a request selects (?filter, ?usedonly), in the page's order. */
 struct selection {
     const struct tn_stat **v;
-    size_t n;
+    size_t n, cap;
+    struct tn_pool pool; /* the per-status-code stats named for this page */
 };
+
+static int sel_add(struct selection *sel, const struct tn_stat *s)
+{
+    if (sel->n == sel->cap) {
+        size_t cap = sel->cap ? sel->cap * 2 : 64;
+        const struct tn_stat **v = realloc(sel->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        sel->v = v;
+        sel->cap = cap;
+    }
+    sel->v[sel->n++] = s;
+    return 0;
+}
+
+/* The written codes of a block, each as a stat of its own. */
+static int sel_add_codes(struct selection *sel, const struct tn_stats *st, const struct tn_stat *block,
+                         struct pcre2_real_code_8 *re)
+{
+    for (unsigned code = 100; code < 100u + block->n_codes; code++) {
+        struct tn_stat probe = {.slot = block->slot + (code - 100), .kind = TN_STAT_COUNTER};
+        if (!tn_stats_used(st, &probe))
+            continue;
+        struct tn_stat *s = tn_pool_alloc(&sel->pool, sizeof(*s));
+        size_t nl = strlen(block->name) + 8, ll = strlen(block->labels) + 32;
+        char *name = tn_pool_alloc(&sel->pool, nl), *labels = tn_pool_alloc(&sel->pool, ll);
+        if (s == NULL || name == NULL || labels == NULL)
+            return -1;
+        tn_stats_code_stat(block, code, s, name, nl, labels, ll);
+        if ((re == NULL || tn_regex_match(re, s->name, strlen(s->name))) && sel_add(sel, s))
+            return -1;
+    }
+    return 0;
+}
+
+static void sel_dispose(struct selection *sel)
+{
+    free(sel->v);
+    sel->v = NULL;
+    tn_pool_dispose(&sel->pool);
+}
 
 static int by_name(const void *a, const void *b)
 {
@@ -43,20 +85,22 @@ static int select_stats(struct tn__admin_req *r, struct selection *sel, int (*or
     int rc = 0;
 
     tn_pool_init(&pool);
+    tn_pool_init(&sel->pool);
     tn_err_init(&err);
     sel->n = 0;
-    sel->v = malloc((st->n ? st->n : 1) * sizeof(*sel->v));
-    if (sel->v == NULL) {
-        rc = 500;
-    } else if (filter && *filter && (re = tn_regex_compile(&pool, filter, false, &err)) == NULL) {
+    if (filter && *filter && (re = tn_regex_compile(&pool, filter, false, &err)) == NULL) {
         tn_buf_printf(r->body, "Invalid re2 regex: %s\n", err.msg);
         rc = 400;
     }
     for (size_t i = 0; rc == 0 && i < st->n; i++) {
         const struct tn_stat *s = &st->v[i];
-        if ((re == NULL || tn_regex_match(re, s->name, strlen(s->name))) &&
-            (!(used_only || s->lazy) || tn_stats_used(st, s)))
-            sel->v[sel->n++] = s;
+        if (s->n_codes) {
+            if (sel_add_codes(sel, st, s, re))
+                rc = 500;
+        } else if ((re == NULL || tn_regex_match(re, s->name, strlen(s->name))) &&
+                   (!(used_only || s->lazy) || tn_stats_used(st, s)) && sel_add(sel, s)) {
+            rc = 500;
+        }
     }
     if (rc == 0)
         qsort(sel->v, sel->n, sizeof(*sel->v), order);
@@ -153,7 +197,8 @@ static void stats_json(struct tn__admin_req *r, const struct selection *sel)
         /* Envoy's shape: {"histograms": {"supported_quantiles": [...],
          * "computed_quantiles": [{"name", "values": [{"interval",
          * "cumulative"}, ...]}]}}, null where there is no value */
-        tn_buf_adds(r->body, first ? "{\"histograms\":{\"supported_quantiles\":[" : ",{\"histograms\":{\"supported_quantiles\":[");
+        tn_buf_adds(r->body, first ? "{\"histograms\":{\"supported_quantiles\":["
+                                   : ",{\"histograms\":{\"supported_quantiles\":[");
         for (size_t q = 0; q < N_QUANTILES; q++)
             tn_buf_printf(r->body, q ? ",%g" : "%g", quantiles[q]);
         tn_buf_adds(r->body, "],\"computed_quantiles\":[");
@@ -208,7 +253,7 @@ int tn__admin_stats(struct tn__admin_req *r)
             stats_text(r, &sel);
         }
     }
-    free(sel.v);
+    sel_dispose(&sel);
     return rc;
 }
 
@@ -275,6 +320,6 @@ int tn__admin_prometheus(struct tn__admin_req *r)
                 prom_sample(r, s);
         }
     }
-    free(sel.v);
+    sel_dispose(&sel);
     return rc;
 }

@@ -181,15 +181,7 @@ int tn_dp_stats_register_cluster(struct tn_stats *st, struct tn_cluster *c)
     if (add_rows(st, TN_SCOPE_CLUSTER, c->stat_name, cluster_rows, sizeof(cluster_rows) / sizeof(cluster_rows[0]),
                  &c->stats))
         return -1;
-    /* a cluster of a name seen before takes the same slots (its codes too:
-     * they follow upstream_rq_100) */
-    char name[512];
-    snprintf(name, sizeof(name), "cluster.%s.upstream_rq_100", c->stat_name);
-    uint32_t have = tn_stats_slot(st, name);
-    if (have != UINT32_MAX) {
-        c->stats.upstream_rq_code = have;
-        return 0;
-    }
+    /* a cluster of a name seen before takes the same slots */
     c->stats.upstream_rq_code = tn_stats_add_codes(st, TN_SCOPE_CLUSTER, c->stat_name, "upstream_rq");
     return c->stats.upstream_rq_code == UINT32_MAX ? -1 : 0;
 }

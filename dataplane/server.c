@@ -39,6 +39,9 @@ struct tn_server {
     int *fds; /* [worker][listener] */
     struct tn_route_table **rds; /* latest per cfg->rds_names[i] (references, NULL until it comes) */
     bool clusters_ready, xds_ready; /* workers start when both are */
+    struct tn__cluster_hosts *warm;  /* clusters from CDS warmed this iteration (references) */
+    size_t n_warm, cap_warm;
+    uv_timer_t warm_timer;
     uv_signal_t sigterm, sigint, sigusr1;
     uv_timer_t drain_timer;
     uv_async_t drained_async;
@@ -342,8 +345,29 @@ static void on_cluster_removed(void *arg, struct tn_cluster *c)
             tn__worker_post_clusters(srv->workers[w], NULL, 0, &c, 1);
 }
 
+/* Hands the clusters that warmed during this loop iteration to the workers
+ * in one message (a push of thousands sorts each worker's map once). */
+static void on_warm_flush(uv_timer_t *t)
+{
+    struct tn_server *srv = t->data;
+    size_t n = 0;
+    for (size_t i = 0; i < srv->n_warm; i++) {
+        struct tn_cluster *c = srv->warm[i].c;
+        if (tn_cm_ready(srv->cm, c)) /* not replaced or removed meanwhile */
+            srv->warm[n++] = (struct tn__cluster_hosts){c, tn_cm_hosts(srv->cm, c->name)};
+        else
+            tn_cluster_unref(c);
+    }
+    for (unsigned w = 0; n && w < srv->opts.concurrency; w++)
+        tn__worker_post_clusters(srv->workers[w], srv->warm, n, NULL, 0);
+    for (size_t i = 0; i < n; i++)
+        tn_cluster_unref(srv->warm[i].c);
+    srv->n_warm = 0;
+}
+
 /* A cluster from CDS has warmed: the workers take it (replacing the one of
- * its name); before they run, start_workers hands them all at once. */
+ * its name) at the end of this iteration; before they run, start_workers
+ * hands them all at once. */
 static void on_cluster_warm(void *arg, struct tn_cluster *c)
 {
     struct tn_server *srv = arg;
@@ -351,9 +375,19 @@ static void on_cluster_warm(void *arg, struct tn_cluster *c)
         start_workers(srv);
         return;
     }
-    struct tn__cluster_hosts add = {c, tn_cm_hosts(srv->cm, c->name)};
-    for (unsigned w = 0; w < srv->opts.concurrency; w++)
-        tn__worker_post_clusters(srv->workers[w], &add, 1, NULL, 0);
+    if (srv->n_warm == srv->cap_warm) {
+        size_t cap = srv->cap_warm ? srv->cap_warm * 2 : 64;
+        struct tn__cluster_hosts *v = realloc(srv->warm, cap * sizeof(*v));
+        if (v == NULL) {
+            TN_LOG(TN_LOG_ERROR, upstream, "out of memory handing cluster %s to the workers", c->name);
+            return;
+        }
+        srv->warm = v;
+        srv->cap_warm = cap;
+    }
+    srv->warm[srv->n_warm++] = (struct tn__cluster_hosts){tn_cluster_ref(c), NULL};
+    if (srv->n_warm == 1)
+        uv_timer_start(&srv->warm_timer, on_warm_flush, 0, 0);
 }
 
 /* Every cluster has its hosts (or gave up waiting for them). */
@@ -427,6 +461,10 @@ static void stop(struct tn_server *srv)
     uv_close((uv_handle_t *)&srv->stats_timer, NULL);
     uv_close((uv_handle_t *)&srv->cache_timer, NULL);
     uv_close((uv_handle_t *)&srv->cache_soon, NULL);
+    uv_close((uv_handle_t *)&srv->warm_timer, NULL);
+    for (size_t i = 0; i < srv->n_warm; i++)
+        tn_cluster_unref(srv->warm[i].c);
+    srv->n_warm = 0;
     tn_cache_set_waker(NULL, NULL);
     if (srv->admin)
         tn_admin_close(srv->admin);
@@ -623,6 +661,8 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     srv.cache_timer.data = &srv;
     uv_timer_start(&srv.cache_timer, on_cache_timer, 100, 100);
     uv_timer_init(srv.loop, &srv.cache_soon);
+    uv_timer_init(srv.loop, &srv.warm_timer);
+    srv.warm_timer.data = &srv;
     uv_async_init(srv.loop, &srv.cache_async, on_cache_async);
     srv.cache_async.data = &srv;
     uv_unref((uv_handle_t *)&srv.cache_async); /* closed once the workers, who kick it, are gone */
@@ -672,6 +712,7 @@ out:
     for (size_t i = 0; srv.rds && i < cfg->n_rds; i++)
         tn_route_table_unref(srv.rds[i]);
     free(srv.rds);
+    free(srv.warm);
     free(srv.fds);
     free(srv.worker_shards);
     tn_stats_dispose(&srv.stats);

@@ -1,7 +1,8 @@
-#define _GNU_SOURCE /* hsearch_r */
+#define _GNU_SOURCE /* tdestroy */
 #include "dataplane/stats.h"
 
 #include <search.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,45 +15,51 @@ void tn_stats_init(struct tn_stats *st)
     memset(st, 0, sizeof(*st));
 }
 
-static void index_free(struct tn_stats *st)
+/* Stat names carry their stat's index in front, so the name index (a glibc
+ * tsearch tree of name pointers: the names do not move when st->v grows)
+ * leads back to the stat. */
+struct named {
+    uint32_t index;
+    char name[];
+};
+
+static char *name_new(const char *s, uint32_t index)
 {
-    if (st->index) {
-        hdestroy_r(st->index);
-        free(st->index);
-    }
-    st->index = NULL;
-    st->index_cap = 0;
+    size_t n = strlen(s);
+    struct named *x = malloc(sizeof(*x) + n + 1);
+    if (x == NULL)
+        return NULL;
+    x->index = index;
+    memcpy(x->name, s, n + 1);
+    return x->name;
 }
 
-/* (Re)builds the name index with room for twice the stats there are. */
-static int index_grow(struct tn_stats *st)
+static struct named *named_of(const char *name)
 {
-    index_free(st);
-    size_t cap = st->n * 2 + 1024;
-    struct hsearch_data *h = calloc(1, sizeof(*h));
-    if (h == NULL || hcreate_r(cap, h) == 0) {
-        free(h);
-        return -1;
-    }
-    st->index = h;
-    st->index_cap = cap;
-    for (size_t i = 0; i < st->n; i++) {
-        ENTRY e = {.key = st->v[i].name, .data = (void *)(uintptr_t)i}, *found;
-        if (hsearch_r(e, ENTER, &found, h) == 0) {
-            index_free(st);
-            return -1;
-        }
-    }
-    return 0;
+    return (struct named *)(name - offsetof(struct named, name));
+}
+
+static void name_free(char *name)
+{
+    if (name)
+        free(named_of(name));
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void no_free(void *p)
+{
+    (void)p;
 }
 
 /* The stat named `name`, or NULL. */
 static const struct tn_stat *find(struct tn_stats *st, const char *name)
 {
-    ENTRY e = {.key = (char *)name}, *found = NULL;
-    if (st->index == NULL || hsearch_r(e, FIND, &found, st->index) == 0 || found == NULL)
-        return NULL;
-    return &st->v[(uintptr_t)found->data];
+    void *const *p = tfind(name, &st->index, cmp_names);
+    return p ? &st->v[named_of(*p)->index] : NULL;
 }
 
 void tn_stats_reserve(struct tn_stats *st, uint32_t slots)
@@ -62,9 +69,10 @@ void tn_stats_reserve(struct tn_stats *st, uint32_t slots)
 
 void tn_stats_dispose(struct tn_stats *st)
 {
-    index_free(st);
+    tdestroy(st->index, no_free);
+    st->index = NULL;
     for (size_t i = 0; i < st->n; i++) {
-        free(st->v[i].name);
+        name_free(st->v[i].name);
         free(st->v[i].prom_name);
         free(st->v[i].labels);
     }
@@ -151,7 +159,7 @@ static void code_tag(const char *name, char *base, size_t cap, char *lab, size_t
 }
 
 static uint32_t add_named(struct tn_stats *st, const char *full, const char *prom, const char *labels,
-                          enum tn_stat_kind kind, bool lazy);
+                          enum tn_stat_kind kind, bool lazy, uint16_t n_codes);
 
 static uint32_t add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
                     enum tn_stat_kind kind, bool lazy, bool dedupe)
@@ -176,17 +184,15 @@ static uint32_t add(struct tn_stats *st, enum tn_stat_scope scope, const char *s
     if (word)
         label(scopelab, sizeof(scopelab), scope_tag(scope), scope_value);
     snprintf(labels, sizeof(labels), "%s%s%s", codelab, codelab[0] && scopelab[0] ? "," : "", scopelab);
-    return add_named(st, full, prom, labels, kind, lazy);
+    return add_named(st, full, prom, labels, kind, lazy, 0);
 }
 
 static uint32_t add_named(struct tn_stats *st, const char *full, const char *prom, const char *labels,
-                          enum tn_stat_kind kind, bool lazy)
+                          enum tn_stat_kind kind, bool lazy, uint16_t n_codes)
 {
-    uint32_t need = kind == TN_STAT_HISTOGRAM ? TN_HIST_SLOTS : 1;
+    uint32_t need = n_codes ? n_codes : kind == TN_STAT_HISTOGRAM ? TN_HIST_SLOTS : 1;
     if (st->n_shards && st->n_slots + need > st->cap_slots)
         return UINT32_MAX; /* the shards are full */
-    if ((st->index == NULL || st->n + 1 > st->index_cap * 7 / 10) && index_grow(st))
-        return UINT32_MAX;
     if (st->n == st->cap) {
         size_t cap = st->cap ? st->cap * 2 : 64;
         struct tn_stat *v = realloc(st->v, cap * sizeof(*v));
@@ -196,24 +202,19 @@ static uint32_t add_named(struct tn_stats *st, const char *full, const char *pro
         st->cap = cap;
     }
     struct tn_stat *s = &st->v[st->n];
-    s->name = strdup(full);
+    s->name = name_new(full, (uint32_t)st->n);
     s->prom_name = strdup(prom);
     s->labels = strdup(labels);
-    if (s->name == NULL || s->prom_name == NULL || s->labels == NULL) {
-        free(s->name);
-        free(s->prom_name);
-        free(s->labels);
-        return UINT32_MAX;
-    }
-    ENTRY e = {.key = s->name, .data = (void *)(uintptr_t)st->n}, *found;
-    if (hsearch_r(e, ENTER, &found, st->index) == 0) {
-        free(s->name);
+    if (s->name == NULL || s->prom_name == NULL || s->labels == NULL ||
+        tsearch(s->name, &st->index, cmp_names) == NULL) {
+        name_free(s->name);
         free(s->prom_name);
         free(s->labels);
         return UINT32_MAX;
     }
     s->kind = kind;
     s->lazy = lazy;
+    s->n_codes = n_codes;
     s->slot = st->n_slots;
     st->n_slots += need;
     st->n++;
@@ -247,24 +248,35 @@ uint32_t tn_stats_add_tagged(struct tn_stats *st, const char *name, const char *
         label(one, sizeof(one), tags[i], tags[i + 1]);
         snprintf(labels + n, sizeof(labels) - n, "%s%s", n ? "," : "", one);
     }
-    return add_named(st, name, prom, labels, kind, false);
+    return add_named(st, name, prom, labels, kind, false, 0);
 }
 
 uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *prefix)
 {
-    uint32_t first = UINT32_MAX;
-    for (int code = 100; code < 600; code++) {
-        char name[256];
-        snprintf(name, sizeof(name), "%s_%d", prefix, code);
-        /* one registration per scope value: no name can repeat, and a search
-         * would make registering clusters quadratic */
-        uint32_t slot = add(st, scope, scope_value, name, TN_STAT_COUNTER, true, false);
-        if (slot == UINT32_MAX || (first != UINT32_MAX && slot != first + (uint32_t)(code - 100)))
-            return UINT32_MAX;
-        if (first == UINT32_MAX)
-            first = slot;
-    }
-    return first;
+    /* one entry for the 500 counters: readers name each one they list */
+    char full[512], prom[512], labels[320];
+    const char *word = scope_word(scope);
+    snprintf(full, sizeof(full), "%s.%s.%s", word, scope_value, prefix);
+    const struct tn_stat *have = find(st, full);
+    if (have)
+        return have->n_codes ? have->slot : UINT32_MAX;
+    snprintf(prom, sizeof(prom), "envoy_%s_%s", word, prefix);
+    sanitize(prom);
+    label(labels, sizeof(labels), scope_tag(scope), scope_value);
+    return add_named(st, full, prom, labels, TN_STAT_COUNTER, true, TN_STAT_CODES);
+}
+
+void tn_stats_code_stat(const struct tn_stat *block, unsigned code, struct tn_stat *out, char *name, size_t name_cap,
+                        char *labels, size_t labels_cap)
+{
+    snprintf(name, name_cap, "%s_%u", block->name, code);
+    snprintf(labels, labels_cap, "envoy_response_code=\"%u\"%s%s", code, block->labels[0] ? "," : "", block->labels);
+    *out = (struct tn_stat){.name = name,
+                            .prom_name = block->prom_name,
+                            .labels = labels,
+                            .kind = TN_STAT_COUNTER,
+                            .slot = block->slot + (code - 100),
+                            .lazy = true};
 }
 
 _Atomic uint64_t *tn_stats_shard(struct tn_stats *st)
@@ -330,7 +342,7 @@ void tn_stats_histogram(const struct tn_stats *st, const struct tn_stat *s, uint
 
 bool tn_stats_used(const struct tn_stats *st, const struct tn_stat *s)
 {
-    uint32_t n = s->kind == TN_STAT_HISTOGRAM ? TN_HIST_SLOTS : 1;
+    uint32_t n = s->n_codes ? s->n_codes : s->kind == TN_STAT_HISTOGRAM ? TN_HIST_SLOTS : 1;
     for (uint32_t i = 0; i < n; i++)
         for (size_t k = 0; k < st->n_shards; k++)
             if (atomic_load_explicit(&st->shards[k][s->slot + i], memory_order_relaxed))
@@ -344,5 +356,6 @@ void tn_stats_reset_counters(struct tn_stats *st)
         return;
     for (size_t i = 0; i < st->n; i++)
         if (st->v[i].kind == TN_STAT_COUNTER)
-            st->reset_base[st->v[i].slot] = sum_slot(st, st->v[i].slot);
+            for (uint32_t k = 0; k < (st->v[i].n_codes ? st->v[i].n_codes : 1u); k++)
+                st->reset_base[st->v[i].slot + k] = sum_slot(st, st->v[i].slot + k);
 }

@@ -46,7 +46,11 @@ struct tn_stat {
     enum tn_stat_kind kind;
     uint32_t slot; /* first value slot: 1 for counters/gauges, TN_HIST_SLOTS for histograms */
     bool lazy;     /* listed only once written, as Envoy creates such stats on first use */
+    uint16_t n_codes; /* TN_STAT_CODES for a block of per-status-code counters (tn_stats_add_codes), else 0 */
 };
+
+/* Codes 100..599: one slot each. */
+#define TN_STAT_CODES 500
 
 /* A histogram takes one slot per bucket, one for +Inf, the count and the sum. */
 #define TN_HIST_SLOTS (TN_HIST_BUCKETS + 3)
@@ -57,8 +61,7 @@ struct tn_stats {
     uint32_t n_slots;
     uint32_t cap_slots; /* what each shard holds: stats may be added until it is reached */
     uint32_t reserve;   /* slots to reserve beyond the first shard's registrations (tn_stats_reserve) */
-    void *index;        /* name -> stat (a glibc hsearch table) */
-    size_t index_cap;
+    void *index;        /* name -> stat (a glibc tsearch tree) */
     /* Shards registered for reading (the main thread's own and the workers'). */
     _Atomic uint64_t **shards;
     size_t n_shards, shards_cap;
@@ -77,6 +80,11 @@ void tn_stats_dispose(struct tn_stats *st);
 uint32_t tn_stats_add(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value, const char *name,
                       enum tn_stat_kind kind);
 
+/* Code `code` of a block as a stat of its own (for readers): out points into
+ * name and labels. */
+void tn_stats_code_stat(const struct tn_stat *block, unsigned code, struct tn_stat *out, char *name, size_t name_cap,
+                        char *labels, size_t labels_cap);
+
 /* The slot of the stat named `name`, or UINT32_MAX. */
 uint32_t tn_stats_slot(struct tn_stats *st, const char *name);
 
@@ -89,8 +97,10 @@ uint32_t tn_stats_add_tagged(struct tn_stats *st, const char *name, const char *
 
 /* Envoy's per-status-code counters "<prefix>_100" .. "<prefix>_599"
  * (cluster.<name>.upstream_rq_503; Prometheus envoy_response_code="503"),
- * registered at once and listed only once written. Returns the slot of
- * code 100; code c is that + (c - 100). UINT32_MAX when out of memory. */
+ * registered at once as one block entry (named "<scope>.<value>.<prefix>")
+ * and listed only once written. Returns the slot of code 100; code c is that
+ * + (c - 100). UINT32_MAX when out of memory. A block registered before is
+ * found. */
 uint32_t tn_stats_add_codes(struct tn_stats *st, enum tn_stat_scope scope, const char *scope_value,
                             const char *prefix);
 

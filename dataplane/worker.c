@@ -97,9 +97,10 @@ static int cmp_wcluster(const void *a, const void *b)
     return strcmp(x->c->name, y->c->name);
 }
 
-static size_t cluster_pos(struct tn_worker *w, const char *name, bool *found)
+/* Where name is, or would go, among the first n (sorted) clusters. */
+static size_t cluster_pos_in(struct tn_worker *w, size_t n, const char *name, bool *found)
 {
-    size_t lo = 0, hi = w->n_clusters;
+    size_t lo = 0, hi = n;
     *found = false;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -114,6 +115,11 @@ static size_t cluster_pos(struct tn_worker *w, const char *name, bool *found)
             lo = mid + 1;
     }
     return lo;
+}
+
+static size_t cluster_pos(struct tn_worker *w, const char *name, bool *found)
+{
+    return cluster_pos_in(w, w->n_clusters, name, found);
 }
 
 struct tn_wcluster *tn_worker_cluster(struct tn_worker *w, const char *name)
@@ -181,6 +187,23 @@ static void apply_clusters(struct tn_worker *w, const struct tn_msg *m)
         w->clusters = v;
         w->cap_clusters = cap;
     }
+    if (m->n_add == 1) { /* the common case: one sorted insertion */
+        struct tn_wcluster *wc = wcluster_new(w, m->add[0].c, m->add[0].set);
+        if (wc == NULL) {
+            TN_LOG(TN_LOG_ERROR, upstream, "worker %u: out of memory adding cluster %s", w->id, m->add[0].c->name);
+            return;
+        }
+        size_t k = cluster_pos(w, wc->c->name, &found);
+        if (found) {
+            wcluster_drop(w->clusters[k]);
+            w->clusters[k] = wc;
+            return;
+        }
+        memmove(&w->clusters[k + 1], &w->clusters[k], (w->n_clusters - k) * sizeof(*w->clusters));
+        w->clusters[k] = wc;
+        w->n_clusters++;
+        return;
+    }
     size_t sorted = w->n_clusters;
     for (size_t i = 0; i < m->n_add; i++) {
         struct tn_wcluster *wc = wcluster_new(w, m->add[i].c, m->add[i].set);
@@ -188,8 +211,8 @@ static void apply_clusters(struct tn_worker *w, const struct tn_msg *m)
             TN_LOG(TN_LOG_ERROR, upstream, "worker %u: out of memory adding cluster %s", w->id, m->add[i].c->name);
             continue;
         }
-        size_t k = cluster_pos(w, wc->c->name, &found); /* among the sorted ones */
-        if (found && k < sorted) {
+        size_t k = cluster_pos_in(w, sorted, wc->c->name, &found);
+        if (found) {
             wcluster_drop(w->clusters[k]);
             w->clusters[k] = wc;
         } else {

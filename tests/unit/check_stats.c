@@ -119,7 +119,16 @@ START_TEST(reserve_after_shards)
     tn_stat_inc(s1, codes + (503 - 100));
     tn_stat_inc(s1, a);
     ck_assert_uint_eq(tn_stats_value(&st, find(&st, "cluster.new.upstream_rq_total")), 3);
-    ck_assert_uint_eq(tn_stats_value(&st, find(&st, "cluster.new.upstream_rq_503")), 1);
+    const struct tn_stat *block = find(&st, "cluster.new.upstream_rq");
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(block->n_codes, TN_STAT_CODES);
+    struct tn_stat c503;
+    char name[128], labels[128];
+    tn_stats_code_stat(block, 503, &c503, name, sizeof(name), labels, sizeof(labels));
+    ck_assert_str_eq(c503.name, "cluster.new.upstream_rq_503");
+    ck_assert_str_eq(c503.labels, "envoy_response_code=\"503\",envoy_cluster_name=\"new\"");
+    ck_assert_uint_eq(tn_stats_value(&st, &c503), 1);
+    ck_assert_uint_eq(tn_stats_add_codes(&st, TN_SCOPE_CLUSTER, "new", "upstream_rq"), codes); /* found again */
     ck_assert_uint_eq(tn_stats_value(&st, find(&st, "a")), 1);
     tn_stats_reset_counters(&st);
     ck_assert_uint_eq(tn_stats_value(&st, find(&st, "cluster.new.upstream_rq_total")), 0);
