@@ -94,16 +94,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     tn_outq_flusher_init(&w.flusher, &w.loop);
     w.cfg = cfg;
     w.rng = 42;
-    w.n_clusters = 1;
+    static struct tn_wcluster wc; /* the map's reference is never dropped */
+    w.n_clusters = w.cap_clusters = 1;
     w.clusters = calloc(1, sizeof(*w.clusters));
-    w.clusters[0].c = cfg->clusters[0];
-    w.clusters[0].w = &w;
-    tn_lb_state_init(&w.clusters[0].lb, 1);
+    wc.c = cfg->clusters[0];
+    wc.w = &w;
+    wc.refs = 1;
+    tn_lb_state_init(&wc.lb, 1);
+    w.clusters[0] = &wc;
     const struct tn_endpoint *ep = &cfg->clusters[0]->endpoints->endpoints[0];
     struct tn_host *h = tn_host_new((const struct sockaddr *)&ep->addr.sa, sizeof(struct sockaddr_in), NULL, 1, 0);
     struct tn_host_set *set = tn_host_set_new(&h, 1, cfg->clusters[0]);
     tn_host_unref(h);
-    tn__worker_set_hosts(&w.clusters[0], set);
+    tn__worker_set_hosts(&wc, set);
     wl.l = cfg->listeners[0];
     wl.w = &w;
     return 0;
