@@ -627,7 +627,7 @@ if [ -n "${CPUREQ[tern_cache]:-}" ]; then
             'BEGIN { printf "tern_cache/%-11s cpu us/req %.2f   req/s %.2f\n", p, (b > 0 ? a / b : 0), (rb > 0 ? ra / rb : 0) }'
     done
 fi
-if [ ${#ORIGIN_REQS[@]} -gt 0 ]; then
+if [ -n "${ORIGIN_REQS[*]+set}" ]; then  # an empty array reads as unset under set -u
     line="origin requests for $CACHE_PATH during the measured run (0: all hits):"
     for name in "${RAN[@]}"; do
         [ -n "${ORIGIN_REQS[$name]:-}" ] && line="$line $name ${ORIGIN_REQS[$name]}"
