@@ -858,12 +858,11 @@ void tn_cm_set_warm_cb(struct tn_cm *cm, tn_cm_warm_cb cb)
     cm->warm_cb = cb;
 }
 
-/* Stops everything of cc and frees it once its handles are closed. */
-static void cc_remove(struct cm_cluster *cc)
+/* Cancels cc's lookups (one already running on the pool cannot be; its
+ * callback sees the cluster removed or the manager closing and only frees),
+ * closes its health checks and its timer. */
+static void cc_stop(struct cm_cluster *cc)
 {
-    if (!cc->ready)
-        cc->cm->n_not_ready--;
-    cc->removed = true;
     for (size_t e = 0; e < cc->n_ep; e++)
         if (cc->dns[e])
             uv_cancel((uv_req_t *)&cc->dns[e]->req);
@@ -871,6 +870,15 @@ static void cc_remove(struct cm_cluster *cc)
         session_close(cc->sessions[k]);
     cc->n_sessions = 0;
     uv_close((uv_handle_t *)&cc->dns_timer, on_cc_timer_closed);
+}
+
+/* Stops everything of cc and frees it once its handles are closed. */
+static void cc_remove(struct cm_cluster *cc)
+{
+    if (!cc->ready)
+        cc->cm->n_not_ready--;
+    cc->removed = true;
+    cc_stop(cc);
 }
 
 int tn_cm_add(struct tn_cm *cm, struct tn_cluster *c)
@@ -1035,17 +1043,7 @@ const struct tn_cm_stats *tn_cm_stats(struct tn_cm *cm, const char *cluster)
 void tn_cm_close(struct tn_cm *cm)
 {
     cm->closing = true;
-    for (size_t i = 0; i < cm->n_clusters; i++) {
-        struct cm_cluster *cc = cm->clusters[i];
-        /* A lookup already running on the pool cannot be cancelled; its
-         * callback sees `closing` and only frees. */
-        for (size_t e = 0; e < cc->n_ep; e++)
-            if (cc->dns[e])
-                uv_cancel((uv_req_t *)&cc->dns[e]->req);
-        for (size_t k = 0; k < cc->n_sessions; k++)
-            session_close(cc->sessions[k]);
-        cc->n_sessions = 0;
-        uv_close((uv_handle_t *)&cc->dns_timer, on_cc_timer_closed);
-    }
+    for (size_t i = 0; i < cm->n_clusters; i++)
+        cc_stop(cm->clusters[i]);
     uv_close((uv_handle_t *)&cm->ready_timer, on_cm_handle_closed);
 }

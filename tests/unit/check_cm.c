@@ -434,6 +434,63 @@ START_TEST(hc_startup_gates_ready)
 }
 END_TEST
 
+static struct tn_cluster *warmed;
+static int n_warm;
+
+static void on_warm(void *arg, struct tn_cluster *c)
+{
+    (void)arg;
+    warmed = c;
+    n_warm++;
+}
+
+/* CDS's side of the manager: a cluster added after readiness warms (its
+ * first health check) before warm_cb names it; one replaced or removed stops
+ * its checks, is freed once they are closed, and a loop closes cleanly. */
+START_TEST(clusters_come_and_go)
+{
+    loop_start();
+    struct origin up;
+    struct watch w = {0};
+    origin_start(&up, 200);
+    struct tn_config *more = hc_config("late", up.port,
+                                       "{timeout: 1s, interval: 0.02s, unhealthy_threshold: 1, healthy_threshold: 1, "
+                                       "http_health_check: {path: /h}}");
+    struct tn_cm *cm = cm_start(config("static_resources:\n  clusters:\n" CLUSTER("s", "STATIC", "",
+                                                                                 EP(127.0.0.1, 9))),
+                                &w);
+    tn_cm_set_warm_cb(cm, on_warm);
+    warmed = NULL;
+    n_warm = 0;
+    RUN_UNTIL(w.n_ready == 1, 1000);
+    ck_assert_uint_eq(tn_cm_count(cm), 1);
+    ck_assert_int_eq(tn_cm_add(cm, tn_config_cluster(more, "late")), 0);
+    ck_assert_uint_eq(tn_cm_count(cm), 2);
+    ck_assert_uint_eq(tn_cm_warming(cm), 1);
+    ck_assert(!tn_cm_ready(cm, tn_config_cluster(more, "late")));
+    RUN_UNTIL(n_warm == 1, 2000); /* after its first check */
+    ck_assert_ptr_eq(warmed, tn_config_cluster(more, "late"));
+    ck_assert(tn_cm_ready(cm, warmed));
+    ck_assert_uint_eq(tn_cm_warming(cm), 0);
+    ck_assert_int_ge(up.n_200, 1);
+    ck_assert_int_eq(w.n_ready, 1); /* the first readiness fires once */
+    /* the same name again replaces it; then it goes */
+    ck_assert_int_eq(tn_cm_add(cm, tn_config_cluster(more, "late")), 0);
+    ck_assert_uint_eq(tn_cm_count(cm), 2);
+    ck_assert_int_eq(tn_cm_remove(cm, "late"), 0);
+    ck_assert_int_eq(tn_cm_remove(cm, "late"), -1);
+    ck_assert_uint_eq(tn_cm_count(cm), 1);
+    ck_assert_ptr_null(tn_cm_hosts(cm, "late"));
+    ck_assert_uint_eq(tn_cm_warming(cm), 0);
+    uint64_t until = uv_now(&loop) + 100;
+    int checks = up.n_200;
+    RUN_UNTIL(uv_now(&loop) >= until, 1000);
+    ck_assert_int_le(up.n_200, checks + 1); /* no more checks (one may have been on its way) */
+    tn_config_unref(more);
+    cm_close(cm, &up);
+}
+END_TEST
+
 START_TEST(hc_first_failure_and_default_host)
 {
     loop_start();
@@ -683,6 +740,7 @@ Suite *cm_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, static_hosts_at_once);
     tcase_add_test(tc, eds_updates_keep_hosts);
+    tcase_add_test(tc, clusters_come_and_go);
     tcase_add_test(tc, strict_dns_localhost);
     tcase_add_test(tc, dns_failure_still_ready);
     tcase_add_test(tc, dns_refresh_keeps_hosts);
