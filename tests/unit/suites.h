@@ -18,7 +18,8 @@
     X(cache_policy_suite)                                                                                              \
     X(mirror_suite)                                                                                                    \
     X(admin_suite)                                                                                                     \
-    X(cache_store_suite)
+    X(cache_store_suite)                                                                                               \
+    X(filesub_suite)
 
 #define TN_X(s) Suite *s(void);
 TN_SUITES(TN_X)
