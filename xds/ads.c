@@ -379,6 +379,9 @@ static void handle_sotw(struct tn_ads *a, const uint8_t *data, size_t len)
     tn_err_init(&err);
     int rc = a->update_cb(a->arg, &u, &err);
     free(res);
+    /* the callback may have watched a new type, moving the watches */
+    if ((w = find_watch(a, r->type_url)) == NULL)
+        goto out;
     set_str(&w->nonce, r->nonce);
     if (rc == 0) {
         set_str(&w->version, r->version_info);
@@ -431,6 +434,11 @@ static void handle_delta(struct tn_ads *a, const uint8_t *data, size_t len)
     struct tn_err err;
     tn_err_init(&err);
     int rc = a->update_cb(a->arg, &u, &err);
+    /* the callback may have watched a new type, moving the watches */
+    if ((w = find_watch(a, r->type_url)) == NULL) {
+        free(res);
+        goto out;
+    }
     if (rc == 0) {
         for (size_t i = 0; i < n; i++)
             rv_set(w, res[i].name, res[i].version);
