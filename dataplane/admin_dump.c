@@ -93,12 +93,6 @@ struct list {
     void (*item)(struct dump *d, size_t i, struct tn_buf *b);
 };
 
-static size_t n_none(struct dump *d)
-{
-    (void)d;
-    return 0;
-}
-
 static size_t n_clusters(struct dump *d)
 {
     return statics(d) ? statics(d)->n_clusters : 0;
@@ -148,7 +142,7 @@ static const struct tn_xds *xds_of(struct dump *d)
 static const struct tn_xds_rds *dyn_route(struct dump *d, size_t n)
 {
     const struct tn_xds *x = xds_of(d);
-    for (size_t i = 0; x && i < d->r->ctx->cfg->n_rds; i++) {
+    for (size_t i = 0; x && i < tn_xds_n_rds(x); i++) {
         const struct tn_xds_rds *r = tn_xds_rds(x, i);
         if (r && r->pb && n-- == 0)
             return r;
@@ -240,6 +234,51 @@ static void item_dyn_warming(struct dump *d, size_t i, struct tn_buf *b)
     item_dyn_cluster(d, true, i, b);
 }
 
+/* The n-th listener from LDS (oldest first), or false. */
+static bool dyn_listener(struct dump *d, size_t n, struct tn_xds_listener *out)
+{
+    const struct tn_xds *x = xds_of(d);
+    size_t total = tn_xds_listeners(x, NULL, 0);
+    struct tn_xds_listener *v = total ? calloc(total, sizeof(*v)) : NULL;
+    if (v == NULL || n >= total) {
+        free(v);
+        return false;
+    }
+    tn_xds_listeners(x, v, total);
+    *out = v[total - 1 - n];
+    free(v);
+    return true;
+}
+
+static size_t n_dyn_listeners(struct dump *d)
+{
+    return tn_xds_listeners(xds_of(d), NULL, 0);
+}
+
+static void lstate(struct tn_buf *b, const char *key, const struct tn_xds_lver *v)
+{
+    tn_buf_printf(b, ",\"%s\":{\"version_info\":", key);
+    tn_pbjson_string(b, v->version ? v->version : "", v->version ? strlen(v->version) : 0);
+    tn_buf_adds(b, ",\"listener\":");
+    typed(b, "type.googleapis.com/envoy.config.listener.v3.Listener", v->pb);
+    tn_buf_adds(b, ",\"last_updated\":\"");
+    tn__admin_rfc3339(b, v->updated_ms);
+    tn_buf_adds(b, "\"}");
+}
+
+static void item_dyn_listener(struct dump *d, size_t i, struct tn_buf *b)
+{
+    struct tn_xds_listener l = {0};
+    dyn_listener(d, i, &l);
+    tn_buf_adds(b, "{\"name\":");
+    tn_pbjson_string(b, l.name ? l.name : "", l.name ? strlen(l.name) : 0);
+    if (l.active.l)
+        lstate(b, "active_state", &l.active);
+    if (l.warming.l)
+        lstate(b, "warming_state", &l.warming);
+    tn_buf_addc(b, '}');
+}
+
 static const struct list lists[] = {
     {"static_clusters", "ClustersConfigDump", "ClustersConfigDump.StaticCluster", n_clusters, item_cluster},
     {"dynamic_active_clusters", "ClustersConfigDump", "ClustersConfigDump.DynamicCluster", n_dyn_active,
@@ -247,7 +286,7 @@ static const struct list lists[] = {
     {"dynamic_warming_clusters", "ClustersConfigDump", "ClustersConfigDump.DynamicCluster", n_dyn_warming,
      item_dyn_warming},
     {"static_listeners", "ListenersConfigDump", "ListenersConfigDump.StaticListener", n_listeners, item_listener},
-    {"dynamic_listeners", "ListenersConfigDump", "ListenersConfigDump.DynamicListener", n_none, NULL},
+    {"dynamic_listeners", "ListenersConfigDump", "ListenersConfigDump.DynamicListener", n_dyn_listeners, item_dyn_listener},
     {"static_route_configs", "RoutesConfigDump", "RoutesConfigDump.StaticRouteConfig", n_routes, item_route},
     {"dynamic_route_configs", "RoutesConfigDump", "RoutesConfigDump.DynamicRouteConfig", n_dyn_routes, item_dyn_route},
 };
@@ -399,7 +438,10 @@ static size_t group_dump(struct dump *d, size_t from, struct tn_buf *b)
         tn_buf_adds(b, ",\"version_info\":");
         tn_pbjson_string(b, v, strlen(v));
     } else if (strcmp(lists[from].dump, "ListenersConfigDump") == 0) {
-        tn_buf_adds(b, ",\"version_info\":\"\"");
+        const struct tn_xds_lds *lds = tn_xds_lds(xds_of(d));
+        const char *v = lds && lds->version ? lds->version : "";
+        tn_buf_adds(b, ",\"version_info\":");
+        tn_pbjson_string(b, v, strlen(v));
     }
     size_t i = from;
     for (; i < N_LISTS && strcmp(lists[i].dump, lists[from].dump) == 0; i++)

@@ -7,6 +7,7 @@
 #include "dataplane/admin_int.h"
 #include "dataplane/log.h"
 #include "xds/pbjson.h"
+#include "xds/subscription.h"
 
 /* --- query decoding ---------------------------------------------------------- */
 
@@ -414,25 +415,49 @@ static void listener_json(struct tn_buf *b, const struct tn_listener *l)
     tn_buf_printf(b, ",\"port_value\":%u}}}", l->addr.port);
 }
 
-static int page_listeners(struct tn__admin_req *r)
+/* The static listeners, then those from LDS that accept (active). */
+static size_t listeners_of(struct tn__admin_req *r, const struct tn_listener ***out)
 {
     const struct tn_config *cfg = r->ctx->cfg;
+    const struct tn_xds *x = r->ctx->ops && r->ctx->ops->xds ? r->ctx->ops->xds(r->ctx->arg) : NULL;
+    size_t n_dyn = tn_xds_listeners(x, NULL, 0), n = 0;
+    struct tn_xds_listener *dl = calloc(n_dyn + 1, sizeof(*dl));
+    const struct tn_listener **v = calloc(cfg->n_listeners + n_dyn + 1, sizeof(*v));
+    if (dl && v) {
+        tn_xds_listeners(x, dl, n_dyn);
+        for (size_t i = 0; i < cfg->n_listeners; i++)
+            v[n++] = cfg->listeners[i];
+        for (size_t i = n_dyn; i-- > 0;) /* oldest first */
+            if (dl[i].active.l)
+                v[n++] = dl[i].active.l;
+    }
+    free(dl);
+    *out = v;
+    return n;
+}
+
+static int page_listeners(struct tn__admin_req *r)
+{
     const char *fmt = tn__admin_param(r, "format");
     if (fmt && strcmp(fmt, "json") != 0 && strcmp(fmt, "text") != 0)
         return bad_format(r, fmt);
+    const struct tn_listener **v;
+    size_t n = listeners_of(r, &v);
     if (fmt == NULL || strcmp(fmt, "text") == 0) {
-        for (size_t i = 0; i < cfg->n_listeners; i++)
-            tn_buf_printf(r->body, "%s::%s\n", cfg->listeners[i]->name, cfg->listeners[i]->addr.text);
+        for (size_t i = 0; i < n; i++)
+            tn_buf_printf(r->body, "%s::%s\n", v[i]->name, v[i]->addr.text);
+        free(v);
         return 200;
     }
     r->ctype = TN__ADMIN_JSON;
     tn_buf_adds(r->body, "{\"listener_statuses\":[");
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i)
             tn_buf_addc(r->body, ',');
-        listener_json(r->body, cfg->listeners[i]);
+        listener_json(r->body, v[i]);
     }
     tn_buf_adds(r->body, "]}\n");
+    free(v);
     return 200;
 }
 

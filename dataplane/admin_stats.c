@@ -6,13 +6,35 @@
 #include "dataplane/matcher.h"
 #include "dataplane/pool.h"
 #include "xds/pbjson.h"
+#include "xds/subscription.h"
+
+/* Envoy's text readouts: the versions the control plane gave. */
+struct text {
+    const char *name, *value;
+};
 
 /* The stats a request selects (?filter, ?usedonly), in the page's order. */
 struct selection {
     const struct tn_stat **v;
     size_t n, cap;
     struct tn_pool pool; /* the per-status-code stats named for this page */
+    struct text text[2];
+    size_t n_text;
 };
+
+/* cluster_manager.cds.version_text and listener_manager.lds.version_text,
+ * when clusters or listeners come from xDS, as the filter selects them. */
+static void select_text(struct tn__admin_req *r, struct selection *sel, struct pcre2_real_code_8 *re)
+{
+    const struct tn_xds *x = r->ctx->ops && r->ctx->ops->xds ? r->ctx->ops->xds(r->ctx->arg) : NULL;
+    const struct tn_xds_cds *cds = r->ctx->cfg->cds_dynamic ? tn_xds_cds(x) : NULL;
+    const struct tn_xds_lds *lds = r->ctx->cfg->lds_dynamic ? tn_xds_lds(x) : NULL;
+    struct text t[2] = {{"cluster_manager.cds.version_text", cds ? cds->version : NULL},
+                        {"listener_manager.lds.version_text", lds ? lds->version : NULL}};
+    for (size_t i = 0; i < 2; i++)
+        if ((i == 0 ? cds != NULL : lds != NULL) && (re == NULL || tn_regex_match(re, t[i].name, strlen(t[i].name))))
+            sel->text[sel->n_text++] = (struct text){t[i].name, t[i].value ? t[i].value : ""};
+}
 
 static int sel_add(struct selection *sel, const struct tn_stat *s)
 {
@@ -102,8 +124,10 @@ static int select_stats(struct tn__admin_req *r, struct selection *sel, int (*or
             rc = 500;
         }
     }
-    if (rc == 0)
+    if (rc == 0) {
         qsort(sel->v, sel->n, sizeof(*sel->v), order);
+        select_text(r, sel, re);
+    }
     tn_pool_dispose(&pool);
     return rc;
 }
@@ -148,6 +172,11 @@ static double quantile(const uint64_t buckets[TN_HIST_BUCKETS + 1], uint64_t cou
 static void stats_text(struct tn__admin_req *r, const struct selection *sel)
 {
     const struct tn_stats *st = r->ctx->stats;
+    for (size_t i = 0; i < sel->n_text; i++) {
+        tn_buf_printf(r->body, "%s: ", sel->text[i].name);
+        tn_pbjson_string(r->body, sel->text[i].value, strlen(sel->text[i].value));
+        tn_buf_addc(r->body, '\n');
+    }
     for (size_t i = 0; i < sel->n; i++)
         if (sel->v[i]->kind != TN_STAT_HISTOGRAM) {
             tn_buf_printf(r->body, "%s: ", sel->v[i]->name);
@@ -181,6 +210,14 @@ static void stats_json(struct tn__admin_req *r, const struct selection *sel)
     const struct tn_stats *st = r->ctx->stats;
     bool first = true, any_hist = false;
     tn_buf_adds(r->body, "{\"stats\":[");
+    for (size_t i = 0; i < sel->n_text; i++) {
+        tn_buf_adds(r->body, first ? "{\"name\":" : ",{\"name\":");
+        first = false;
+        tn_pbjson_string(r->body, sel->text[i].name, strlen(sel->text[i].name));
+        tn_buf_adds(r->body, ",\"value\":");
+        tn_pbjson_string(r->body, sel->text[i].value, strlen(sel->text[i].value));
+        tn_buf_addc(r->body, '}');
+    }
     for (size_t i = 0; i < sel->n; i++) {
         if (sel->v[i]->kind == TN_STAT_HISTOGRAM) {
             any_hist = true;

@@ -292,7 +292,7 @@ static void compile_outlier(const tn_pb_cluster *pb, struct tn_cluster *c)
     c->outlier.max_ejection_percent = U32(o->max_ejection_percent, 10);
 }
 
-/* An EDS cluster's source: the ADS stream is the one tern speaks so far. */
+/* An EDS cluster's source of endpoints. */
 static int compile_eds(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn_err *err)
 {
     const Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig *e = pb->eds_cluster_config;
@@ -302,11 +302,10 @@ static int compile_eds(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn_
     if (*e->service_name)
         c->eds_service_name = tn_pool_strdup(&c->pool, e->service_name);
     tn_err_push(err, ".eds_config");
-    if (e->eds_config == NULL ||
-        e->eds_config->config_source_specifier_case != ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS)
-        return tn_err_fail(err, "only ads: {} is supported as an EDS source (api_config_source and "
-                                "path_config_source come later)");
-    c->eds_fetch_timeout_ms = ms(e->eds_config->initial_fetch_timeout, 15000);
+    if (e->eds_config == NULL)
+        return tn_err_fail(err, "required");
+    if (tn_source_compile(&c->pool, e->eds_config, &c->eds_source, err))
+        return -1;
     tn_err_pop(err, mark);
     return 0;
 }

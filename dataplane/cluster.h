@@ -14,6 +14,7 @@
 #include "dataplane/dp_stats.h"
 #include "dataplane/err.h"
 #include "dataplane/pool.h"
+#include "dataplane/source.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 
 typedef Envoy__Config__Cluster__V3__Cluster tn_pb_cluster;
@@ -88,7 +89,7 @@ struct tn_cluster {
     bool respect_dns_ttl;
     int dns_family; /* Cluster.DnsLookupFamily */
     const char *eds_service_name; /* EDS: the name to subscribe to (NULL: the cluster's name) */
-    uint64_t eds_fetch_timeout_ms; /* eds_config.initial_fetch_timeout: 15 s, 0 = wait forever */
+    struct tn_source eds_source;   /* eds_cluster_config.eds_config */
     struct tn_thresholds thresholds[2]; /* DEFAULT and HIGH priority */
     struct tn_health_check *health_checks;
     size_t n_health_checks;

@@ -5,7 +5,6 @@
 
 #include "dataplane/log.h"
 
-typedef Envoy__Config__Core__V3__ApiConfigSource pb_api_source;
 typedef Envoy__Config__Core__V3__ConfigSource pb_config_source;
 
 static int compile_clusters(struct tn_config *c, const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr,
@@ -82,6 +81,20 @@ int tn_config_check_routes(const struct tn_config *c, const struct tn_route_tabl
     return tn_route_table_each_cluster(t, check_cluster, &x);
 }
 
+bool tn_config_uses_grpc(const struct tn_config *c)
+{
+    if (c->ads_api != TN_XDS_NONE || (c->lds_dynamic && c->lds_source.kind != TN_SOURCE_PATH) ||
+        (c->cds_dynamic && c->cds_source.kind != TN_SOURCE_PATH))
+        return true;
+    for (size_t i = 0; i < c->n_rds; i++)
+        if (c->rds_sources[i]->kind != TN_SOURCE_PATH)
+            return true;
+    for (size_t i = 0; i < c->n_clusters; i++)
+        if (c->clusters[i]->type == TN_CLUSTER_EDS && c->clusters[i]->eds_source.kind != TN_SOURCE_PATH)
+            return true;
+    return false;
+}
+
 struct tn_cluster *tn_config_cluster(const struct tn_config *c, const char *name)
 {
     for (size_t i = 0; i < c->n_clusters; i++)
@@ -90,23 +103,29 @@ struct tn_cluster *tn_config_cluster(const struct tn_config *c, const char *name
     return NULL;
 }
 
-static int check_source(const pb_config_source *s, const char *field, bool have_ads, struct tn_err *err)
+int tn_config_check_source(const struct tn_config *c, const struct tn_source *s, struct tn_err *err)
 {
-    if (s == NULL)
-        return 0;
-    size_t mark = tn_err_push(err, ".%s", field);
-    switch (s->config_source_specifier_case) {
-    case ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS:
-        if (!have_ads)
-            return tn_err_fail(err, "ads: the bootstrap has no dynamic_resources.ads_config");
-        break;
-    case ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_API_CONFIG_SOURCE:
-    case ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_PATH_CONFIG_SOURCE:
-    case ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_PATH:
-        break;
-    default:
-        return tn_err_fail(err, "one of ads, api_config_source, path_config_source is required");
+    size_t mark = err->path_len;
+    if (s->kind == TN_SOURCE_ADS && c->ads_api == TN_XDS_NONE) {
+        tn_err_push(err, ".ads");
+        return tn_err_fail(err, "the bootstrap has no dynamic_resources.ads_config");
     }
+    if (s->cluster && tn_config_cluster(c, s->cluster) == NULL) {
+        tn_err_push(err, ".api_config_source.grpc_services[0].envoy_grpc.cluster_name");
+        return tn_err_fail(err, "unknown cluster '%s': the control plane's cluster must be in static_resources.clusters",
+                           s->cluster);
+    }
+    tn_err_pop(err, mark);
+    return 0;
+}
+
+/* lds_config or cds_config into *out; 0 or -1. */
+static int compile_source(struct tn_config *c, const pb_config_source *pb, const char *field, struct tn_source *out,
+                          struct tn_err *err)
+{
+    size_t mark = tn_err_push(err, ".%s", field);
+    if (tn_source_compile(&c->pool, pb, out, err) || tn_config_check_source(c, out, err))
+        return -1;
     tn_err_pop(err, mark);
     return 0;
 }
@@ -114,81 +133,62 @@ static int check_source(const pb_config_source *s, const char *field, bool have_
 static int compile_ads(struct tn_config *c, const Envoy__Config__Bootstrap__V3__Bootstrap__DynamicResources *dr,
                        struct tn_err *err)
 {
-    const pb_api_source *ads = dr->ads_config;
     size_t mark = tn_err_push(err, ".dynamic_resources");
-    if (ads != NULL) {
+    if (dr->ads_config != NULL) {
+        struct tn_source ads = {0};
         tn_err_push(err, ".ads_config");
-        if (ads->api_type == ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__GRPC ||
-            ads->api_type == ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__AGGREGATED_GRPC)
-            c->ads_api = TN_XDS_GRPC;
-        else if (ads->api_type == ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__DELTA_GRPC ||
-                 ads->api_type == ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__AGGREGATED_DELTA_GRPC)
-            c->ads_api = TN_XDS_DELTA_GRPC;
-        else
-            return tn_err_fail(err, "api_type: GRPC or DELTA_GRPC is required for ADS");
-        if (ads->transport_api_version != ENVOY__CONFIG__CORE__V3__API_VERSION__V3)
-            return tn_err_fail(err, "transport_api_version: must be V3");
-        if (ads->n_grpc_services != 1)
-            return tn_err_fail(err, "grpc_services: exactly one is required, got %zu", ads->n_grpc_services);
-        const Envoy__Config__Core__V3__GrpcService *g = ads->grpc_services[0];
-        tn_err_push(err, ".grpc_services[0]");
-        if (g->target_specifier_case == ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_ENVOY_GRPC) {
-            const char *name = g->envoy_grpc->cluster_name;
-            c->ads_cluster = tn_pool_strdup(&c->pool, name);
-            if (tn_config_cluster(c, name) == NULL) {
-                tn_err_push(err, ".envoy_grpc.cluster_name");
-                return tn_err_fail(err, "unknown cluster '%s': the control plane's cluster must be in static_resources.clusters", name);
-            }
-        } else if (g->target_specifier_case == ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_GOOGLE_GRPC) {
-            if (*g->google_grpc->target_uri == '\0') {
-                tn_err_push(err, ".google_grpc.target_uri");
-                return tn_err_fail(err, "must not be empty");
-            }
-            c->ads_target = tn_pool_strdup(&c->pool, g->google_grpc->target_uri);
-        } else {
-            return tn_err_fail(err, "one of envoy_grpc, google_grpc is required");
+        if (tn_api_source_compile(&c->pool, dr->ads_config, true, &ads, err))
+            return -1;
+        c->ads_api = ads.kind == TN_SOURCE_DELTA_GRPC ? TN_XDS_DELTA_GRPC : TN_XDS_GRPC;
+        c->ads_cluster = ads.cluster;
+        c->ads_target = ads.target;
+        if (ads.cluster && tn_config_cluster(c, ads.cluster) == NULL) {
+            tn_err_push(err, ".grpc_services[0].envoy_grpc.cluster_name");
+            return tn_err_fail(err, "unknown cluster '%s': the control plane's cluster must be in static_resources.clusters",
+                               ads.cluster);
         }
         tn_err_pop(err, mark + strlen(".dynamic_resources"));
     }
-    if (check_source(dr->lds_config, "lds_config", ads != NULL, err) ||
-        check_source(dr->cds_config, "cds_config", ads != NULL, err))
+    if ((dr->lds_config && compile_source(c, dr->lds_config, "lds_config", &c->lds_source, err)) ||
+        (dr->cds_config && compile_source(c, dr->cds_config, "cds_config", &c->cds_source, err)))
         return -1;
-    if (dr->cds_config &&
-        dr->cds_config->config_source_specifier_case != ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS) {
-        tn_err_push(err, ".cds_config");
-        return tn_err_fail(err, "only ads: {} is supported as a CDS source (api_config_source and path_config_source "
-                                "come later)");
-    }
     c->lds_dynamic = dr->lds_config != NULL;
     c->cds_dynamic = dr->cds_config != NULL;
     tn_err_pop(err, mark);
     return 0;
 }
 
-/* Gives each route configuration named by an HCM's rds its index, once;
- * they come from the ADS stream, which the bootstrap must have. */
+/* Gives each route configuration named by an HCM's rds its index, once, and
+ * checks every static source names what it needs. */
 static int index_rds(struct tn_config *c, struct tn_err *err)
 {
     c->rds_names = tn_pool_alloc(&c->pool, c->n_listeners * sizeof(*c->rds_names) + 1);
-    c->rds_fetch_timeout_ms = tn_pool_alloc(&c->pool, c->n_listeners * sizeof(*c->rds_fetch_timeout_ms) + 1);
+    c->rds_sources = tn_pool_alloc(&c->pool, c->n_listeners * sizeof(*c->rds_sources) + 1);
     for (size_t i = 0; i < c->n_listeners; i++) {
         struct tn_hcm *h = &c->listeners[i]->hcm;
         if (h->rds_name == NULL)
             continue;
-        if (c->ads_api == TN_XDS_NONE) {
-            tn_err_push(err, "static_resources.listeners[%zu].filter_chains[0].filters[0].typed_config.rds."
-                             "config_source.ads", i);
-            return tn_err_fail(err, "the bootstrap has no dynamic_resources.ads_config");
-        }
+        size_t mark = tn_err_push(err, "static_resources.listeners[%zu]%s", i, c->listeners[i]->rds_source_path);
+        if (tn_config_check_source(c, &h->rds_source, err))
+            return -1;
+        tn_err_pop(err, mark);
         size_t k = 0;
         while (k < c->n_rds && strcmp(c->rds_names[k], h->rds_name) != 0)
             k++;
         if (k == c->n_rds) {
             c->rds_names[k] = h->rds_name;
-            c->rds_fetch_timeout_ms[k] = h->rds_fetch_timeout_ms;
+            c->rds_sources[k] = &h->rds_source;
             c->n_rds++;
         }
         h->rds_index = k;
+    }
+    for (size_t i = 0; i < c->n_clusters; i++) {
+        if (c->clusters[i]->type != TN_CLUSTER_EDS)
+            continue;
+        size_t mark = tn_err_push(err, "static_resources.clusters[%zu].eds_cluster_config.eds_config", i);
+        if (tn_config_check_source(c, &c->clusters[i]->eds_source, err))
+            return -1;
+        tn_err_pop(err, mark);
     }
     return 0;
 }
@@ -245,11 +245,6 @@ static int compile(struct tn_config *c, const tn_pb_bootstrap *b, struct tn_err 
         return -1;
     if (index_rds(c, err))
         return -1;
-    for (size_t i = 0; i < c->n_clusters; i++)
-        if (c->clusters[i]->type == TN_CLUSTER_EDS && c->ads_api == TN_XDS_NONE) {
-            tn_err_push(err, "static_resources.clusters[%zu].eds_cluster_config.eds_config.ads", i);
-            return tn_err_fail(err, "the bootstrap has no dynamic_resources.ads_config");
-        }
     if (b->admin && compile_admin(c, b->admin, err))
         return -1;
     if (c->n_listeners == 0 && !c->lds_dynamic && !c->has_admin)

@@ -41,10 +41,11 @@ struct tn_config {
     const char *ads_cluster; /* envoy_grpc.cluster_name, a static cluster */
     const char *ads_target;  /* google_grpc.target_uri */
     bool lds_dynamic, cds_dynamic;
+    struct tn_source lds_source, cds_source; /* dynamic_resources.lds_config, cds_config */
     /* route configurations the listeners take from RDS, each once (a
-     * listener's hcm.rds_index points here) */
+     * listener's hcm.rds_index points here), and where each comes from */
     const char **rds_names;
-    uint64_t *rds_fetch_timeout_ms;
+    const struct tn_source **rds_sources;
     size_t n_rds;
 };
 
@@ -54,11 +55,19 @@ struct tn_config *tn_config_compile(tn_pb_bootstrap *b, struct tn_err *err);
 struct tn_config *tn_config_ref(struct tn_config *c);
 void tn_config_unref(struct tn_config *c);
 
+/* Whether anything of cfg comes over gRPC from a control plane. */
+bool tn_config_uses_grpc(const struct tn_config *c);
+
 /* The cluster named `name`, or NULL. */
 struct tn_cluster *tn_config_cluster(const struct tn_config *c, const char *name);
 
 /* Checks that every cluster a statically-validated route table names exists
  * among the config's clusters (Envoy's validate_clusters); 0 or -1 with err. */
+/* Checks that a source of cfg's can be reached: ads needs
+ * dynamic_resources.ads_config, a gRPC service's envoy_grpc cluster must be
+ * a static cluster. err's path should point at the ConfigSource; 0 or -1. */
+int tn_config_check_source(const struct tn_config *c, const struct tn_source *s, struct tn_err *err);
+
 int tn_config_check_routes(const struct tn_config *c, const struct tn_route_table *t, struct tn_err *err);
 
 #endif

@@ -486,7 +486,8 @@ static void stream_begin(struct tn_dconn *c)
     /* an RDS table can be replaced while the stream runs: it keeps the one
      * it started with */
     if (c->l->hcm.rds_name) {
-        struct tn_route_table *rt = c->w->rds[c->l->hcm.rds_index];
+        size_t k = c->l->hcm.rds_index;
+        struct tn_route_table *rt = k < c->w->n_rds ? c->w->rds[k] : NULL;
         s->routes = rt ? tn_route_table_ref(rt) : NULL;
         s->routes_ref = rt != NULL;
     } else {
@@ -1401,6 +1402,19 @@ void tn_conn_drain_all(struct tn_worker *w)
         next = c->next;
         c->drain = true;
         if (!c->s.active)
+            conn_close(c);
+    }
+}
+
+void tn_conn_drain_listener(struct tn_worker *w, const struct tn_listener *l, bool now)
+{
+    struct tn_dconn *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->l != l)
+            continue;
+        c->drain = true;
+        if (now || !c->s.active)
             conn_close(c);
     }
 }

@@ -21,4 +21,9 @@ void tn_conn_drain_all(struct tn_worker *w);
 /* Closes every connection at once (shutdown after the drain time). */
 void tn_conn_close_all(struct tn_worker *w);
 
+/* The connections accepted by listener l: drained as tn_conn_drain_all
+ * does (now: closed at once, the drain time being over). */
+struct tn_listener;
+void tn_conn_drain_listener(struct tn_worker *w, const struct tn_listener *l, bool now);
+
 #endif

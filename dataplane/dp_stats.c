@@ -109,6 +109,13 @@ static int server_stats(struct tn_stats *st, struct tn_server_stats *s)
            add(st, "listener_manager.listener_added", TN_STAT_COUNTER, &s->lm_listener_added) ||
            add(st, "listener_manager.listener_removed", TN_STAT_COUNTER, &s->lm_listener_removed) ||
            add(st, "listener_manager.listener_modified", TN_STAT_COUNTER, &s->lm_listener_modified) ||
+           add(st, "listener_manager.total_listeners_warming", TN_STAT_GAUGE, &s->lm_total_listeners_warming) ||
+           add(st, "listener_manager.total_listeners_draining", TN_STAT_GAUGE, &s->lm_total_listeners_draining) ||
+           add(st, "listener_manager.listener_create_success", TN_STAT_COUNTER, &s->lm_listener_create_success) ||
+           add(st, "listener_manager.lds.update_attempt", TN_STAT_COUNTER, &s->lds_update_attempt) ||
+           add(st, "listener_manager.lds.update_success", TN_STAT_COUNTER, &s->lds_update_success) ||
+           add(st, "listener_manager.lds.update_rejected", TN_STAT_COUNTER, &s->lds_update_rejected) ||
+           add(st, "listener_manager.lds.update_empty", TN_STAT_COUNTER, &s->lds_update_empty) ||
            add(st, "cluster_manager.cds.update_attempt", TN_STAT_COUNTER, &s->cds_update_attempt) ||
            add(st, "cluster_manager.cds.update_success", TN_STAT_COUNTER, &s->cds_update_success) ||
            add(st, "cluster_manager.cds.update_rejected", TN_STAT_COUNTER, &s->cds_update_rejected) ||
@@ -148,31 +155,36 @@ int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_s
 {
     if (server_stats(st, srv))
         return -1;
-    if (cfg->ads_api != TN_XDS_NONE) {
+    if (tn_config_uses_grpc(cfg)) {
         srv->has_control_plane = true;
         if (add(st, "control_plane.connected_state", TN_STAT_GAUGE, &srv->cp_connected_state) ||
             add(st, "control_plane.rate_limit_enforced", TN_STAT_COUNTER, &srv->cp_rate_limit_enforced) ||
             add(st, "control_plane.pending_requests", TN_STAT_GAUGE, &srv->cp_pending_requests))
             return -1;
     }
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        struct tn_listener *l = cfg->listeners[i];
-        if (add_rows(st, TN_SCOPE_LISTENER, l->stat_prefix, listener_rows,
-                     sizeof(listener_rows) / sizeof(listener_rows[0]), &l->stats) ||
-            add_rows(st, TN_SCOPE_HTTP, l->hcm.stat_prefix, http_rows, sizeof(http_rows) / sizeof(http_rows[0]),
-                     &l->hcm.stats))
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (tn_dp_stats_register_listener(st, cfg->listeners[i]))
             return -1;
-        if (l->hcm.rds_name && rds_stats(st, &l->hcm))
-            return -1;
-        for (size_t j = 0; j < l->hcm.n_filters; j++) {
-            const struct tn_http_filter *hf = &l->hcm.filters[j];
-            if (hf->factory->register_stats && hf->factory->register_stats(hf->config, st, l->hcm.stat_prefix))
-                return -1;
-        }
-    }
     for (size_t i = 0; i < cfg->n_clusters; i++)
         if (tn_dp_stats_register_cluster(st, cfg->clusters[i]))
             return -1;
+    return 0;
+}
+
+int tn_dp_stats_register_listener(struct tn_stats *st, struct tn_listener *l)
+{
+    if (add_rows(st, TN_SCOPE_LISTENER, l->stat_prefix, listener_rows, sizeof(listener_rows) / sizeof(listener_rows[0]),
+                 &l->stats) ||
+        add_rows(st, TN_SCOPE_HTTP, l->hcm.stat_prefix, http_rows, sizeof(http_rows) / sizeof(http_rows[0]),
+                 &l->hcm.stats))
+        return -1;
+    if (l->hcm.rds_name && rds_stats(st, &l->hcm))
+        return -1;
+    for (size_t j = 0; j < l->hcm.n_filters; j++) {
+        const struct tn_http_filter *hf = &l->hcm.filters[j];
+        if (hf->factory->register_stats && hf->factory->register_stats(hf->config, st, l->hcm.stat_prefix))
+            return -1;
+    }
     return 0;
 }
 

@@ -140,6 +140,8 @@ struct tn_server_stats {
     uint32_t live, uptime, concurrency, total_connections, memory_allocated, version, days_until_first_cert_expiring;
     uint32_t cm_active_clusters, cm_warming_clusters, cm_cluster_added, cm_cluster_modified, cm_cluster_removed;
     uint32_t lm_total_listeners_active, lm_listener_added, lm_listener_removed, lm_listener_modified;
+    uint32_t lm_total_listeners_warming, lm_total_listeners_draining, lm_listener_create_success;
+    uint32_t lds_update_attempt, lds_update_success, lds_update_rejected, lds_update_empty;
     uint32_t cds_update_attempt, cds_update_success, cds_update_rejected, cds_update_empty;
     bool has_control_plane; /* the control_plane.* slots below are registered */
     uint32_t cp_connected_state, cp_rate_limit_enforced, cp_pending_requests;
@@ -154,5 +156,10 @@ int tn_dp_stats_register(struct tn_stats *st, struct tn_config *cfg, struct tn_s
 /* Registers (or finds, for a name seen before) one cluster's stats and fills
  * its slots: for clusters from CDS, within the store's reserve. 0 or -1. */
 int tn_dp_stats_register_cluster(struct tn_stats *st, struct tn_cluster *c);
+
+/* The same for one listener (listener.*, http.<prefix>.*, its RDS and
+ * filters' stats): for listeners from LDS, within the reserve. 0 or -1. */
+struct tn_listener;
+int tn_dp_stats_register_listener(struct tn_stats *st, struct tn_listener *l);
 
 #endif

@@ -108,14 +108,11 @@ static int compile_hcm(struct tn_listener *l, const pb_hcm *pb, struct tn_err *e
             tn_err_push(err, ".rds.config_source");
             return tn_err_fail(err, "required");
         }
-        if (pb->rds->config_source->config_source_specifier_case !=
-            ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS) {
-            tn_err_push(err, ".rds.config_source");
-            return tn_err_fail(err, "only ads: {} is supported as an RDS source (api_config_source and "
-                                    "path_config_source come later)");
-        }
+        tn_err_push(err, ".rds.config_source");
+        if (tn_source_compile(&l->pool, pb->rds->config_source, &h->rds_source, err))
+            return -1;
+        tn_err_pop(err, mark);
         h->rds_name = tn_pool_strdup(&l->pool, pb->rds->route_config_name);
-        h->rds_fetch_timeout_ms = ms(pb->rds->config_source->initial_fetch_timeout, 15000);
         break;
     default:
         return tn_err_fail(err, "one of route_config, rds is required");
@@ -223,6 +220,8 @@ static int compile_listener(struct tn_listener *l, const tn_pb_listener *pb, str
         tn_err_push(err, "%s", chain);
         snprintf(path, sizeof(path), "%s.filters[0].typed_config.route_config", chain);
         l->route_config_path = tn_pool_strdup(&l->pool, path);
+        snprintf(path, sizeof(path), "%s.filters[0].typed_config.rds.config_source", chain);
+        l->rds_source_path = tn_pool_strdup(&l->pool, path);
     } else {
         return tn_err_fail(err, "filter_chains: at least one filter chain is required");
     }

@@ -12,6 +12,7 @@
 #include "dataplane/dp_stats.h"
 #include "dataplane/err.h"
 #include "dataplane/pool.h"
+#include "dataplane/source.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
 #include "filters/filter.h"
 #include "filters/route.h"
@@ -37,7 +38,7 @@ struct tn_hcm {
     struct tn_route_table *routes; /* inline route_config, or NULL with rds_name set */
     const char *rds_name;
     size_t rds_index;             /* rds_name's place in the config's rds_names (workers' current tables) */
-    uint64_t rds_fetch_timeout_ms; /* rds.config_source.initial_fetch_timeout: 15 s, 0 = wait forever */
+    struct tn_source rds_source;  /* rds.config_source */
     struct { /* http.<stat_prefix>.rds.<rds_name>.* slots (main thread) */
         uint32_t update_attempt, update_success, update_rejected, update_empty, config_reload;
     } rds_stats;
@@ -70,6 +71,7 @@ struct tn_listener {
     struct tn_hcm hcm; /* tern serves one HTTP filter chain per listener */
     struct tn_listener_stats stats; /* slots, set before workers share the listener */
     const char *route_config_path; /* ".filter_chains[0]...route_config", for errors found later */
+    const char *rds_source_path;   /* ".filter_chains[0]...rds.config_source" */
 };
 
 /* Compiles one listener; err's path should point at it. A listener with one

@@ -29,6 +29,25 @@
 #include "cache/store.h"
 #include "xds/subscription.h"
 
+/* A listener from LDS: its sockets, one per worker (dups of one with
+ * reuse_port off), bound on the main thread; each worker gets a dup of its
+ * own once the listener is up. */
+struct slis {
+    struct slis *next;
+    struct tn_listener *l; /* reference */
+    int *fds;              /* [concurrency] */
+    bool up;
+};
+
+/* A replaced or removed listener draining: when the drain time is over,
+ * the workers close what is left of its connections. */
+struct ldrain {
+    uv_timer_t timer;
+    struct ldrain *next;
+    struct tn_server *srv;
+    struct tn_listener *l; /* reference */
+};
+
 struct tn_server {
     uv_loop_t *loop;
     struct tn_config *cfg;
@@ -37,7 +56,11 @@ struct tn_server {
     struct tn_xds *xds; /* the control plane's subscriptions, NULL without ADS */
     struct tn_worker **workers;
     int *fds; /* [worker][listener] */
-    struct tn_route_table **rds; /* latest per cfg->rds_names[i] (references, NULL until it comes) */
+    struct tn_route_table **rds; /* latest per route configuration (references, NULL until it comes) */
+    size_t n_rds;
+    struct slis *slis;     /* listeners from LDS */
+    struct ldrain *drains; /* listeners from LDS draining */
+    size_t n_drains;
     bool clusters_ready, xds_ready; /* workers start when both are */
     struct tn__cluster_hosts *warm;  /* clusters from CDS warmed this iteration (references) */
     size_t n_warm, cap_warm;
@@ -82,7 +105,7 @@ static int probe_free(const struct tn_listener *l)
     return rc;
 }
 
-static int bind_one(const struct tn_listener *l, int *out)
+static int bind_one(const struct tn_listener *l, int *out, bool listen_now)
 {
     const struct sockaddr *sa = (const struct sockaddr *)&l->addr.sa;
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
@@ -92,7 +115,7 @@ static int bind_one(const struct tn_listener *l, int *out)
     if (l->reuse_port)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (bind(fd, sa, len) || listen(fd, 4096)) {
+    if (bind(fd, sa, len) || (listen_now && listen(fd, 4096))) {
         int e = -errno;
         close(fd);
         return e;
@@ -117,7 +140,7 @@ static int bind_all(struct tn_server *srv)
         }
         for (unsigned w = 0; w < nw; w++) {
             int *fd = &srv->fds[w * cfg->n_listeners + i];
-            int rc = (!l->reuse_port && w > 0) ? ((*fd = dup(srv->fds[i])) < 0 ? -errno : 0) : bind_one(l, fd);
+            int rc = (!l->reuse_port && w > 0) ? ((*fd = dup(srv->fds[i])) < 0 ? -errno : 0) : bind_one(l, fd, true);
             if (rc) {
                 TN_LOG(TN_LOG_CRITICAL, main, "cannot listen on %s (listener '%s'): %s", l->addr.text, l->name,
                        strerror(-rc));
@@ -147,7 +170,7 @@ static int stats_setup(struct tn_server *srv)
     tn_stats_init(&srv->stats);
     if (tn_dp_stats_register(&srv->stats, srv->cfg, &srv->sstats))
         return -1;
-    if (srv->cfg->cds_dynamic) /* room for the stats of about 12,000 clusters from CDS */
+    if (srv->cfg->cds_dynamic || srv->cfg->lds_dynamic) /* room for about 12,000 clusters or listeners from xDS */
         tn_stats_reserve(&srv->stats, 8u << 20);
     if ((srv->main_shard = tn_stats_shard(&srv->stats)) == NULL)
         return -1;
@@ -198,9 +221,24 @@ static void stats_refresh(struct tn_server *srv)
     tn_stat_set(m, ss->uptime, (now - srv->start_ms) / 1000);
     tn_stat_set(m, ss->concurrency, srv->opts.concurrency);
     tn_stat_set(m, ss->version, version_number(TN_VERSION));
-    for (size_t i = 0; i < cfg->n_listeners; i++)
-        for (size_t j = 0; j < cfg->listeners[i]->hcm.n_filters; j++) {
-            const struct tn_http_filter *hf = &cfg->listeners[i]->hcm.filters[j];
+    size_t n_dyn = tn_xds_listeners(srv->xds, NULL, 0), n_all = cfg->n_listeners + 2 * n_dyn, n_l = 0;
+    size_t n_dyn_active = 0, n_dyn_warming = 0;
+    const struct tn_listener **all = calloc(n_all + 1, sizeof(*all));
+    struct tn_xds_listener *dl = calloc(n_dyn + 1, sizeof(*dl));
+    if (all == NULL || dl == NULL)
+        n_dyn = n_all = 0;
+    tn_xds_listeners(srv->xds, dl, n_dyn);
+    for (size_t i = 0; all && i < cfg->n_listeners; i++)
+        all[n_l++] = cfg->listeners[i];
+    for (size_t i = 0; i < n_dyn; i++) {
+        if (dl[i].active.l)
+            all[n_l++] = dl[i].active.l, n_dyn_active++;
+        if (dl[i].warming.l)
+            all[n_l++] = dl[i].warming.l, n_dyn_warming++;
+    }
+    for (size_t i = 0; i < n_l; i++)
+        for (size_t j = 0; j < all[i]->hcm.n_filters; j++) {
+            const struct tn_http_filter *hf = &all[i]->hcm.filters[j];
             if (hf->factory->refresh_stats)
                 hf->factory->refresh_stats(hf->config, m);
         }
@@ -215,8 +253,21 @@ static void stats_refresh(struct tn_server *srv)
         tn_stat_set(m, ss->cds_update_rejected, cds->update_rejected);
         tn_stat_set(m, ss->cds_update_empty, cds->update_empty);
     }
-    tn_stat_set(m, ss->lm_total_listeners_active, cfg->n_listeners);
-    tn_stat_set(m, ss->lm_listener_added, cfg->n_listeners);
+    const struct tn_xds_lds *lds = tn_xds_lds(srv->xds);
+    tn_stat_set(m, ss->lm_total_listeners_active, cfg->n_listeners + n_dyn_active);
+    tn_stat_set(m, ss->lm_total_listeners_warming, n_dyn_warming);
+    tn_stat_set(m, ss->lm_total_listeners_draining, srv->n_drains);
+    tn_stat_set(m, ss->lm_listener_added, cfg->n_listeners + (lds ? lds->listener_added : 0));
+    tn_stat_set(m, ss->lm_listener_create_success,
+                (cfg->n_listeners + (lds ? lds->listener_added + lds->listener_modified : 0)) * srv->opts.concurrency);
+    if (lds) {
+        tn_stat_set(m, ss->lm_listener_modified, lds->listener_modified);
+        tn_stat_set(m, ss->lm_listener_removed, lds->listener_removed);
+        tn_stat_set(m, ss->lds_update_attempt, lds->update_attempt);
+        tn_stat_set(m, ss->lds_update_success, lds->update_success);
+        tn_stat_set(m, ss->lds_update_rejected, lds->update_rejected);
+        tn_stat_set(m, ss->lds_update_empty, lds->update_empty);
+    }
     uint64_t conns = 0;
     for (size_t i = 0; i < srv->stats.n; i++)
         if (strncmp(srv->stats.v[i].name, "listener.", 9) == 0 && srv->stats.v[i].kind == TN_STAT_GAUGE)
@@ -252,8 +303,8 @@ static void stats_refresh(struct tn_server *srv)
     tn_stat_set(m, ss->cm_warming_clusters, n_cm - n_active);
     if (srv->sstats.has_control_plane)
         tn_stat_set(m, srv->sstats.cp_connected_state, tn_xds_connected(srv->xds));
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        const struct tn_hcm *h = &cfg->listeners[i]->hcm;
+    for (size_t i = 0; i < n_l; i++) {
+        const struct tn_hcm *h = &all[i]->hcm;
         const struct tn_xds_rds *r = h->rds_name ? tn_xds_rds(srv->xds, h->rds_index) : NULL;
         if (r == NULL)
             continue;
@@ -263,6 +314,8 @@ static void stats_refresh(struct tn_server *srv)
         tn_stat_set(m, h->rds_stats.update_empty, r->update_empty);
         tn_stat_set(m, h->rds_stats.config_reload, r->config_reload);
     }
+    free(all);
+    free(dl);
 }
 
 static void on_stats_timer(uv_timer_t *t)
@@ -319,8 +372,17 @@ static void cache_wake_workers(void *arg)
 static void on_routes(void *arg, size_t rds_index, struct tn_route_table *t)
 {
     struct tn_server *srv = arg;
-    if (rds_index >= srv->cfg->n_rds)
-        return;
+    if (rds_index >= srv->n_rds) {
+        size_t n = rds_index + 1 > srv->n_rds * 2 ? rds_index + 1 : srv->n_rds * 2;
+        struct tn_route_table **v = realloc(srv->rds, n * sizeof(*v));
+        if (v == NULL) {
+            TN_LOG(TN_LOG_ERROR, main, "out of memory taking a route configuration");
+            return;
+        }
+        memset(v + srv->n_rds, 0, (n - srv->n_rds) * sizeof(*v));
+        srv->rds = v;
+        srv->n_rds = n;
+    }
     tn_route_table_unref(srv->rds[rds_index]);
     srv->rds[rds_index] = t ? tn_route_table_ref(t) : NULL;
     if (srv->started)
@@ -329,6 +391,147 @@ static void on_routes(void *arg, size_t rds_index, struct tn_route_table *t)
 }
 
 static void start_workers(struct tn_server *srv);
+
+/* --- listeners from LDS --------------------------------------------------------- */
+
+static struct slis *slis_find(struct tn_server *srv, const struct tn_listener *l)
+{
+    for (struct slis *s = srv->slis; s; s = s->next)
+        if (s->l == l)
+            return s;
+    return NULL;
+}
+
+static void slis_free(struct tn_server *srv, struct slis *s)
+{
+    for (struct slis **pp = &srv->slis; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        if (s->fds[w] >= 0)
+            close(s->fds[w]);
+    tn_listener_unref(s->l);
+    free(s->fds);
+    free(s);
+}
+
+static void on_ldrain_closed(uv_handle_t *h)
+{
+    struct ldrain *d = h->data;
+    tn_listener_unref(d->l);
+    free(d);
+}
+
+static void ldrain_unlink(struct tn_server *srv, struct ldrain *d)
+{
+    for (struct ldrain **pp = &srv->drains; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            srv->n_drains--;
+            break;
+        }
+}
+
+static void on_ldrain_timeout(uv_timer_t *t)
+{
+    struct ldrain *d = t->data;
+    struct tn_server *srv = d->srv;
+    TN_LOG(TN_LOG_INFO, main, "listener '%s': drain time over, closing what is left of its connections", d->l->name);
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        tn__worker_post_listener_close(srv->workers[w], d->l);
+    ldrain_unlink(srv, d);
+    uv_close((uv_handle_t *)&d->timer, on_ldrain_closed);
+}
+
+/* l stopped accepting: its connections drain, and those left when the
+ * drain time is over are closed. */
+static void ldrain_start(struct tn_server *srv, struct tn_listener *l)
+{
+    struct ldrain *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        TN_LOG(TN_LOG_ERROR, main, "out of memory draining listener '%s'", l->name);
+        return;
+    }
+    d->srv = srv;
+    d->l = tn_listener_ref(l);
+    uv_timer_init(srv->loop, &d->timer);
+    d->timer.data = d;
+    uv_timer_start(&d->timer, on_ldrain_timeout, (uint64_t)srv->opts.drain_time_s * 1000, 0);
+    d->next = srv->drains;
+    srv->drains = d;
+    srv->n_drains++;
+}
+
+static int on_listener_bind(void *arg, struct tn_listener *l, struct tn_listener *old, struct tn_err *err)
+{
+    struct tn_server *srv = arg;
+    unsigned nw = srv->opts.concurrency;
+    if (tn_dp_stats_register_listener(&srv->stats, l))
+        return tn_err_fail(err, "no room left for its stats");
+    struct slis *s = calloc(1, sizeof(*s)), *o = old ? slis_find(srv, old) : NULL;
+    if (s == NULL || (s->fds = malloc(nw * sizeof(*s->fds))) == NULL) {
+        free(s);
+        return tn_err_fail(err, "out of memory");
+    }
+    for (unsigned w = 0; w < nw; w++)
+        s->fds[w] = -1;
+    s->l = tn_listener_ref(l);
+    s->next = srv->slis;
+    srv->slis = s;
+    int rc = 0;
+    if (o && tn_address_same(&o->l->addr, &l->addr) && o->l->reuse_port == l->reuse_port) {
+        /* the same sockets: nothing in their accept queues is lost */
+        for (unsigned w = 0; w < nw && rc == 0; w++)
+            if ((s->fds[w] = dup(o->fds[w])) < 0)
+                rc = -errno;
+    } else if ((rc = probe_free(l)) == 0) {
+        for (unsigned w = 0; w < nw && rc == 0; w++)
+            rc = (!l->reuse_port && w > 0) ? ((s->fds[w] = dup(s->fds[0])) < 0 ? -errno : 0)
+                                           : bind_one(l, &s->fds[w], false);
+    }
+    if (rc) {
+        slis_free(srv, s);
+        tn_err_push(err, ".address");
+        return tn_err_fail(err, "cannot listen on %s: %s", l->addr.text, strerror(-rc));
+    }
+    return 0;
+}
+
+static void on_listener_up(void *arg, struct tn_listener *l, struct tn_listener *old)
+{
+    struct tn_server *srv = arg;
+    struct slis *s = slis_find(srv, l);
+    if (s == NULL)
+        return;
+    for (unsigned w = 0; w < srv->opts.concurrency; w++)
+        if (listen(s->fds[w], 4096))
+            TN_LOG(TN_LOG_ERROR, main, "listener '%s' on %s: listen: %s", l->name, l->addr.text, strerror(errno));
+    s->up = true;
+    if (srv->started && !srv->stopping)
+        for (unsigned w = 0; w < srv->opts.concurrency; w++)
+            tn__worker_post_listener(srv->workers[w], l, srv->draining ? -1 : dup(s->fds[w]), old);
+    struct slis *o = old ? slis_find(srv, old) : NULL;
+    if (o) {
+        slis_free(srv, o);
+        if (srv->started && !srv->stopping)
+            ldrain_start(srv, old);
+    }
+}
+
+static void on_listener_down(void *arg, struct tn_listener *l, bool was_up)
+{
+    struct tn_server *srv = arg;
+    struct slis *s = slis_find(srv, l);
+    if (was_up && srv->started && !srv->stopping) {
+        for (unsigned w = 0; w < srv->opts.concurrency; w++)
+            tn__worker_post_listener(srv->workers[w], NULL, -1, l);
+        ldrain_start(srv, l);
+    }
+    if (s)
+        slis_free(srv, s);
+}
 
 /* CDS: a new cluster's stats, within the reserve made at start. */
 static int on_cluster_added(void *arg, struct tn_cluster *c)
@@ -429,7 +632,7 @@ static void start_workers(struct tn_server *srv)
     }
     for (unsigned w = 0; w < srv->opts.concurrency; w++) {
         srv->workers[w] =
-            tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], ready, n_ready, srv->rds,
+            tn__worker_start(srv, w, cfg, &srv->fds[w * cfg->n_listeners], ready, n_ready, srv->rds, srv->n_rds,
                              srv->worker_shards[w]);
         if (srv->workers[w] == NULL) {
             TN_LOG(TN_LOG_CRITICAL, main, "cannot start worker %u", w);
@@ -441,6 +644,9 @@ static void start_workers(struct tn_server *srv)
     }
     free(ready);
     srv->started = true;
+    for (struct slis *sl = srv->slis; sl; sl = sl->next) /* listeners from LDS that warmed before */
+        for (unsigned w = 0; sl->up && w < srv->opts.concurrency; w++)
+            tn__worker_post_listener(srv->workers[w], sl->l, dup(sl->fds[w]), NULL);
     TN_LOG(TN_LOG_INFO, main, "all clusters initialized; serving with %u worker%s", srv->opts.concurrency,
            srv->opts.concurrency == 1 ? "" : "s");
 }
@@ -465,6 +671,9 @@ static void stop(struct tn_server *srv)
     for (size_t i = 0; i < srv->n_warm; i++)
         tn_cluster_unref(srv->warm[i].c);
     srv->n_warm = 0;
+    for (struct ldrain *d = srv->drains; d; d = d->next)
+        uv_close((uv_handle_t *)&d->timer, on_ldrain_closed);
+    srv->drains = NULL;
     tn_cache_set_waker(NULL, NULL);
     if (srv->admin)
         tn_admin_close(srv->admin);
@@ -618,6 +827,7 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     srv.opts.concurrency = nw;
     srv.workers = calloc(nw, sizeof(*srv.workers));
     srv.fds = calloc(nw * (cfg->n_listeners ? cfg->n_listeners : 1), sizeof(int));
+    srv.n_rds = cfg->n_rds;
     srv.rds = calloc(cfg->n_rds + 1, sizeof(*srv.rds));
     if (srv.workers == NULL || srv.fds == NULL || srv.rds == NULL) {
         TN_LOG(TN_LOG_CRITICAL, main, "out of memory");
@@ -677,8 +887,13 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     if (srv.cm && !srv.stopping) {
         struct tn_err err;
         tn_err_init(&err);
-        struct tn_xds_hooks hooks = {.routes = on_routes, .ready = on_xds_ready,
-                                     .cluster_added = on_cluster_added, .cluster_removed = on_cluster_removed};
+        struct tn_xds_hooks hooks = {.routes = on_routes,
+                                     .ready = on_xds_ready,
+                                     .cluster_added = on_cluster_added,
+                                     .cluster_removed = on_cluster_removed,
+                                     .listener_bind = on_listener_bind,
+                                     .listener_up = on_listener_up,
+                                     .listener_down = on_listener_down};
         tn_cm_set_warm_cb(srv.cm, on_cluster_warm);
         srv.xds = tn_xds_start(srv.loop, cfg, srv.cm, &hooks, &srv, &err);
         if (srv.xds == NULL && !err.failed)
@@ -709,8 +924,10 @@ out:
     for (size_t i = 0; i < nw * cfg->n_listeners; i++)
         if (srv.fds[i] >= 0 && !srv.started)
             close(srv.fds[i]);
-    for (size_t i = 0; srv.rds && i < cfg->n_rds; i++)
+    for (size_t i = 0; srv.rds && i < srv.n_rds; i++)
         tn_route_table_unref(srv.rds[i]);
+    while (srv.slis)
+        slis_free(&srv, srv.slis);
     free(srv.rds);
     free(srv.warm);
     free(srv.fds);

@@ -38,7 +38,7 @@ struct tn__cluster_hosts {
 
 struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
                                    const struct tn__cluster_hosts *clusters, size_t n_clusters,
-                                   struct tn_route_table *const *rds, _Atomic uint64_t *shard);
+                                   struct tn_route_table *const *rds, size_t n_rds, _Atomic uint64_t *shard);
 /* Messages to a worker (any thread). */
 void tn__worker_post_hosts(struct tn_worker *w, struct tn_cluster *c, struct tn_host_set *set);
 /* Clusters to start using (a cluster of the same name is replaced) and to
@@ -49,6 +49,11 @@ void tn__worker_post_clusters(struct tn_worker *w, const struct tn__cluster_host
 /* A new table for cfg->rds_names[rds_index] (the message takes its own
  * reference; NULL: the configuration was removed). */
 void tn__worker_post_routes(struct tn_worker *w, size_t rds_index, struct tn_route_table *t);
+/* LDS: start accepting on l with socket fd (the message's to close), and/or
+ * stop accepting on old and drain its connections; either may be NULL. */
+void tn__worker_post_listener(struct tn_worker *w, struct tn_listener *l, int fd, struct tn_listener *old);
+/* The drain time of l is over: close its remaining connections. */
+void tn__worker_post_listener_close(struct tn_worker *w, struct tn_listener *l);
 void tn__worker_post_drain(struct tn_worker *w);
 void tn__worker_post_exit(struct tn_worker *w);
 /* Waits for the thread and frees the worker. */

@@ -21,6 +21,8 @@ enum msg_type {
     MSG_HOSTS = 0,
     MSG_ROUTES,   /* a route configuration from RDS (m->index is its rds index) */
     MSG_CLUSTERS, /* clusters added and removed (CDS) */
+    MSG_LISTENER, /* a listener from LDS to accept on, one to stop accepting on (and drain), or both */
+    MSG_LISTENER_CLOSE, /* a drained listener's time is over: close its connections */
     MSG_DRAIN,
     MSG_EXIT,
 };
@@ -35,6 +37,8 @@ struct tn_msg {
     struct tn__cluster_hosts *add; /* MSG_CLUSTERS: references */
     struct tn_cluster **remove;    /* MSG_CLUSTERS: references */
     size_t n_add, n_remove;
+    struct tn_listener *lis, *old_lis; /* MSG_LISTENER, MSG_LISTENER_CLOSE: references */
+    int fd;                            /* MSG_LISTENER: lis's socket, ours to close */
 };
 
 static void msg_free(struct tn_msg *m)
@@ -53,6 +57,10 @@ static void msg_free(struct tn_msg *m)
     }
     for (size_t i = 0; i < m->n_remove; i++)
         tn_cluster_unref(m->remove[i]);
+    if (m->fd >= 0)
+        close(m->fd);
+    tn_listener_unref(m->lis);
+    tn_listener_unref(m->old_lis);
     free(m->add);
     free(m->remove);
     free(m);
@@ -270,16 +278,125 @@ static void on_connection(uv_stream_t *server, int status)
     tn_conn_accept(wl);
 }
 
+static void on_wlistener_closed(uv_handle_t *h)
+{
+    struct tn_wlistener *wl = h->data;
+    tn_listener_unref(wl->l);
+    free(wl);
+}
+
 static void close_listeners(struct tn_worker *w)
 {
     for (size_t i = 0; i < w->n_listeners; i++)
-        if (w->listeners[i].open) {
-            w->listeners[i].open = false;
-            uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+        if (w->listeners[i]->open) {
+            w->listeners[i]->open = false;
+            uv_close((uv_handle_t *)&w->listeners[i]->tcp, on_wlistener_closed);
         }
+    w->n_listeners = 0; /* each is freed once closed */
+}
+
+/* Starts accepting on fd for l; the fd is taken over (closed on failure). */
+static int listener_open(struct tn_worker *w, struct tn_listener *l, int fd)
+{
+    if (w->n_listeners == w->cap_listeners) {
+        size_t cap = w->cap_listeners ? w->cap_listeners * 2 : 4;
+        struct tn_wlistener **v = realloc(w->listeners, cap * sizeof(*v));
+        if (v == NULL) {
+            close(fd);
+            return UV_ENOMEM;
+        }
+        w->listeners = v;
+        w->cap_listeners = cap;
+    }
+    struct tn_wlistener *wl = calloc(1, sizeof(*wl));
+    if (wl == NULL) {
+        close(fd);
+        return UV_ENOMEM;
+    }
+    wl->l = tn_listener_ref(l);
+    wl->w = w;
+    uv_tcp_init(&w->loop, &wl->tcp);
+    wl->tcp.data = wl;
+    wl->open = true;
+    w->listeners[w->n_listeners++] = wl;
+    int rc = uv_tcp_open(&wl->tcp, fd);
+    if (rc)
+        close(fd);
+    else
+        rc = uv_listen((uv_stream_t *)&wl->tcp, 4096, on_connection);
+    if (rc) {
+        TN_LOG(TN_LOG_ERROR, main, "listener %s (%s): %s", l->name, l->addr.text, uv_strerror(rc));
+        wl->open = false;
+        uv_close((uv_handle_t *)&wl->tcp, on_wlistener_closed);
+        w->n_listeners--;
+    }
+    return rc;
+}
+
+/* Stops accepting on l (its connections are drained by the caller). */
+static void listener_close(struct tn_worker *w, const struct tn_listener *l)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct tn_wlistener *wl = w->listeners[i];
+        if (wl->l != l)
+            continue;
+        if (wl->open) {
+            wl->open = false;
+            uv_close((uv_handle_t *)&wl->tcp, on_wlistener_closed);
+        }
+        memmove(&w->listeners[i], &w->listeners[i + 1], (w->n_listeners - i - 1) * sizeof(*w->listeners));
+        w->n_listeners--;
+        return;
+    }
+}
+
+/* LDS: old (if any) stops accepting and drains, lis (if any) starts. */
+static void apply_listener(struct tn_worker *w, struct tn_msg *m)
+{
+    if (m->old_lis) {
+        listener_close(w, m->old_lis);
+        tn_conn_drain_listener(w, m->old_lis, false);
+    }
+    if (m->lis && !w->draining) {
+        int fd = m->fd;
+        m->fd = -1;
+        listener_open(w, m->lis, fd);
+    }
+}
+
+/* A route configuration from RDS; the table array grows as LDS brings
+ * listeners that name new ones. */
+static void apply_routes(struct tn_worker *w, struct tn_msg *m)
+{
+    if (m->index >= w->n_rds) {
+        size_t n = m->index + 1 > w->n_rds * 2 ? m->index + 1 : w->n_rds * 2;
+        struct tn_route_table **v = realloc(w->rds, n * sizeof(*v));
+        if (v == NULL) {
+            TN_LOG(TN_LOG_ERROR, main, "worker %u: out of memory taking a route configuration", w->id);
+            return;
+        }
+        memset(v + w->n_rds, 0, (n - w->n_rds) * sizeof(*v));
+        w->rds = v;
+        w->n_rds = n;
+    }
+    /* streams hold their own references: the old table lives until the
+     * last of them ends */
+    struct tn_route_table *old = w->rds[m->index];
+    w->rds[m->index] = m->routes;
+    m->routes = old;
 }
 
 /* --- mailbox ------------------------------------------------------------------ */
+
+static struct tn_msg *msg_new(enum msg_type type)
+{
+    struct tn_msg *m = calloc(1, sizeof(*m));
+    if (m) {
+        m->type = type;
+        m->fd = -1;
+    }
+    return m;
+}
 
 static void post(struct tn_worker *w, struct tn_msg *m)
 {
@@ -329,13 +446,13 @@ static void on_mail(uv_async_t *a)
             break;
         }
         case MSG_ROUTES:
-            if (m->index < w->cfg->n_rds) {
-                /* streams hold their own references: the old table lives
-                 * until the last of them ends */
-                struct tn_route_table *old = w->rds[m->index];
-                w->rds[m->index] = m->routes;
-                m->routes = old;
-            }
+            apply_routes(w, m);
+            break;
+        case MSG_LISTENER:
+            apply_listener(w, m);
+            break;
+        case MSG_LISTENER_CLOSE:
+            tn_conn_drain_listener(w, m->lis, true);
             break;
         case MSG_CLUSTERS:
             apply_clusters(w, m);
@@ -365,10 +482,9 @@ static void on_mail(uv_async_t *a)
 
 void tn__worker_post_hosts(struct tn_worker *w, struct tn_cluster *c, struct tn_host_set *set)
 {
-    struct tn_msg *m = calloc(1, sizeof(*m));
+    struct tn_msg *m = msg_new(MSG_HOSTS);
     if (m == NULL)
         return;
-    m->type = MSG_HOSTS;
     m->c = tn_cluster_ref(c);
     m->set = tn_host_set_ref(set);
     post(w, m);
@@ -377,7 +493,7 @@ void tn__worker_post_hosts(struct tn_worker *w, struct tn_cluster *c, struct tn_
 void tn__worker_post_clusters(struct tn_worker *w, const struct tn__cluster_hosts *add, size_t n_add,
                               struct tn_cluster *const *remove, size_t n_remove)
 {
-    struct tn_msg *m = calloc(1, sizeof(*m));
+    struct tn_msg *m = msg_new(MSG_CLUSTERS);
     if (m == NULL || (m->add = calloc(n_add + 1, sizeof(*m->add))) == NULL ||
         (m->remove = calloc(n_remove + 1, sizeof(*m->remove))) == NULL) {
         TN_LOG(TN_LOG_ERROR, upstream, "out of memory telling worker %u of cluster changes", w->id);
@@ -386,7 +502,6 @@ void tn__worker_post_clusters(struct tn_worker *w, const struct tn__cluster_host
         free(m);
         return;
     }
-    m->type = MSG_CLUSTERS;
     for (size_t i = 0; i < n_add; i++) {
         m->add[i].c = tn_cluster_ref(add[i].c);
         m->add[i].set = add[i].set ? tn_host_set_ref(add[i].set) : NULL;
@@ -400,21 +515,43 @@ void tn__worker_post_clusters(struct tn_worker *w, const struct tn__cluster_host
 
 void tn__worker_post_routes(struct tn_worker *w, size_t rds_index, struct tn_route_table *t)
 {
-    struct tn_msg *m = calloc(1, sizeof(*m));
+    struct tn_msg *m = msg_new(MSG_ROUTES);
     if (m == NULL)
         return;
-    m->type = MSG_ROUTES;
     m->index = rds_index;
     m->routes = t ? tn_route_table_ref(t) : NULL;
     post(w, m);
 }
 
-static void post_simple(struct tn_worker *w, enum msg_type type)
+void tn__worker_post_listener(struct tn_worker *w, struct tn_listener *l, int fd, struct tn_listener *old)
 {
-    struct tn_msg *m = calloc(1, sizeof(*m));
+    struct tn_msg *m = msg_new(MSG_LISTENER);
+    if (m == NULL) {
+        TN_LOG(TN_LOG_ERROR, main, "out of memory telling worker %u of a listener change", w->id);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    m->lis = l ? tn_listener_ref(l) : NULL;
+    m->fd = fd;
+    m->old_lis = old ? tn_listener_ref(old) : NULL;
+    post(w, m);
+}
+
+void tn__worker_post_listener_close(struct tn_worker *w, struct tn_listener *l)
+{
+    struct tn_msg *m = msg_new(MSG_LISTENER_CLOSE);
     if (m == NULL)
         return;
-    m->type = type;
+    m->lis = tn_listener_ref(l);
+    post(w, m);
+}
+
+static void post_simple(struct tn_worker *w, enum msg_type type)
+{
+    struct tn_msg *m = msg_new(type);
+    if (m == NULL)
+        return;
     post(w, m);
 }
 
@@ -468,8 +605,6 @@ static void run(void *arg)
     for (size_t i = 0; i < w->n_clusters; i++)
         tn_wcluster_unref(w->clusters[i]);
     w->n_clusters = 0;
-    for (size_t i = 0; i < w->n_listeners; i++)
-        tn_listener_unref(w->listeners[i].l);
     if (uv_loop_close(&w->loop))
         TN_LOG(TN_LOG_WARN, main, "worker %u: loop closed with handles open", w->id);
     tn_block_cache_drain();
@@ -486,7 +621,7 @@ static uint64_t seed(unsigned id)
 
 struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn_config *cfg, const int *fds,
                                    const struct tn__cluster_hosts *clusters, size_t n_clusters,
-                                   struct tn_route_table *const *rds, _Atomic uint64_t *shard)
+                                   struct tn_route_table *const *rds, size_t n_rds, _Atomic uint64_t *shard)
 {
     struct tn_worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
@@ -506,12 +641,11 @@ struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn
     w->alog = tn_alog_writer_new(&w->loop);
     w->cap_clusters = n_clusters + 16;
     w->clusters = calloc(w->cap_clusters, sizeof(*w->clusters));
-    w->n_listeners = cfg->n_listeners;
-    w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*w->listeners));
-    w->rds = calloc(cfg->n_rds + 1, sizeof(*w->rds));
-    if (w->clusters == NULL || w->listeners == NULL || w->rds == NULL)
+    w->n_rds = n_rds;
+    w->rds = calloc(n_rds + 1, sizeof(*w->rds));
+    if (w->clusters == NULL || w->rds == NULL)
         return NULL;
-    for (size_t i = 0; i < cfg->n_rds; i++)
+    for (size_t i = 0; i < n_rds; i++)
         w->rds[i] = rds[i] ? tn_route_table_ref(rds[i]) : NULL;
     for (size_t i = 0; i < n_clusters; i++) {
         struct tn_wcluster *wc = wcluster_new(w, clusters[i].c, clusters[i].set);
@@ -520,21 +654,11 @@ struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn
         w->clusters[w->n_clusters++] = wc;
     }
     qsort(w->clusters, w->n_clusters, sizeof(*w->clusters), cmp_wcluster);
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        struct tn_wlistener *wl = &w->listeners[i];
-        wl->l = tn_listener_ref(cfg->listeners[i]);
-        wl->w = w;
-        uv_tcp_init(&w->loop, &wl->tcp);
-        wl->tcp.data = wl;
-        wl->open = true;
-        int rc = uv_tcp_open(&wl->tcp, fds[i]);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&wl->tcp, 4096, on_connection);
-        if (rc) {
-            TN_LOG(TN_LOG_CRITICAL, main, "listener %s (%s): %s", wl->l->name, wl->l->addr.text, uv_strerror(rc));
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (listener_open(w, cfg->listeners[i], fds[i])) {
+            TN_LOG(TN_LOG_CRITICAL, main, "listener %s cannot accept", cfg->listeners[i]->name);
             return NULL;
         }
-    }
     if (uv_thread_create(&w->thread, run, w))
         return NULL;
     return w;
@@ -544,7 +668,7 @@ void tn__worker_join(struct tn_worker *w)
 {
     uv_thread_join(&w->thread);
     uv_mutex_destroy(&w->mu);
-    for (size_t i = 0; i < w->cfg->n_rds; i++)
+    for (size_t i = 0; i < w->n_rds; i++)
         tn_route_table_unref(w->rds[i]);
     free(w->rds);
     tn_config_unref(w->cfg);

@@ -62,9 +62,10 @@ struct tn_worker {
     struct tn_outq_flusher flusher;
     int64_t wall_offset_ms; /* wall clock ms minus uv_now, refreshed with the date */
     struct tn_config *cfg; /* reference */
-    struct tn_wlistener *listeners;
-    size_t n_listeners;
-    struct tn_route_table **rds;  /* the current table of each cfg->rds_names[i], NULL until it comes */
+    struct tn_wlistener **listeners; /* static ones first, then those from LDS */
+    size_t n_listeners, cap_listeners;
+    struct tn_route_table **rds; /* the current table of each route configuration from RDS, NULL until it comes */
+    size_t n_rds;
     struct tn_wcluster **clusters; /* the clusters in use, sorted by name */
     size_t n_clusters, cap_clusters;
     struct tn_alog_writer *alog;

@@ -10,23 +10,53 @@
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "filters/route.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
 #include "xds/ads.h"
+#include "xds/filesub.h"
 
 /* A resource's warming: an EDS cluster's, a route configuration's or the
- * first CDS response's initial_fetch_timeout. */
+ * first CDS or LDS response's initial_fetch_timeout. */
 enum wait_kind {
     W_EDS = 0,
     W_RDS,
     W_CDS,
+    W_LDS,
 };
 
 struct wait {
     uv_timer_t timer;
+    struct wait *next;
     struct tn_xds *x;
     enum wait_kind kind;
     const struct tn_cluster *c; /* W_EDS */
     size_t rds_index;           /* W_RDS */
     bool armed;
+};
+
+/* Names last asked of a stream for one type. */
+struct names {
+    char **v;
+    size_t n;
+};
+
+/* A stream (the aggregated one, or a type's own service) or a file that
+ * resources come from. */
+struct src {
+    struct src *next;
+    struct tn_xds *x;
+    struct tn_source spec; /* strings owned */
+    const char *type_url;  /* NULL: the aggregated stream, which carries every type */
+    struct tn_ads *ads;
+    struct tn_filesub *fs;
+    struct names eds, rds;
+    struct last *last; /* a file's last accepted content, replayed to resources that come to need it */
+};
+
+/* What a file gave last, kept as bytes. */
+struct last {
+    char *type_url, *version;
+    struct tn_ads_resource *res;
+    size_t n;
 };
 
 /* A cluster from CDS; freed once its timer is closed. */
@@ -42,29 +72,59 @@ struct dyn {
     uv_timer_t eds_timer;                    /* its endpoints' initial_fetch_timeout */
 };
 
+/* One version of a listener from LDS. */
+struct lver {
+    struct tn_listener *l; /* reference */
+    uint8_t *bytes;
+    size_t len;
+    char *version;
+    uint64_t updated_ms;
+    Envoy__Config__Listener__V3__Listener *pb;
+};
+
+/* A listener name from LDS: the version serving and the one warming (its
+ * route configuration not come yet), either may be NULL. */
+struct dlis {
+    struct dlis *next;
+    char *name;
+    struct lver *active, *warming;
+};
+
+/* A route configuration some listener names. */
+struct rds_slot {
+    char *name;
+    struct src *src;
+    bool have; /* came, or timed out */
+    struct tn_xds_rds st;
+};
+
 struct tn_xds {
     uv_loop_t *loop;
     struct tn_config *cfg; /* reference */
     struct tn_cm *cm;
     struct tn_xds_hooks hooks;
     void *arg;
-    struct tn_ads *ads;
-    struct wait *waits; /* EDS clusters and route configurations with a timeout, and CDS */
-    size_t n_waits, n_open;
-    bool *rds_have;         /* [n_rds]: came or timed out */
-    struct tn_xds_rds *rds; /* [n_rds] */
-    bool cds_have;          /* the first CDS response came or timed out (or there is no CDS) */
-    struct dyn *dyns;       /* clusters from CDS */
+    struct src *srcs, *ads_src, *cds_src, *lds_src;
+    struct wait *waits;
+    size_t n_open;
+    struct rds_slot *rds; /* static listeners' first (cfg->rds_names' order), then LDS's */
+    size_t n_rds, cap_rds;
+    bool cds_have, lds_have; /* the first CDS/LDS response came or timed out (or there is none) */
+    struct dyn *dyns;        /* clusters from CDS */
     size_t n_dyns;
-    char **eds_names; /* what the EDS watch asks for now */
-    size_t n_eds_names;
+    struct dlis *dlis; /* listeners from LDS */
     struct tn_xds_cds cds;
+    struct tn_xds_lds lds;
     bool ready_fired, closing;
 };
 
 static void xds_free_or_close(struct tn_xds *x);
 static void xds_release(struct tn_xds *x);
 static int watch_eds(struct tn_xds *x);
+static int watch_rds(struct tn_xds *x);
+static void lds_rds_came(struct tn_xds *x, size_t k);
+static struct src *src_open(struct tn_xds *x, const struct tn_source *spec, const char *type_url, struct tn_err *err);
+static void src_replay(struct src *s);
 
 static const char *eds_name(const struct tn_cluster *c)
 {
@@ -73,8 +133,7 @@ static const char *eds_name(const struct tn_cluster *c)
 
 static void wait_done(struct tn_xds *x, enum wait_kind kind, const struct tn_cluster *c, size_t rds_index)
 {
-    for (size_t i = 0; i < x->n_waits; i++) {
-        struct wait *w = &x->waits[i];
+    for (struct wait *w = x->waits; w; w = w->next) {
         if (w->armed && w->kind == kind && w->c == c && w->rds_index == rds_index) {
             w->armed = false;
             uv_timer_stop(&w->timer);
@@ -84,10 +143,10 @@ static void wait_done(struct tn_xds *x, enum wait_kind kind, const struct tn_clu
 
 static void check_ready(struct tn_xds *x)
 {
-    if (x->ready_fired || !x->cds_have)
+    if (x->ready_fired || !x->cds_have || !x->lds_have)
         return;
-    for (size_t i = 0; i < x->cfg->n_rds; i++)
-        if (!x->rds_have[i])
+    for (size_t i = 0; i < x->n_rds; i++)
+        if (!x->rds[i].have)
             return;
     x->ready_fired = true;
     if (x->hooks.ready)
@@ -199,10 +258,10 @@ out:
     return rc;
 }
 
-static size_t rds_index_of(const struct tn_config *cfg, const char *name)
+static size_t rds_index_of(const struct tn_xds *x, const char *name)
 {
-    for (size_t i = 0; i < cfg->n_rds; i++)
-        if (strcmp(cfg->rds_names[i], name) == 0)
+    for (size_t i = 0; i < x->n_rds; i++)
+        if (strcmp(x->rds[i].name, name) == 0)
             return i;
     return (size_t)-1;
 }
@@ -220,8 +279,9 @@ static void rds_apply(struct tn_xds *x, size_t k, struct tn_route_table *t)
 {
     if (x->hooks.routes)
         x->hooks.routes(x->arg, k, t);
-    x->rds_have[k] = true;
+    x->rds[k].have = true;
     wait_done(x, W_RDS, NULL, k);
+    lds_rds_came(x, k);
     check_ready(x);
 }
 
@@ -235,7 +295,7 @@ static uint64_t wall_ms(void)
 /* Route configuration k's accepted proto and version, for /config_dump. */
 static void rds_keep(struct tn_xds *x, size_t k, Envoy__Config__Route__V3__RouteConfiguration *pb, const char *version)
 {
-    struct tn_xds_rds *st = &x->rds[k];
+    struct tn_xds_rds *st = &x->rds[k].st;
     if (st->pb)
         protobuf_c_message_free_unpacked(st->pb, NULL);
     st->pb = pb ? &pb->base : NULL;
@@ -270,9 +330,9 @@ static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
         const char *name = r->name ? r->name : pb->name;
         struct tn_err inner;
         tn_err_init(&inner);
-        idx[i] = rds_index_of(x->cfg, pb->name);
+        idx[i] = rds_index_of(x, pb->name);
         if (idx[i] != (size_t)-1)
-            x->rds[idx[i]].update_attempt++;
+            x->rds[idx[i]].st.update_attempt++;
         if (r->name && strcmp(r->name, pb->name) != 0)
             tn_err_fail(&inner, ".name: '%s' differs from the resource's name", pb->name);
         else if ((tables[i] = tn_route_table_compile(pb, &inner)) != NULL) {
@@ -284,7 +344,7 @@ static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
         }
         if (inner.failed) {
             if (idx[i] != (size_t)-1)
-                x->rds[idx[i]].update_rejected++;
+                x->rds[idx[i]].st.update_rejected++;
             fail_resource(err, "RouteConfiguration", name, &inner);
             goto out;
         }
@@ -293,17 +353,17 @@ static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
         size_t k = idx[i];
         if (k == (size_t)-1)
             continue; /* not asked for: a control plane may send more */
-        TN_LOG(TN_LOG_INFO, xds, "route configuration '%s' version %s applied", x->cfg->rds_names[k], u->version);
-        x->rds[k].update_success++;
-        x->rds[k].config_reload++;
+        TN_LOG(TN_LOG_INFO, xds, "route configuration '%s' version %s applied", x->rds[k].name, u->version);
+        x->rds[k].st.update_success++;
+        x->rds[k].st.config_reload++;
         if (pbs[i]->n_virtual_hosts == 0)
-            x->rds[k].update_empty++;
+            x->rds[k].st.update_empty++;
         rds_keep(x, k, pbs[i], r_version(u, i));
         pbs[i] = NULL;
         rds_apply(x, k, tables[i]);
     }
     for (size_t i = 0; u->delta && i < u->n_removed; i++) {
-        size_t k = rds_index_of(x->cfg, u->removed[i]);
+        size_t k = rds_index_of(x, u->removed[i]);
         if (k == (size_t)-1)
             continue;
         TN_LOG(TN_LOG_WARN, xds, "route configuration '%s' removed by the control plane: its listeners answer 404",
@@ -408,8 +468,8 @@ static void cds_put(struct tn_xds *x, struct tn_cluster *c, uint8_t *bytes, size
     uv_timer_init(x->loop, &d->eds_timer);
     d->eds_timer.data = d;
     x->n_open++;
-    if (c->type == TN_CLUSTER_EDS && c->eds_fetch_timeout_ms)
-        uv_timer_start(&d->eds_timer, on_dyn_eds_timeout, c->eds_fetch_timeout_ms, 0);
+    if (c->type == TN_CLUSTER_EDS && c->eds_source.fetch_timeout_ms)
+        uv_timer_start(&d->eds_timer, on_dyn_eds_timeout, c->eds_source.fetch_timeout_ms, 0);
     x->dyns = d;
     x->n_dyns++;
 }
@@ -449,6 +509,13 @@ static int cds_one(struct tn_xds *x, const struct tn_ads_resource *r, size_t i, 
     out->c = tn_cluster_compile(out->pb, &inner);
     if (out->c == NULL)
         return fail_resource(err, "Cluster", out->name, &inner);
+    if (out->c->type == TN_CLUSTER_EDS) {
+        tn_err_push(&inner, ".eds_cluster_config.eds_config");
+        if (tn_config_check_source(x->cfg, &out->c->eds_source, &inner) ||
+            src_open(x, &out->c->eds_source, TN_TYPE_ENDPOINT, &inner) == NULL)
+            return fail_resource(err, "Cluster", out->name, &inner);
+        tn_err_init(&inner);
+    }
     if (x->hooks.cluster_added && x->hooks.cluster_added(x->arg, out->c)) {
         tn_err_init(&inner);
         tn_err_fail(&inner, "no room left for its stats (tern reserves stats for about 12,000 clusters)");
@@ -499,6 +566,9 @@ static int on_cds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
     }
     if (watch_eds(x))
         TN_LOG(TN_LOG_ERROR, xds, "out of memory asking for the new clusters' endpoints");
+    for (struct src *s = x->srcs; s; s = s->next) /* endpoint files: the new clusters take theirs */
+        if (s->spec.kind == TN_SOURCE_PATH && s->type_url && strcmp(s->type_url, TN_TYPE_ENDPOINT) == 0)
+            src_replay(s);
     x->cds.update_success++;
     if (n == 0 && !u->delta)
         x->cds.update_empty++;
@@ -523,23 +593,579 @@ out:
     return rc;
 }
 
+/* --- LDS -------------------------------------------------------------------- */
+
+static void lver_free(struct lver *v)
+{
+    if (v == NULL)
+        return;
+    tn_listener_unref(v->l);
+    free(v->bytes);
+    free(v->version);
+    if (v->pb)
+        envoy__config__listener__v3__listener__free_unpacked(v->pb, NULL);
+    free(v);
+}
+
+static struct dlis *dlis_find(struct tn_xds *x, const char *name)
+{
+    for (struct dlis *d = x->dlis; d; d = d->next)
+        if (strcmp(d->name, name) == 0)
+            return d;
+    return NULL;
+}
+
+/* The warming version serves once its route configuration has come (or
+ * timed out); the active one it replaces stops accepting and drains. */
+static void dlis_try_activate(struct tn_xds *x, struct dlis *d)
+{
+    struct lver *v = d->warming;
+    if (v == NULL || (v->l->hcm.rds_name && !x->rds[v->l->hcm.rds_index].have))
+        return;
+    TN_LOG(TN_LOG_INFO, xds, "listener '%s' on %s %s (version %s)", d->name, v->l->addr.text,
+           d->active ? "replaced: the old one drains" : "accepting", v->version);
+    if (x->hooks.listener_up)
+        x->hooks.listener_up(x->arg, v->l, d->active ? d->active->l : NULL);
+    lver_free(d->active);
+    d->active = v;
+    d->warming = NULL;
+}
+
+static void lds_rds_came(struct tn_xds *x, size_t k)
+{
+    for (struct dlis *d = x->dlis; d; d = d->next)
+        if (d->warming && d->warming->l->hcm.rds_name && d->warming->l->hcm.rds_index == k)
+            dlis_try_activate(x, d);
+}
+
+static void dlis_remove(struct tn_xds *x, struct dlis *d)
+{
+    TN_LOG(TN_LOG_INFO, xds, "listener '%s' removed by the control plane%s", d->name,
+           d->active ? ": it drains" : "");
+    if (d->warming && x->hooks.listener_down)
+        x->hooks.listener_down(x->arg, d->warming->l, false);
+    if (d->active && x->hooks.listener_down)
+        x->hooks.listener_down(x->arg, d->active->l, true);
+    lver_free(d->warming);
+    lver_free(d->active);
+    for (struct dlis **pp = &x->dlis; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    free(d->name);
+    free(d);
+    x->lds.listener_removed++;
+}
+
+/* The index of route configuration `name`, registered (and asked for) when
+ * new. (size_t)-1 with err set when its source cannot be opened. */
+static size_t rds_register(struct tn_xds *x, const char *name, const struct tn_source *spec, struct tn_err *err);
+
+struct lds_new {
+    const char *name;
+    struct lver *v; /* NULL: unchanged */
+    bool bound;
+};
+
+/* Checks, compiles and binds resource r; 0, or -1 with err set. */
+static int lds_one(struct tn_xds *x, const struct tn_ads_update *u, size_t i, struct lds_new *out,
+                   const struct lds_new *seen, struct tn_err *err)
+{
+    const struct tn_ads_resource *r = &u->resources[i];
+    if (strcmp(r->type_url, TN_TYPE_LISTENER) != 0)
+        return tn_err_fail(err, "resources[%zu]: type %s in a %s response", i, r->type_url, TN_TYPE_LISTENER);
+    Envoy__Config__Listener__V3__Listener *pb = envoy__config__listener__v3__listener__unpack(NULL, r->len, r->value);
+    if (pb == NULL)
+        return tn_err_fail(err, "resources[%zu]: not a valid Listener", i);
+    struct lver *v = out->v = calloc(1, sizeof(*v));
+    if (v == NULL) {
+        envoy__config__listener__v3__listener__free_unpacked(pb, NULL);
+        return tn_err_fail(err, "out of memory");
+    }
+    v->pb = pb;
+    out->name = pb->name;
+    struct tn_err inner;
+    tn_err_init(&inner);
+    if (r->name && strcmp(r->name, pb->name) != 0)
+        tn_err_fail(&inner, ".name: '%s' differs from the resource's name", pb->name);
+    for (size_t k = 0; k < x->cfg->n_listeners && !inner.failed; k++)
+        if (strcmp(x->cfg->listeners[k]->name, pb->name) == 0)
+            tn_err_fail(&inner, ".name: a static listener has that name");
+    for (size_t k = 0; k < i && !inner.failed; k++)
+        if (strcmp(seen[k].name, pb->name) == 0)
+            tn_err_fail(&inner, ".name: twice in the response (also resources[%zu])", k);
+    if (inner.failed)
+        return fail_resource(err, "Listener", r->name ? r->name : pb->name, &inner);
+    struct dlis *d = dlis_find(x, pb->name);
+    struct lver *cur = d ? (d->warming ? d->warming : d->active) : NULL;
+    if (cur && cur->len == r->len && memcmp(cur->bytes, r->value, r->len) == 0) {
+        lver_free(v);
+        out->v = NULL;
+        out->name = cur->l->name;
+        return 0; /* unchanged: it keeps serving as it is */
+    }
+    v->l = tn_listener_compile(pb, &inner);
+    if (v->l == NULL)
+        return fail_resource(err, "Listener", pb->name, &inner);
+    struct tn_listener *l = v->l;
+    for (size_t k = 0; k < x->cfg->n_listeners && !inner.failed; k++)
+        if (tn_address_same(&x->cfg->listeners[k]->addr, &l->addr))
+            tn_err_fail(&inner, ".address: %s is the address of static listener '%s'", l->addr.text,
+                        x->cfg->listeners[k]->name);
+    for (struct dlis *o = x->dlis; o && !inner.failed; o = o->next) {
+        struct lver *ov = o->warming ? o->warming : o->active;
+        if (o != d && ov && tn_address_same(&ov->l->addr, &l->addr))
+            tn_err_fail(&inner, ".address: %s is the address of listener '%s'", l->addr.text, o->name);
+    }
+    for (size_t k = 0; k < i && !inner.failed; k++)
+        if (seen[k].v && tn_address_same(&seen[k].v->l->addr, &l->addr))
+            tn_err_fail(&inner, ".address: %s is also the address of resources[%zu]", l->addr.text, k);
+    if (!inner.failed && l->hcm.routes) {
+        size_t mark = tn_err_push(&inner, "%s", l->route_config_path);
+        if (tn_config_check_routes(x->cfg, l->hcm.routes, &inner) == 0)
+            tn_err_pop(&inner, mark);
+    }
+    if (!inner.failed && l->hcm.rds_name) {
+        size_t mark = tn_err_push(&inner, "%s", l->rds_source_path);
+        if (tn_config_check_source(x->cfg, &l->hcm.rds_source, &inner) == 0 &&
+            (l->hcm.rds_index = rds_register(x, l->hcm.rds_name, &l->hcm.rds_source, &inner)) != (size_t)-1)
+            tn_err_pop(&inner, mark);
+    }
+    if (!inner.failed && x->hooks.listener_bind &&
+        x->hooks.listener_bind(x->arg, l, d && d->active ? d->active->l : NULL, &inner) == 0)
+        out->bound = true;
+    if (inner.failed)
+        return fail_resource(err, "Listener", pb->name, &inner);
+    if ((v->bytes = malloc(r->len + 1)) != NULL) {
+        memcpy(v->bytes, r->value, r->len);
+        v->len = r->len;
+    }
+    return 0;
+}
+
+static int on_lds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err *err)
+{
+    size_t n = u->n_resources;
+    struct lds_new *nv = calloc(n + 1, sizeof(*nv));
+    int rc = -1;
+    x->lds.update_attempt++;
+    if (nv == NULL) {
+        tn_err_fail(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (lds_one(x, u, i, &nv[i], nv, err))
+            goto out;
+    if (!u->delta) {
+        for (struct dlis *d = x->dlis, *next; d; d = next) {
+            next = d->next;
+            bool kept = false;
+            for (size_t i = 0; i < n && !kept; i++)
+                kept = strcmp(nv[i].name, d->name) == 0;
+            if (!kept)
+                dlis_remove(x, d);
+        }
+    } else {
+        for (size_t i = 0; i < u->n_removed; i++) {
+            struct dlis *d = dlis_find(x, u->removed[i]);
+            if (d)
+                dlis_remove(x, d);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct lver *v = nv[i].v;
+        if (v == NULL)
+            continue;
+        nv[i].v = NULL;
+        v->version = strdup(r_version(u, i));
+        v->updated_ms = wall_ms();
+        struct dlis *d = dlis_find(x, v->l->name);
+        if (d == NULL) {
+            if ((d = calloc(1, sizeof(*d))) == NULL || (d->name = strdup(v->l->name)) == NULL) {
+                TN_LOG(TN_LOG_ERROR, xds, "listener '%s': out of memory adding it", v->l->name);
+                if (x->hooks.listener_down)
+                    x->hooks.listener_down(x->arg, v->l, false);
+                free(d);
+                lver_free(v);
+                continue;
+            }
+            d->next = x->dlis;
+            x->dlis = d;
+            x->lds.listener_added++;
+        } else {
+            x->lds.listener_modified++;
+        }
+        if (d->warming) { /* replaced before it ever served */
+            if (x->hooks.listener_down)
+                x->hooks.listener_down(x->arg, d->warming->l, false);
+            lver_free(d->warming);
+        }
+        d->warming = v;
+        TN_LOG(TN_LOG_INFO, xds, "listener '%s' %s by the control plane (version %s)%s", d->name,
+               d->active ? "changed" : "added", v->version,
+               v->l->hcm.rds_name && !x->rds[v->l->hcm.rds_index].have ? ": warming until its routes come" : "");
+        dlis_try_activate(x, d);
+    }
+    if (watch_rds(x))
+        TN_LOG(TN_LOG_ERROR, xds, "out of memory asking for the new listeners' route configurations");
+    x->lds.update_success++;
+    if (n == 0 && !u->delta)
+        x->lds.update_empty++;
+    free(x->lds.version);
+    x->lds.version = strdup(u->version ? u->version : "");
+    if (!x->lds_have) {
+        x->lds_have = true;
+        wait_done(x, W_LDS, NULL, 0);
+        check_ready(x);
+    }
+    rc = 0;
+out:
+    if (rc)
+        x->lds.update_rejected++;
+    for (size_t i = 0; nv && i < n; i++) {
+        if (nv[i].bound && nv[i].v && x->hooks.listener_down)
+            x->hooks.listener_down(x->arg, nv[i].v->l, false);
+        lver_free(nv[i].v);
+    }
+    free(nv);
+    return rc;
+}
+
+/* --- streams and files ---------------------------------------------------------- */
+
+static void last_free(struct last *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free((char *)l->res[i].type_url);
+        free((uint8_t *)l->res[i].value);
+    }
+    free(l->res);
+    free(l->type_url);
+    free(l->version);
+    free(l);
+}
+
+/* Keeps a copy of u (a file's accepted content) in s->last. */
+static void last_keep(struct src *s, const struct tn_ads_update *u)
+{
+    struct last *l = calloc(1, sizeof(*l));
+    bool ok = l && (l->res = calloc(u->n_resources + 1, sizeof(*l->res))) && (l->type_url = strdup(u->type_url)) &&
+              (l->version = strdup(u->version ? u->version : ""));
+    for (size_t i = 0; ok && i < u->n_resources; i++, l->n++) {
+        uint8_t *v = malloc(u->resources[i].len + 1);
+        char *t = strdup(u->resources[i].type_url);
+        if (v)
+            memcpy(v, u->resources[i].value, u->resources[i].len);
+        l->res[i] = (struct tn_ads_resource){.type_url = t, .value = v, .len = u->resources[i].len};
+        ok = v && t;
+    }
+    if (!ok) {
+        TN_LOG(TN_LOG_ERROR, xds, "out of memory keeping what a file gave");
+        last_free(l);
+        l = NULL;
+    }
+    last_free(s->last);
+    s->last = l;
+}
+
+static int on_update(void *arg, const struct tn_ads_update *u, struct tn_err *err);
+
+/* Hands a file's last content again: resources that came to need it (a
+ * cluster from CDS, a listener's route configuration) take their part. */
+static void src_replay(struct src *s)
+{
+    struct last *l = s->last;
+    if (l == NULL)
+        return;
+    s->last = NULL; /* on_update keeps it again */
+    struct tn_ads_update u = {.type_url = l->type_url, .version = l->version, .resources = l->res, .n_resources = l->n};
+    struct tn_err err;
+    tn_err_init(&err);
+    if (on_update(s, &u, &err))
+        TN_LOG(TN_LOG_WARN, xds, "%s: version '%s' no longer applies: %s", s->spec.path, l->version, err.msg);
+    if (s->last == NULL)
+        s->last = l;
+    else
+        last_free(l);
+}
+
+static int dispatch(struct src *s, const struct tn_ads_update *u, struct tn_err *err);
+
 static int on_update(void *arg, const struct tn_ads_update *u, struct tn_err *err)
 {
-    struct tn_xds *x = arg;
+    struct src *s = arg;
+    struct tn_ads_update typed;
+    if (s->type_url && (u->type_url == NULL || *u->type_url == '\0')) {
+        /* a file with no resources and no type_url: nothing of its type */
+        typed = *u;
+        typed.type_url = s->type_url;
+        u = &typed;
+    }
+    int rc = dispatch(s, u, err);
+    if (rc == 0 && s->spec.kind == TN_SOURCE_PATH) /* s->fs is not set during the first read */
+        last_keep(s, u);
+    return rc;
+}
+
+static int dispatch(struct src *s, const struct tn_ads_update *u, struct tn_err *err)
+{
+    struct tn_xds *x = s->x;
+    if (s->type_url && strcmp(u->type_url, s->type_url) != 0)
+        return tn_err_fail(err, "type %s from a source configured for %s", u->type_url, s->type_url);
     if (strcmp(u->type_url, TN_TYPE_ENDPOINT) == 0)
         return on_eds(x, u, err);
     if (strcmp(u->type_url, TN_TYPE_ROUTE) == 0)
         return on_rds(x, u, err);
-    if (strcmp(u->type_url, TN_TYPE_CLUSTER) == 0)
+    /* a type's own stream or file of clusters or listeners is CDS's or
+     * LDS's (during its first read x->cds_src/lds_src is not set yet) */
+    if (strcmp(u->type_url, TN_TYPE_CLUSTER) == 0 &&
+        (s->type_url || (x->cfg->cds_dynamic && x->cfg->cds_source.kind == TN_SOURCE_ADS)))
         return on_cds(x, u, err);
-    return tn_err_fail(err, "type %s is not watched by tern", u->type_url);
+    if (strcmp(u->type_url, TN_TYPE_LISTENER) == 0 &&
+        (s->type_url || (x->cfg->lds_dynamic && x->cfg->lds_source.kind == TN_SOURCE_ADS)))
+        return on_lds(x, u, err);
+    return tn_err_fail(err, "type %s is not watched by tern on this stream", u->type_url);
 }
 
 static void on_state(void *arg, bool connected)
 {
-    (void)arg;
-    TN_LOG(connected ? TN_LOG_INFO : TN_LOG_WARN, xds, "control plane %s", connected ? "connected" : "disconnected");
+    struct src *s = arg;
+    const char *what = s->type_url ? strrchr(s->type_url, '.') + 1 : "ADS";
+    TN_LOG(connected ? TN_LOG_INFO : TN_LOG_WARN, xds, "control plane (%s) %s", what,
+           connected ? "connected" : "disconnected");
 }
+
+/* The gRPC target: google_grpc's URI, or the first endpoint of envoy_grpc's
+ * (static) cluster. */
+static int target_of(const struct tn_config *cfg, const char *cluster, const char *uri, char *out, size_t cap,
+                     struct tn_err *err)
+{
+    if (uri) {
+        snprintf(out, cap, "%s", uri);
+        return 0;
+    }
+    const struct tn_cluster *c = tn_config_cluster(cfg, cluster);
+    if (c == NULL || c->endpoints == NULL || c->endpoints->n_endpoints == 0)
+        return tn_err_fail(err, "cluster '%s' has no endpoint to reach the control plane at", cluster ? cluster : "");
+    const struct tn_address *a = &c->endpoints->endpoints[0].addr;
+    tn_ads_target_for(a->host, a->port, out, cap);
+    return 0;
+}
+
+/* The service method of a type's own stream. */
+static const char *method_of(const char *type_url, bool delta)
+{
+    static const struct {
+        const char *type, *sotw, *delta;
+    } m[] = {
+        {TN_TYPE_LISTENER, "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
+         "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners"},
+        {TN_TYPE_ROUTE, "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
+         "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes"},
+        {TN_TYPE_CLUSTER, "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
+         "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters"},
+        {TN_TYPE_ENDPOINT, "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
+         "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints"},
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (strcmp(m[i].type, type_url) == 0)
+            return delta ? m[i].delta : m[i].sotw;
+    return NULL;
+}
+
+static void names_free(struct names *n)
+{
+    for (size_t i = 0; i < n->n; i++)
+        free(n->v[i]);
+    free(n->v);
+    n->v = NULL;
+    n->n = 0;
+}
+
+static void src_free(struct src *s)
+{
+    if (s->ads)
+        tn_ads_close(s->ads);
+    if (s->fs)
+        tn_filesub_close(s->fs);
+    names_free(&s->eds);
+    names_free(&s->rds);
+    last_free(s->last);
+    free((char *)s->spec.cluster);
+    free((char *)s->spec.target);
+    free((char *)s->spec.path);
+    free((char *)s->spec.watched_dir);
+    free(s);
+}
+
+static char *dup_or_null(const char *p, bool *oom)
+{
+    char *d = p ? strdup(p) : NULL;
+    if (p && d == NULL)
+        *oom = true;
+    return d;
+}
+
+/* The stream or file of `spec` for type_url, opened when new. NULL with err
+ * set when it cannot be. */
+static struct src *src_open(struct tn_xds *x, const struct tn_source *spec, const char *type_url, struct tn_err *err)
+{
+    if (spec->kind == TN_SOURCE_ADS) {
+        if (x->ads_src == NULL)
+            tn_err_fail(err, "ads: the bootstrap has no dynamic_resources.ads_config");
+        return x->ads_src;
+    }
+    for (struct src *s = x->srcs; s; s = s->next)
+        if (s->type_url && strcmp(s->type_url, type_url) == 0 && tn_source_same(&s->spec, spec))
+            return s;
+    struct src *s = calloc(1, sizeof(*s));
+    bool oom = s == NULL;
+    if (s) {
+        s->x = x;
+        s->type_url = type_url;
+        s->spec = *spec;
+        s->spec.cluster = dup_or_null(spec->cluster, &oom);
+        s->spec.target = dup_or_null(spec->target, &oom);
+        s->spec.path = dup_or_null(spec->path, &oom);
+        s->spec.watched_dir = dup_or_null(spec->watched_dir, &oom);
+    }
+    if (oom) {
+        if (s)
+            src_free(s);
+        tn_err_fail(err, "out of memory");
+        return NULL;
+    }
+    /* listed first: a file's first read happens inside tn_filesub_new, and
+     * what it brings may look for this source */
+    s->next = x->srcs;
+    x->srcs = s;
+    if (spec->kind == TN_SOURCE_PATH) {
+        s->fs = tn_filesub_new(x->loop, s->spec.path, s->spec.watched_dir, on_update, s, err);
+    } else {
+        char target[512];
+        const tn_pb_bootstrap *b = x->cfg->bootstrap;
+        struct tn_ads_options o = {
+            .target = target,
+            .delta = spec->kind == TN_SOURCE_DELTA_GRPC,
+            .method = method_of(type_url, spec->kind == TN_SOURCE_DELTA_GRPC),
+            .node = b->node,
+        };
+        if (target_of(x->cfg, s->spec.cluster, s->spec.target, target, sizeof(target), err) == 0) {
+            s->ads = tn_ads_new(x->loop, &o, on_update, on_state, s, err);
+            if (s->ads &&
+                (strcmp(type_url, TN_TYPE_CLUSTER) == 0 || strcmp(type_url, TN_TYPE_LISTENER) == 0) &&
+                tn_ads_watch(s->ads, type_url, NULL, 0, true))
+                tn_err_fail(err, "out of memory");
+        }
+    }
+    if (err->failed || (s->ads == NULL && s->fs == NULL)) {
+        if (!err->failed)
+            tn_err_fail(err, "out of memory");
+        x->srcs = s->next;
+        src_free(s);
+        return NULL;
+    }
+    TN_LOG(TN_LOG_INFO, xds, "%s from %s%s", strrchr(type_url, '.') + 1,
+           spec->kind == TN_SOURCE_PATH ? "file " : "the control plane's own service at ",
+           spec->kind == TN_SOURCE_PATH ? s->spec.path : s->spec.cluster ? s->spec.cluster : s->spec.target);
+    return s;
+}
+
+/* The source spec maps to, if open. */
+static struct src *src_find(struct tn_xds *x, const struct tn_source *spec, const char *type_url)
+{
+    if (spec->kind == TN_SOURCE_ADS)
+        return x->ads_src;
+    for (struct src *s = x->srcs; s; s = s->next)
+        if (s->type_url && strcmp(s->type_url, type_url) == 0 && tn_source_same(&s->spec, spec))
+            return s;
+    return NULL;
+}
+
+/* Asks s for names[0..n) of type_url when that set changed (a file gives
+ * what it has). 0, or -1 when out of memory. */
+static int names_ask(struct src *s, struct names *last, const char *type_url, const char **names, size_t n)
+{
+    bool same = n == last->n;
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(names[i], last->v[i]) == 0;
+    if (same)
+        return 0;
+    struct names keep = {calloc(n + 1, sizeof(char *)), 0};
+    if (keep.v == NULL)
+        return -1;
+    for (; keep.n < n; keep.n++)
+        if ((keep.v[keep.n] = strdup(names[keep.n])) == NULL) {
+            names_free(&keep);
+            return -1;
+        }
+    names_free(last);
+    *last = keep;
+    return s->ads ? tn_ads_watch(s->ads, type_url, names, n, false) : 0;
+}
+
+static bool has_name(const char **names, size_t n, const char *name)
+{
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(names[k], name) == 0)
+            return true;
+    return false;
+}
+
+/* Asks each source for the assignments of the EDS clusters (static and
+ * from CDS) it serves, when that set of names changed. */
+static int watch_eds(struct tn_xds *x)
+{
+    const struct tn_config *cfg = x->cfg;
+    const char **names = calloc(cfg->n_clusters + x->n_dyns + 1, sizeof(*names));
+    int rc = 0;
+    if (names == NULL)
+        return -1;
+    for (struct src *s = x->srcs; s; s = s->next) {
+        if (s->type_url && strcmp(s->type_url, TN_TYPE_ENDPOINT) != 0)
+            continue;
+        size_t n = 0;
+        struct dyn *d = x->dyns;
+        for (size_t i = 0; i < cfg->n_clusters || d; i++) {
+            const struct tn_cluster *c = i < cfg->n_clusters ? cfg->clusters[i] : d->c;
+            if (i >= cfg->n_clusters)
+                d = d->next;
+            if (c->type == TN_CLUSTER_EDS && src_find(x, &c->eds_source, TN_TYPE_ENDPOINT) == s &&
+                !has_name(names, n, eds_name(c)))
+                names[n++] = eds_name(c);
+        }
+        if (names_ask(s, &s->eds, TN_TYPE_ENDPOINT, names, n))
+            rc = -1;
+    }
+    free(names);
+    return rc;
+}
+
+/* Asks each source for the route configurations it serves. */
+static int watch_rds(struct tn_xds *x)
+{
+    const char **names = calloc(x->n_rds + 1, sizeof(*names));
+    int rc = 0;
+    if (names == NULL)
+        return -1;
+    for (struct src *s = x->srcs; s; s = s->next) {
+        if (s->type_url && strcmp(s->type_url, TN_TYPE_ROUTE) != 0)
+            continue;
+        size_t n = 0;
+        for (size_t i = 0; i < x->n_rds; i++)
+            if (x->rds[i].src == s)
+                names[n++] = x->rds[i].name;
+        if (names_ask(s, &s->rds, TN_TYPE_ROUTE, names, n))
+            rc = -1;
+    }
+    free(names);
+    return rc;
+}
+
+/* --- initial fetches ---------------------------------------------------------------- */
 
 static void on_wait_timeout(uv_timer_t *t)
 {
@@ -554,85 +1180,30 @@ static void on_wait_timeout(uv_timer_t *t)
         TN_LOG(TN_LOG_WARN, xds,
                "route configuration '%s' did not come within initial_fetch_timeout: its listeners answer 404 until it "
                "does",
-               x->cfg->rds_names[w->rds_index]);
-        x->rds_have[w->rds_index] = true;
+               x->rds[w->rds_index].name);
+        x->rds[w->rds_index].have = true;
+        lds_rds_came(x, w->rds_index);
         break;
     case W_CDS:
         TN_LOG(TN_LOG_WARN, xds,
                "no clusters from the control plane within initial_fetch_timeout: serving without them");
         x->cds_have = true;
         break;
+    case W_LDS:
+        TN_LOG(TN_LOG_WARN, xds,
+               "no listeners from the control plane within initial_fetch_timeout: serving without them");
+        x->lds_have = true;
+        break;
     }
     check_ready(x);
 }
 
-/* The gRPC target: google_grpc's URI, or envoy_grpc's cluster's first
- * endpoint. */
-static int target_of(const struct tn_config *cfg, char *out, size_t cap, struct tn_err *err)
+static int wait_start(struct tn_xds *x, enum wait_kind kind, const struct tn_cluster *c, size_t rds_index,
+                      uint64_t ms)
 {
-    if (cfg->ads_target) {
-        snprintf(out, cap, "%s", cfg->ads_target);
-        return 0;
-    }
-    const struct tn_cluster *c = tn_config_cluster(cfg, cfg->ads_cluster);
-    if (c == NULL || c->endpoints == NULL || c->endpoints->n_endpoints == 0)
-        return tn_err_fail(err,
-                           "dynamic_resources.ads_config: cluster '%s' has no endpoint to reach the control "
-                           "plane at",
-                           cfg->ads_cluster ? cfg->ads_cluster : "");
-    const struct tn_address *a = &c->endpoints->endpoints[0].addr;
-    tn_ads_target_for(a->host, a->port, out, cap);
-    return 0;
-}
-
-/* Asks for the assignments of every EDS cluster, static and from CDS, when
- * that set of names changed. */
-static int watch_eds(struct tn_xds *x)
-{
-    const struct tn_config *cfg = x->cfg;
-    const char **names = calloc(cfg->n_clusters + x->n_dyns + 1, sizeof(*names));
-    size_t n = 0;
-    if (names == NULL)
+    struct wait *w = calloc(1, sizeof(*w));
+    if (w == NULL)
         return -1;
-    struct dyn *d = x->dyns;
-    for (size_t i = 0; i < cfg->n_clusters || d; i++) {
-        const struct tn_cluster *c = i < cfg->n_clusters ? cfg->clusters[i] : d->c;
-        if (i >= cfg->n_clusters)
-            d = d->next;
-        if (c->type != TN_CLUSTER_EDS)
-            continue;
-        bool dup = false;
-        for (size_t k = 0; k < n && !dup; k++)
-            dup = strcmp(names[k], eds_name(c)) == 0;
-        if (!dup)
-            names[n++] = eds_name(c);
-    }
-    bool same = n == x->n_eds_names;
-    for (size_t i = 0; same && i < n; i++)
-        same = strcmp(names[i], x->eds_names[i]) == 0;
-    int rc = 0;
-    if (!same) {
-        char **keep = calloc(n + 1, sizeof(*keep));
-        for (size_t i = 0; keep && i < n; i++)
-            if ((keep[i] = strdup(names[i])) == NULL)
-                rc = -1;
-        if (keep == NULL)
-            rc = -1;
-        if (rc == 0 && (n || x->n_eds_names))
-            rc = tn_ads_watch(x->ads, TN_TYPE_ENDPOINT, names, n, false);
-        for (size_t i = 0; i < x->n_eds_names; i++)
-            free(x->eds_names[i]);
-        free(x->eds_names);
-        x->eds_names = keep;
-        x->n_eds_names = keep ? n : 0;
-    }
-    free(names);
-    return rc;
-}
-
-static void wait_start(struct tn_xds *x, enum wait_kind kind, const struct tn_cluster *c, size_t rds_index, uint64_t ms)
-{
-    struct wait *w = &x->waits[x->n_waits++];
     w->x = x;
     w->kind = kind;
     w->c = c;
@@ -641,59 +1212,128 @@ static void wait_start(struct tn_xds *x, enum wait_kind kind, const struct tn_cl
     uv_timer_init(x->loop, &w->timer);
     w->timer.data = w;
     uv_timer_start(&w->timer, on_wait_timeout, ms, 0);
+    w->next = x->waits;
+    x->waits = w;
     x->n_open++;
-}
-
-static uint64_t duration_ms(const Google__Protobuf__Duration *d, uint64_t dflt)
-{
-    if (d == NULL)
-        return dflt;
-    return (uint64_t)(d->seconds > 0 ? d->seconds : 0) * 1000 + (uint64_t)(d->nanos > 0 ? d->nanos : 0) / 1000000;
-}
-
-static int start_waits(struct tn_xds *x)
-{
-    const struct tn_config *cfg = x->cfg;
-    x->waits = calloc(cfg->n_clusters + cfg->n_rds + 2, sizeof(*x->waits));
-    x->rds_have = calloc(cfg->n_rds + 1, sizeof(*x->rds_have));
-    x->rds = calloc(cfg->n_rds + 1, sizeof(*x->rds));
-    if (x->waits == NULL || x->rds_have == NULL || x->rds == NULL)
-        return -1;
-    for (size_t i = 0; i < cfg->n_clusters; i++) {
-        const struct tn_cluster *c = cfg->clusters[i];
-        if (c->type == TN_CLUSTER_EDS && c->eds_fetch_timeout_ms)
-            wait_start(x, W_EDS, c, 0, c->eds_fetch_timeout_ms);
-    }
-    for (size_t i = 0; i < cfg->n_rds; i++)
-        if (cfg->rds_fetch_timeout_ms[i])
-            wait_start(x, W_RDS, NULL, i, cfg->rds_fetch_timeout_ms[i]);
-    x->cds_have = !cfg->cds_dynamic;
-    if (cfg->cds_dynamic) {
-        const Envoy__Config__Core__V3__ConfigSource *cs = cfg->bootstrap->dynamic_resources->cds_config;
-        uint64_t ms = duration_ms(cs->initial_fetch_timeout, 15000);
-        if (ms)
-            wait_start(x, W_CDS, NULL, 0, ms);
-    }
     return 0;
 }
 
-static int watch_rds(struct tn_xds *x)
+static size_t rds_register(struct tn_xds *x, const char *name, const struct tn_source *spec, struct tn_err *err)
+{
+    size_t k = rds_index_of(x, name);
+    if (k != (size_t)-1)
+        return k;
+    if (x->n_rds == x->cap_rds) {
+        size_t cap = x->cap_rds ? x->cap_rds * 2 : 8;
+        struct rds_slot *v = realloc(x->rds, cap * sizeof(*v));
+        if (v == NULL) {
+            tn_err_fail(err, "out of memory");
+            return (size_t)-1;
+        }
+        x->rds = v;
+        x->cap_rds = cap;
+    }
+    /* the slot first: a file opened now hands its routes over at once */
+    k = x->n_rds;
+    x->rds[k] = (struct rds_slot){.name = strdup(name)};
+    if (x->rds[k].name == NULL) {
+        tn_err_fail(err, "out of memory");
+        return (size_t)-1;
+    }
+    x->n_rds++;
+    bool fresh = src_find(x, spec, TN_TYPE_ROUTE) == NULL;
+    struct src *s = src_open(x, spec, TN_TYPE_ROUTE, err);
+    if (s == NULL || (spec->fetch_timeout_ms && !x->rds[k].have && wait_start(x, W_RDS, NULL, k, spec->fetch_timeout_ms))) {
+        /* nothing points at the slot yet: it goes (its stats never counted) */
+        if (x->rds[k].st.pb)
+            protobuf_c_message_free_unpacked(x->rds[k].st.pb, NULL);
+        free(x->rds[k].st.version);
+        free(x->rds[k].name);
+        x->n_rds--;
+        if (!err->failed)
+            tn_err_fail(err, "out of memory");
+        return (size_t)-1;
+    }
+    x->rds[k].src = s;
+    if (!fresh)
+        src_replay(s);
+    return k;
+}
+
+/* What the bootstrap asks for, in the order Envoy asks: clusters (CDS and
+ * the static EDS ones' endpoints), then listeners, then routes. */
+static int start_sources(struct tn_xds *x, struct tn_err *err)
 {
     const struct tn_config *cfg = x->cfg;
-    return cfg->n_rds ? tn_ads_watch(x->ads, TN_TYPE_ROUTE, cfg->rds_names, cfg->n_rds, false) : 0;
+    if (cfg->ads_api != TN_XDS_NONE) {
+        char target[512];
+        const tn_pb_bootstrap *b = cfg->bootstrap;
+        struct src *s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            return tn_err_fail(err, "out of memory");
+        s->x = x;
+        s->next = x->srcs;
+        x->srcs = x->ads_src = s;
+        struct tn_ads_options o = {
+            .target = target,
+            .delta = cfg->ads_api == TN_XDS_DELTA_GRPC,
+            .node = b->node,
+            .node_first_only = b->dynamic_resources->ads_config->set_node_on_first_message_only,
+        };
+        size_t mark = tn_err_push(err, "dynamic_resources.ads_config");
+        if (target_of(cfg, cfg->ads_cluster, cfg->ads_target, target, sizeof(target), err))
+            return -1;
+        tn_err_pop(err, mark);
+        if ((s->ads = tn_ads_new(x->loop, &o, on_update, on_state, s, err)) == NULL)
+            return -1;
+    }
+    if (cfg->cds_dynamic) {
+        if (cfg->cds_source.fetch_timeout_ms && wait_start(x, W_CDS, NULL, 0, cfg->cds_source.fetch_timeout_ms))
+            return tn_err_fail(err, "out of memory");
+        if ((x->cds_src = src_open(x, &cfg->cds_source, TN_TYPE_CLUSTER, err)) == NULL)
+            return -1;
+        if (x->cds_src == x->ads_src && tn_ads_watch(x->ads_src->ads, TN_TYPE_CLUSTER, NULL, 0, true))
+            return tn_err_fail(err, "out of memory");
+    }
+    for (size_t i = 0; i < cfg->n_clusters; i++) {
+        const struct tn_cluster *c = cfg->clusters[i];
+        if (c->type != TN_CLUSTER_EDS)
+            continue;
+        if (c->eds_source.fetch_timeout_ms && wait_start(x, W_EDS, c, 0, c->eds_source.fetch_timeout_ms))
+            return tn_err_fail(err, "out of memory");
+        if (src_open(x, &c->eds_source, TN_TYPE_ENDPOINT, err) == NULL)
+            return -1;
+    }
+    if (watch_eds(x))
+        return tn_err_fail(err, "out of memory");
+    if (cfg->lds_dynamic) {
+        if (cfg->lds_source.fetch_timeout_ms && wait_start(x, W_LDS, NULL, 0, cfg->lds_source.fetch_timeout_ms))
+            return tn_err_fail(err, "out of memory");
+        if ((x->lds_src = src_open(x, &cfg->lds_source, TN_TYPE_LISTENER, err)) == NULL)
+            return -1;
+        if (x->lds_src == x->ads_src && tn_ads_watch(x->ads_src->ads, TN_TYPE_LISTENER, NULL, 0, true))
+            return tn_err_fail(err, "out of memory");
+    }
+    for (size_t i = 0; i < cfg->n_rds; i++)
+        if (rds_register(x, cfg->rds_names[i], cfg->rds_sources[i], err) != i)
+            return -1;
+    return watch_rds(x) ? tn_err_fail(err, "out of memory") : 0;
+}
+
+static bool wants_xds(const struct tn_config *cfg)
+{
+    if (cfg->ads_api != TN_XDS_NONE || cfg->lds_dynamic || cfg->cds_dynamic || cfg->n_rds)
+        return true;
+    for (size_t i = 0; i < cfg->n_clusters; i++)
+        if (cfg->clusters[i]->type == TN_CLUSTER_EDS)
+            return true;
+    return false;
 }
 
 struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm *cm, const struct tn_xds_hooks *hooks,
                             void *arg, struct tn_err *err)
 {
-    if (cfg->ads_api == TN_XDS_NONE)
-        return NULL;
-    if (cfg->lds_dynamic || cfg->cds_dynamic)
-        TN_LOG(TN_LOG_WARN, xds,
-               "lds_config and cds_config are not applied yet: listeners and clusters come from "
-               "static_resources; the control plane gives EDS clusters their endpoints");
-    char target[512];
-    if (target_of(cfg, target, sizeof(target), err))
+    if (!wants_xds(cfg))
         return NULL;
     struct tn_xds *x = calloc(1, sizeof(*x));
     if (x == NULL) {
@@ -705,38 +1345,41 @@ struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm
     x->cm = cm;
     x->hooks = *hooks;
     x->arg = arg;
-    const tn_pb_bootstrap *b = cfg->bootstrap;
-    struct tn_ads_options o = {
-        .target = target,
-        .delta = cfg->ads_api == TN_XDS_DELTA_GRPC,
-        .node = b->node,
-        .node_first_only = b->dynamic_resources && b->dynamic_resources->ads_config &&
-                           b->dynamic_resources->ads_config->set_node_on_first_message_only,
-    };
-    x->ads = tn_ads_new(loop, &o, on_update, on_state, x, err);
-    /* CDS first, then EDS and RDS: the order Envoy asks in */
-    if (x->ads == NULL || (cfg->cds_dynamic && tn_ads_watch(x->ads, TN_TYPE_CLUSTER, NULL, 0, true)) || watch_eds(x) ||
-        watch_rds(x) || start_waits(x)) {
-        if (!err->failed)
-            tn_err_fail(err, "out of memory");
-        if (x->ads)
-            tn_ads_close(x->ads);
-        x->ads = NULL;
-        xds_free_or_close(x);
+    x->cds_have = !cfg->cds_dynamic;
+    x->lds_have = !cfg->lds_dynamic;
+    x->ready_fired = true; /* not while starting: a file's first read comes now */
+    if (start_sources(x, err)) {
+        tn_xds_close(x);
         return NULL;
     }
+    x->ready_fired = false;
     check_ready(x);
     return x;
 }
 
+size_t tn_xds_n_rds(const struct tn_xds *x)
+{
+    return x ? x->n_rds : 0;
+}
+
 const struct tn_xds_rds *tn_xds_rds(const struct tn_xds *x, size_t i)
 {
-    return x && x->rds && i < x->cfg->n_rds ? &x->rds[i] : NULL;
+    return x && i < x->n_rds ? &x->rds[i].st : NULL;
+}
+
+const char *tn_xds_rds_name(const struct tn_xds *x, size_t i)
+{
+    return x && i < x->n_rds ? x->rds[i].name : NULL;
 }
 
 const struct tn_xds_cds *tn_xds_cds(const struct tn_xds *x)
 {
     return x ? &x->cds : NULL;
+}
+
+const struct tn_xds_lds *tn_xds_lds(const struct tn_xds *x)
+{
+    return x ? &x->lds : NULL;
 }
 
 size_t tn_xds_clusters(const struct tn_xds *x, struct tn_xds_cluster *out, size_t cap)
@@ -749,25 +1392,56 @@ size_t tn_xds_clusters(const struct tn_xds *x, struct tn_xds_cluster *out, size_
     return n;
 }
 
+static void lver_out(const struct lver *v, struct tn_xds_lver *out)
+{
+    if (v)
+        *out = (struct tn_xds_lver){
+            .l = v->l, .version = v->version, .updated_ms = v->updated_ms, .pb = v->pb ? &v->pb->base : NULL};
+}
+
+size_t tn_xds_listeners(const struct tn_xds *x, struct tn_xds_listener *out, size_t cap)
+{
+    size_t n = 0;
+    for (const struct dlis *d = x ? x->dlis : NULL; d; d = d->next, n++)
+        if (n < cap) {
+            out[n] = (struct tn_xds_listener){.name = d->name};
+            lver_out(d->active, &out[n].active);
+            lver_out(d->warming, &out[n].warming);
+        }
+    return n;
+}
+
 bool tn_xds_connected(const struct tn_xds *x)
 {
-    return x && tn_ads_connected(x->ads);
+    bool any = false;
+    for (const struct src *s = x ? x->srcs : NULL; s; s = s->next)
+        if (s->ads) {
+            if (!tn_ads_connected(s->ads))
+                return false;
+            any = true;
+        }
+    return any;
+}
+
+bool tn_xds_has_grpc(const struct tn_xds *x)
+{
+    for (const struct src *s = x ? x->srcs : NULL; s; s = s->next)
+        if (s->ads)
+            return true;
+    return false;
 }
 
 static void xds_free(struct tn_xds *x)
 {
-    for (size_t i = 0; x->rds && i < x->cfg->n_rds; i++) {
-        if (x->rds[i].pb)
-            protobuf_c_message_free_unpacked(x->rds[i].pb, NULL);
-        free(x->rds[i].version);
+    for (size_t i = 0; i < x->n_rds; i++) {
+        if (x->rds[i].st.pb)
+            protobuf_c_message_free_unpacked(x->rds[i].st.pb, NULL);
+        free(x->rds[i].st.version);
+        free(x->rds[i].name);
     }
-    for (size_t i = 0; i < x->n_eds_names; i++)
-        free(x->eds_names[i]);
-    free(x->eds_names);
-    free(x->cds.version);
     free(x->rds);
-    free(x->waits);
-    free(x->rds_have);
+    free(x->cds.version);
+    free(x->lds.version);
     tn_config_unref(x->cfg);
     free(x);
 }
@@ -782,26 +1456,43 @@ static void xds_release(struct tn_xds *x)
 static void on_wait_closed(uv_handle_t *h)
 {
     struct wait *w = h->data;
-    xds_release(w->x);
+    struct tn_xds *x = w->x;
+    free(w);
+    xds_release(x);
 }
 
 /* Closes every handle of x; the last close frees it. */
 static void xds_free_or_close(struct tn_xds *x)
 {
     x->closing = true;
+    while (x->dlis) {
+        struct dlis *d = x->dlis;
+        x->dlis = d->next;
+        lver_free(d->active);
+        lver_free(d->warming);
+        free(d->name);
+        free(d);
+    }
     if (x->n_open == 0) {
         xds_free(x);
         return;
     }
-    for (size_t i = 0; i < x->n_waits; i++)
-        uv_close((uv_handle_t *)&x->waits[i].timer, on_wait_closed);
+    for (struct wait *w = x->waits, *next; w; w = next) {
+        next = w->next;
+        uv_close((uv_handle_t *)&w->timer, on_wait_closed);
+    }
+    x->waits = NULL;
     while (x->dyns)
         dyn_drop(x, x->dyns);
 }
 
 void tn_xds_close(struct tn_xds *x)
 {
-    tn_ads_close(x->ads);
-    x->ads = NULL;
+    while (x->srcs) {
+        struct src *s = x->srcs;
+        x->srcs = s->next;
+        src_free(s);
+    }
+    x->ads_src = x->cds_src = x->lds_src = NULL;
     xds_free_or_close(x);
 }

@@ -1,33 +1,39 @@
 /* What tern asks the control plane for, and what it does with the answers.
  *
- * From a compiled bootstrap with dynamic_resources.ads_config, one ADS
- * stream (xds/ads.h) watches the RouteConfigurations the listeners name in
- * rds.route_config_name and the ClusterLoadAssignments of the EDS clusters
- * (by eds_cluster_config.service_name, else the cluster's name).
+ * Each type comes from where the bootstrap says (dataplane/source.h): the
+ * aggregated stream of dynamic_resources.ads_config, the type's own gRPC
+ * service (state of the world or incremental), or a file. Streams are
+ * opened as resources name them: an EDS cluster from CDS with its own
+ * eds_config, a listener from LDS whose rds names a new source.
  *
- * An accepted RouteConfiguration is compiled as a static route_config is
- * (with validate_clusters against the configured clusters) and handed to
- * the workers; streams keep the table they started with. Listeners do not
- * accept until every route configuration has come or its
- * initial_fetch_timeout has passed (then they answer 404 until it comes).
+ * RDS: the RouteConfigurations the listeners name in rds.route_config_name.
+ * An accepted one is compiled as a static route_config is and handed to the
+ * workers; streams keep the table they started with.
  *
- * Each
- * accepted assignment becomes the cluster's host set through the cluster
- * manager; a response with one assignment that does not compile is NACKed
- * whole with the resource's name and the field's path, and nothing of it is
- * applied. In the state of the world an assignment missing from a response
- * is left as it was (EDS is not a wildcard type); an incremental removal
- * empties the cluster. A cluster that gets no assignment within its
- * initial_fetch_timeout stops holding readiness back.
+ * EDS: the ClusterLoadAssignments of the EDS clusters (by
+ * eds_cluster_config.service_name, else the cluster's name). Each accepted
+ * assignment becomes the cluster's host set through the cluster manager. In
+ * the state of the world an assignment missing from a response is left as
+ * it was (EDS is not a wildcard type); an incremental removal empties the
+ * cluster.
  *
- * Clusters from CDS (cds_config: ads) join the static ones: a new or
- * changed cluster warms (first DNS round, health checks, endpoints) before
- * workers use it, the one it replaces serving meanwhile; a cluster missing
- * from a state-of-the-world response, or removed incrementally, stops
- * taking new requests (503 NC) while those in flight finish.
+ * CDS: clusters join the static ones: a new or changed cluster warms (first
+ * DNS round, health checks, endpoints) before workers use it, the one it
+ * replaces serving meanwhile; a cluster missing from a state-of-the-world
+ * response, or removed incrementally, stops taking new requests (503 NC)
+ * while those in flight finish.
  *
- * Listeners from the control plane (LDS) come next; the bootstrap compiler accepts lds_config and
- * cds_config, and the server says they are not applied yet. */
+ * LDS: a new or changed listener is bound at once (a response whose
+ * listener cannot bind is rejected) and warms until its route configuration
+ * has come; then it accepts, and the version it replaces stops accepting
+ * and drains. A removed listener drains.
+ *
+ * A response with one resource that does not compile is rejected whole
+ * (NACKed, with the resource's name and the field's path; from a file,
+ * logged) and nothing of it is applied. Readiness (hooks.ready) waits for
+ * the first CDS and LDS responses, every route configuration and, through
+ * the cluster manager, the clusters' endpoints — each at most its
+ * initial_fetch_timeout. */
 #ifndef TN_XDS_SUBSCRIPTION_H
 #define TN_XDS_SUBSCRIPTION_H
 
@@ -42,6 +48,7 @@
 struct tn_xds;
 struct tn_route_table;
 struct tn_cluster;
+struct tn_listener;
 
 struct tn_xds_hooks {
     /* A route configuration for cfg->rds_names[rds_index] was accepted (the
@@ -56,14 +63,26 @@ struct tn_xds_hooks {
     int (*cluster_added)(void *arg, struct tn_cluster *c);
     /* A cluster from CDS is gone: new requests to it get 503 NC. */
     void (*cluster_removed)(void *arg, struct tn_cluster *c);
+    /* A listener from LDS is about to be added, or to replace `old` (the
+     * version serving now, NULL when none): register its stats and bind its
+     * sockets (taking over old's when the address is the same), not
+     * accepting yet. 0, or -1 with err set (the response is rejected). */
+    int (*listener_bind)(void *arg, struct tn_listener *l, struct tn_listener *old, struct tn_err *err);
+    /* l has warmed: accept on it; old (NULL: none) stops accepting and its
+     * connections drain. */
+    void (*listener_up)(void *arg, struct tn_listener *l, struct tn_listener *old);
+    /* l is gone: its sockets close; when it was up (accepting), its
+     * connections drain. */
+    void (*listener_down)(void *arg, struct tn_listener *l, bool was_up);
 };
 
 /* Starts the subscriptions cfg asks for on `loop` (the main loop). NULL with
- * err clear when cfg has no ADS, NULL with err set when it cannot start. */
+ * err clear when cfg has nothing dynamic, NULL with err set when it cannot
+ * start. */
 struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm *cm, const struct tn_xds_hooks *hooks,
                             void *arg, struct tn_err *err);
 
-/* What the control plane gave one route configuration (cfg->rds_names[i]):
+/* What the control plane gave one route configuration (the i-th named):
  * Envoy's http.<stat_prefix>.rds.<name>.* counters and what /config_dump
  * shows. */
 struct tn_xds_rds {
@@ -91,10 +110,40 @@ struct tn_xds_cluster {
 /* Fills out[0..cap) with the clusters from CDS; returns how many there are. */
 size_t tn_xds_clusters(const struct tn_xds *x, struct tn_xds_cluster *out, size_t cap);
 
-/* Route configuration i's state (main thread), NULL when x is NULL. */
+/* Route configurations named so far (the static listeners' first, in
+ * cfg->rds_names' order, then LDS's); route configuration i's state and
+ * name (main thread), NULL when x is NULL or i is past them. */
+size_t tn_xds_n_rds(const struct tn_xds *x);
 const struct tn_xds_rds *tn_xds_rds(const struct tn_xds *x, size_t i);
+const char *tn_xds_rds_name(const struct tn_xds *x, size_t i);
 
-/* Whether the control plane's stream is up. */
+/* LDS: Envoy's listener_manager.lds.* counters and the listeners' churn. */
+struct tn_xds_lds {
+    uint64_t update_attempt, update_success, update_rejected, update_empty;
+    uint64_t listener_added, listener_modified, listener_removed;
+    char *version; /* of the last accepted response */
+};
+const struct tn_xds_lds *tn_xds_lds(const struct tn_xds *x);
+
+/* A listener from LDS, for /config_dump and /listeners: the version serving
+ * and the one warming (l NULL when there is none). */
+struct tn_xds_lver {
+    const struct tn_listener *l;
+    const char *version;
+    uint64_t updated_ms;
+    const ProtobufCMessage *pb;
+};
+struct tn_xds_listener {
+    const char *name;
+    struct tn_xds_lver active, warming;
+};
+/* Fills out[0..cap) with the listeners from LDS; returns how many there are. */
+size_t tn_xds_listeners(const struct tn_xds *x, struct tn_xds_listener *out, size_t cap);
+
+/* Whether a gRPC stream to a control plane exists (control_plane.* stats). */
+bool tn_xds_has_grpc(const struct tn_xds *x);
+
+/* Whether every control plane stream is up (and there is one). */
 bool tn_xds_connected(const struct tn_xds *x);
 
 /* Stops the stream and frees everything (handles close on the loop). */

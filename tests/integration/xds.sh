@@ -1,6 +1,7 @@
 #!/bin/sh
-# tern driven by a real control plane (tests/xds/xds_server.py) over ADS,
-# state of the world and incremental: a listener's routes from RDS and a
+# tern driven by a real control plane (tests/xds/xds_server.py) over ADS
+# and over each type's own service (api_config_source), state of the world
+# and incremental: a listener's routes from RDS and a
 # cluster's endpoints from EDS; a route change applied to new requests;
 # endpoints added and removed under load without a failed request; an
 # invalid resource NACKed with a precise error_detail while traffic flows on
@@ -53,15 +54,25 @@ start_cp() {
     wait_port "$cp" 30 "$CP_PID" || { tn_fail "control plane starts" "$(tail -5 "$CP_LOG")"; tn_summary; }
 }
 
-# bootstrap FILE API LISTENER_PORT RDS_NAME EDS_NAME [FETCH_TIMEOUT]
+# bootstrap FILE API LISTENER_PORT RDS_NAME EDS_NAME [FETCH_TIMEOUT [SOURCES]]
+# SOURCES: ads (default: one aggregated stream) or types (each type on its
+# own service: api_config_source).
 bootstrap() {
     bs_to=${6:+initial_fetch_timeout: $6,}
+    bs_grpc="api_type: $2, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]"
+    if [ "${7:-ads}" = types ]; then
+        bs_ads=
+        bs_src="api_config_source: {$bs_grpc},"
+    else
+        bs_ads="ads_config: {$bs_grpc}"
+        bs_src="ads: {},"
+    fi
     cat >"$1" <<EOF
 node: {id: node-$2, cluster: tests}
 admin: {address: {socket_address: {address: 127.0.0.1, port_value: $admin}}}
 dynamic_resources:
-  ads_config: {api_type: $2, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]}
-  cds_config: {ads: {}, $bs_to resource_api_version: V3}
+  $bs_ads
+  cds_config: {$bs_src $bs_to resource_api_version: V3}
 static_resources:
   listeners:
   - name: front
@@ -72,13 +83,13 @@ static_resources:
         typed_config:
           "@type": $IT_HCM_TYPE
           stat_prefix: front
-          rds: {route_config_name: $4, config_source: {ads: {}, $bs_to resource_api_version: V3}}
+          rds: {route_config_name: $4, config_source: {$bs_src $bs_to resource_api_version: V3}}
           http_filters: [$IT_ROUTER]
   clusters:
   - name: web
     type: EDS
     connect_timeout: 1s
-    eds_cluster_config: {service_name: $5, eds_config: {ads: {}, $bs_to resource_api_version: V3}}
+    eds_cluster_config: {service_name: $5, eds_config: {$bs_src $bs_to resource_api_version: V3}}
   - $(it_cluster xds_cluster "127.0.0.1:$cp")
 EOF
 }
@@ -150,11 +161,21 @@ EOF
 # ---- one run per protocol variant ---------------------------------------------
 
 run() {
-    api=$1 mode=$2
+    api=$1 mode=$2 sources=${3:-ads}
     snapshot v1 "$TO_WEB" "127.0.0.1:$oa"
     start_cp "$mode"
-    bootstrap "$TN_TMP/$mode.yaml" "$api" "$front" rc1 svc
+    bootstrap "$TN_TMP/$mode.yaml" "$api" "$front" rc1 svc "" "$sources"
     it_start "$TN_TMP/$mode.yaml" "$front" --concurrency 2
+    if [ "$sources" = types ]; then
+        # one stream per type, each on its own service
+        for rpc in StreamClusters StreamEndpoints StreamRoutes; do
+            [ "$api" = DELTA_GRPC ] && rpc=Delta${rpc#Stream}
+            wait_until 5 cp_has "OPEN stream=.* mode=$([ "$api" = GRPC ] && echo sotw || echo delta) node=node-$api rpc=/.*/$rpc\$"
+            check "$mode: a stream of its own: $rpc" 0 $?
+        done
+        cp_has "rpc=StreamAggregatedResources\|rpc=DeltaAggregatedResources"
+        check "$mode: no aggregated stream" 1 $?
+    fi
 
     # initial config: routes from RDS, endpoints from EDS
     check "$mode: initial config: served by A" A "$(who)"
@@ -269,7 +290,9 @@ run() {
     check "$mode: control plane restarted: tern reconnects and ACKs" 0 $?
     wait_until 5 is_who B
     check "$mode: control plane restarted: the new endpoints serve" 0 $?
-    check "$mode: control plane restarted: connected_state 1" 1 "$(stat control_plane.connected_state)"
+    # every stream is back (each reconnects on its own backoff)
+    wait_until 30 stat_is control_plane.connected_state 1
+    check "$mode: control plane restarted: connected_state 1" 0 $?
     if [ "$api" = GRPC ]; then
         # state of the world: the new stream said which version tern had
         grep -q "SUBSCRIBE type=RDS" "$CP_LOG"
@@ -284,6 +307,8 @@ run() {
 
 run GRPC sotw
 run DELTA_GRPC delta
+run GRPC sotw-types types
+run DELTA_GRPC delta-types types
 
 # ---- initial_fetch_timeout: resources that never come -------------------------
 snapshot v1 "$TO_WEB" "127.0.0.1:$oa"

@@ -235,7 +235,7 @@ START_TEST(bootstrap_errors)
                  "[{envoy_grpc: {cluster_name: xds}}]}}\n",
                  "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster 'xds'");
     config_error("dynamic_resources: {lds_config: {ads: {}}}\n",
-                 "dynamic_resources.lds_config: ads: the bootstrap has no dynamic_resources.ads_config");
+                 "dynamic_resources.lds_config.ads: the bootstrap has no dynamic_resources.ads_config");
     config_error("{}", "no listeners");
 }
 END_TEST
