@@ -1,7 +1,7 @@
 /* libFuzzer target for what a control plane sends: arbitrary bytes as a
  * DiscoveryResponse or DeltaDiscoveryResponse (first byte even or odd),
  * each resource decoded by its type URL and compiled as tern compiles it
- * (Cluster, RouteConfiguration, ClusterLoadAssignment) — the path from the
+ * (Listener, Cluster, RouteConfiguration, ClusterLoadAssignment) — the path from the
  * wire to the runtime objects, less the cluster manager. Beyond "no crash,
  * no sanitizer report": a resource that does not compile leaves an error
  * message, and one that compiles frees cleanly. */
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dataplane/cluster.h"
+#include "dataplane/listener.h"
 #include "dataplane/log.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
@@ -45,6 +46,14 @@ static void compile_one(const char *type_url, const uint8_t *v, size_t len)
         check(t != NULL || (err.failed && err.msg[0]));
         tn_route_table_unref(t);
         envoy__config__route__v3__route_configuration__free_unpacked(pb, NULL);
+    } else if (strcmp(type_url, TN_TYPE_LISTENER) == 0) {
+        Envoy__Config__Listener__V3__Listener *pb = envoy__config__listener__v3__listener__unpack(NULL, len, v);
+        if (pb == NULL)
+            return;
+        struct tn_listener *l = tn_listener_compile(pb, &err);
+        check(l != NULL || (err.failed && err.msg[0]));
+        tn_listener_unref(l);
+        envoy__config__listener__v3__listener__free_unpacked(pb, NULL);
     } else if (strcmp(type_url, TN_TYPE_ENDPOINT) == 0) {
         Envoy__Config__Endpoint__V3__ClusterLoadAssignment *pb =
             envoy__config__endpoint__v3__cluster_load_assignment__unpack(NULL, len, v);
