@@ -143,6 +143,8 @@ EOF
     check "$mode: config_dump: dynamic_listeners[0]" "l1 v1 $p1" "$(printf '%s' "$d" | json_get configs.0.name) $(printf '%s' "$d" | json_get configs.0.active_state.version_info) $(printf '%s' "$d" | json_get configs.0.active_state.listener.address.socket_address.port_value)"
     check "$mode: listener_manager.total_listeners_active" 1 "$(stat listener_manager.total_listeners_active)"
     check "$mode: listener_manager.lds.update_success" 1 "$(stat listener_manager.lds.update_success)"
+    check "$mode: listener_manager.lds.version_text (a text readout)" '"v1"' "$(stat listener_manager.lds.version_text)"
+    check "$mode: cluster_manager.cds.version_text" '"v1"' "$(stat cluster_manager.cds.version_text)"
     check_contains "$mode: /listeners names it" "l1::127.0.0.1:$p1" \
         "$(curl -sS --max-time 5 "http://127.0.0.1:$admin/listeners")"
     check "$mode: the listener's own stats" 1 "$(stat http.l1.downstream_rq_2xx)"
@@ -239,6 +241,7 @@ for c in json.load(sys.stdin)["configs"]:
 run GRPC sotw ads
 run DELTA_GRPC delta ads
 run GRPC sotw-types types
+run DELTA_GRPC delta-types types
 
 # ---- from files (path_config_source) --------------------------------------------
 F=$TN_TMP/files
