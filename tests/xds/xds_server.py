@@ -121,12 +121,12 @@ def snapshot_signature(path):
 # Reading a snapshot file: what yaml.safe_load returns, fast. PyYAML's pure
 # Python parser takes ~13 s of CPU for 10,000 clusters and routes (the whole
 # load took ~14 s); a file in the JSON subset below is read by the json module
-# (~0.15 s), other YAML by libyaml when PyYAML has it (~5 s). Either way the
+# (~0.3 s), other YAML by libyaml when PyYAML has it (~5 s). Either way the
 # document is the one yaml.safe_load would build; text the fast paths do not
 # take, and any error, goes to yaml.safe_load itself, so problems are
 # reported in its words. (One difference: a document nested deeper than
 # Python's recursion limit, which yaml.safe_load fails on, now loads and is
-# refused by the protobuf parser's depth limit instead.)
+# refused by the checks after it, such as json_format's depth limit.)
 
 class _NotPlain(ValueError):
     """JSON that YAML 1.1 would read differently (or that needs checking)."""
