@@ -94,7 +94,9 @@ struct dlis {
 struct rds_slot {
     char *name;
     struct src *src;
-    bool have; /* came, or timed out */
+    bool have;  /* came, or timed out */
+    bool asked; /* a listener names it: subscribed (else let go, and its table dropped) */
+    uint64_t fetch_timeout_ms; /* the first naming listener's initial_fetch_timeout */
     struct tn_xds_rds st;
 };
 
@@ -115,6 +117,7 @@ struct tn_xds {
     struct dlis *dlis; /* listeners from LDS */
     struct tn_xds_cds cds;
     struct tn_xds_lds lds;
+    uv_timer_t later; /* route configurations asked for again after a listener warmed */
     bool ready_fired, closing;
 };
 
@@ -125,6 +128,8 @@ static int watch_rds(struct tn_xds *x);
 static void lds_rds_came(struct tn_xds *x, size_t k);
 static struct src *src_open(struct tn_xds *x, const struct tn_source *spec, const char *type_url, struct tn_err *err);
 static void src_replay(struct src *s);
+static int wait_start(struct tn_xds *x, enum wait_kind kind, const struct tn_cluster *c, size_t rds_index,
+                      uint64_t ms);
 
 static const char *eds_name(const struct tn_cluster *c)
 {
@@ -146,7 +151,7 @@ static void check_ready(struct tn_xds *x)
     if (x->ready_fired || !x->cds_have || !x->lds_have)
         return;
     for (size_t i = 0; i < x->n_rds; i++)
-        if (!x->rds[i].have)
+        if (x->rds[i].asked && !x->rds[i].have)
             return;
     x->ready_fired = true;
     if (x->hooks.ready)
@@ -615,6 +620,13 @@ static struct dlis *dlis_find(struct tn_xds *x, const char *name)
     return NULL;
 }
 
+static void on_later(uv_timer_t *t)
+{
+    struct tn_xds *x = t->data;
+    if (watch_rds(x))
+        TN_LOG(TN_LOG_ERROR, xds, "out of memory updating the route configurations asked for");
+}
+
 /* The warming version serves once its route configuration has come (or
  * timed out); the active one it replaces stops accepting and drains. */
 static void dlis_try_activate(struct tn_xds *x, struct dlis *d)
@@ -629,6 +641,9 @@ static void dlis_try_activate(struct tn_xds *x, struct dlis *d)
     lver_free(d->active);
     d->active = v;
     d->warming = NULL;
+    /* the route configuration the old version named may be named by none
+     * now; not from inside this response's callback (the RDS one, often) */
+    uv_timer_start(&x->later, on_later, 0, 0);
 }
 
 static void lds_rds_came(struct tn_xds *x, size_t k)
@@ -1145,8 +1160,46 @@ static int watch_eds(struct tn_xds *x)
 }
 
 /* Asks each source for the route configurations it serves. */
+static bool rds_named(const struct tn_xds *x, size_t k)
+{
+    for (size_t i = 0; i < x->cfg->n_listeners; i++) {
+        const struct tn_hcm *h = &x->cfg->listeners[i]->hcm;
+        if (h->rds_name && h->rds_index == k)
+            return true;
+    }
+    for (const struct dlis *d = x->dlis; d; d = d->next)
+        for (const struct lver *v = d->active;; v = d->warming) {
+            if (v && v->l->hcm.rds_name && v->l->hcm.rds_index == k)
+                return true;
+            if (v == d->warming)
+                break;
+        }
+    return false;
+}
+
+/* Asks each source for the route configurations the listeners name now. A
+ * configuration no listener names any more is let go (unsubscribed, its
+ * table dropped: named again, it warms again); one named again is asked
+ * for, its initial_fetch_timeout running again. */
 static int watch_rds(struct tn_xds *x)
 {
+    for (size_t k = 0; k < x->n_rds; k++) {
+        struct rds_slot *r = &x->rds[k];
+        bool named = rds_named(x, k);
+        if (r->asked && !named) {
+            r->asked = r->have = false;
+            wait_done(x, W_RDS, NULL, k);
+            rds_keep(x, k, NULL, "");
+            if (x->hooks.routes)
+                x->hooks.routes(x->arg, k, NULL);
+        } else if (!r->asked && named) {
+            r->asked = true;
+            if (!r->have && r->fetch_timeout_ms && wait_start(x, W_RDS, NULL, k, r->fetch_timeout_ms))
+                return -1;
+            if (r->src->spec.kind == TN_SOURCE_PATH)
+                src_replay(r->src);
+        }
+    }
     const char **names = calloc(x->n_rds + 1, sizeof(*names));
     int rc = 0;
     if (names == NULL)
@@ -1156,7 +1209,7 @@ static int watch_rds(struct tn_xds *x)
             continue;
         size_t n = 0;
         for (size_t i = 0; i < x->n_rds; i++)
-            if (x->rds[i].src == s)
+            if (x->rds[i].src == s && x->rds[i].asked)
                 names[n++] = x->rds[i].name;
         if (names_ask(s, &s->rds, TN_TYPE_ROUTE, names, n))
             rc = -1;
@@ -1241,23 +1294,19 @@ static size_t rds_register(struct tn_xds *x, const char *name, const struct tn_s
         return (size_t)-1;
     }
     x->n_rds++;
-    bool fresh = src_find(x, spec, TN_TYPE_ROUTE) == NULL;
     struct src *s = src_open(x, spec, TN_TYPE_ROUTE, err);
-    if (s == NULL || (spec->fetch_timeout_ms && !x->rds[k].have && wait_start(x, W_RDS, NULL, k, spec->fetch_timeout_ms))) {
+    if (s == NULL) {
         /* nothing points at the slot yet: it goes (its stats never counted) */
         if (x->rds[k].st.pb)
             protobuf_c_message_free_unpacked(x->rds[k].st.pb, NULL);
         free(x->rds[k].st.version);
         free(x->rds[k].name);
         x->n_rds--;
-        if (!err->failed)
-            tn_err_fail(err, "out of memory");
         return (size_t)-1;
     }
     x->rds[k].src = s;
-    if (!fresh)
-        src_replay(s);
-    return k;
+    x->rds[k].fetch_timeout_ms = spec->fetch_timeout_ms;
+    return k; /* asked for by watch_rds once a listener names it */
 }
 
 /* What the bootstrap asks for, in the order Envoy asks: clusters (CDS and
@@ -1348,6 +1397,9 @@ struct tn_xds *tn_xds_start(uv_loop_t *loop, struct tn_config *cfg, struct tn_cm
     x->cds_have = !cfg->cds_dynamic;
     x->lds_have = !cfg->lds_dynamic;
     x->ready_fired = true; /* not while starting: a file's first read comes now */
+    uv_timer_init(loop, &x->later);
+    x->later.data = x;
+    x->n_open++;
     if (start_sources(x, err)) {
         tn_xds_close(x);
         return NULL;
@@ -1461,6 +1513,11 @@ static void on_wait_closed(uv_handle_t *h)
     xds_release(x);
 }
 
+static void on_later_closed(uv_handle_t *h)
+{
+    xds_release(h->data);
+}
+
 /* Closes every handle of x; the last close frees it. */
 static void xds_free_or_close(struct tn_xds *x)
 {
@@ -1481,6 +1538,7 @@ static void xds_free_or_close(struct tn_xds *x)
         next = w->next;
         uv_close((uv_handle_t *)&w->timer, on_wait_closed);
     }
+    uv_close((uv_handle_t *)&x->later, on_later_closed);
     x->waits = NULL;
     while (x->dyns)
         dyn_drop(x, x->dyns);

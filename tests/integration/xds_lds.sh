@@ -197,6 +197,8 @@ for c in json.load(sys.stdin)["configs"]:
     snapshot v5 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2)" "$(route rc2 "$TO_B")$(route rc4 "$TO_B")"
     wait_until 10 is_who "$p1" B
     check "$mode: its routes come: the new version serves" 0 $?
+    wait_until 5 cp_has "SUBSCRIBE type=RDS wildcard=0 names=rc2,rc4 "
+    check "$mode: route configurations no listener names are unsubscribed" 0 $?
 
     # NACKs: a listener that does not compile, one whose port is taken
     snapshot v6 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2)$(listener l3 "$p2" rc2 | sed 's/l3, address/l3, listener_filters: [{name: envoy.filters.listener.tls_inspector}], address/')" \
