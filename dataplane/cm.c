@@ -1,6 +1,8 @@
+#define _GNU_SOURCE /* tdestroy */
 #include "dataplane/cm.h"
 
 #include <stdio.h>
+#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +74,7 @@ struct cm_cluster {
     bool resolved, ready;
     bool removed;    /* by CDS: freed once n_open reaches 0 */
     unsigned n_open; /* its dns timer, lookups and sessions not yet finished */
+    size_t pos;      /* in cm->clusters */
 };
 
 struct tn_cm {
@@ -83,6 +86,7 @@ struct tn_cm {
     tn_cm_warm_cb warm_cb;
     struct cm_cluster **clusters;
     size_t n_clusters, cap_clusters, n_not_ready;
+    void *by_name; /* tsearch tree of the clusters by name: CDS pushes thousands */
     uv_timer_t ready_timer;
     unsigned n_open; /* handles, sessions and lookups not yet finished */
     bool ready_fired, closing;
@@ -103,8 +107,32 @@ static void cc_free(struct cm_cluster *cc)
     free(cc);
 }
 
+static int cc_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct cm_cluster *)a)->c->name, ((const struct cm_cluster *)b)->c->name);
+}
+
+static void no_free(void *p)
+{
+    (void)p;
+}
+
+/* Puts cc at position i of the array and in the name index (replacing the
+ * one of its name there). 0, or -1 when out of memory. */
+static int cc_place(struct tn_cm *cm, struct cm_cluster *cc, size_t i)
+{
+    struct cm_cluster **slot = tsearch(cc, &cm->by_name, cc_cmp);
+    if (slot == NULL)
+        return -1;
+    *slot = cc; /* same name, same place in the tree */
+    cm->clusters[i] = cc;
+    cc->pos = i;
+    return 0;
+}
+
 static void cm_free(struct tn_cm *cm)
 {
+    tdestroy(cm->by_name, no_free);
     for (size_t i = 0; i < cm->n_clusters; i++)
         cc_free(cm->clusters[i]);
     free(cm->clusters);
@@ -829,7 +857,11 @@ struct tn_cm *tn_cm_new(uv_loop_t *loop, struct tn_config *cfg, tn_cm_hosts_cb h
         struct cm_cluster *cc = cc_new(cm, cfg->clusters[i]);
         if (cc == NULL)
             goto err;
-        cm->clusters[cm->n_clusters++] = cc;
+        if (cc_place(cm, cc, cm->n_clusters)) {
+            cc_free(cc);
+            goto err;
+        }
+        cm->n_clusters++;
     }
     cm->n_not_ready = cm->n_clusters;
     uv_timer_init(loop, &cm->ready_timer);
@@ -845,12 +877,12 @@ err:
     return NULL;
 }
 
-static struct cm_cluster *find_cluster(struct tn_cm *cm, const char *name)
+static struct cm_cluster *find_cluster(const struct tn_cm *cm, const char *name)
 {
-    for (size_t i = 0; i < cm->n_clusters; i++)
-        if (strcmp(cm->clusters[i]->c->name, name) == 0)
-            return cm->clusters[i];
-    return NULL;
+    struct tn_cluster key_c = {.name = name};
+    struct cm_cluster key = {.c = &key_c};
+    struct cm_cluster **found = tfind(&key, &cm->by_name, cc_cmp);
+    return found ? *found : NULL;
 }
 
 void tn_cm_set_warm_cb(struct tn_cm *cm, tn_cm_warm_cb cb)
@@ -888,14 +920,14 @@ int tn_cm_add(struct tn_cm *cm, struct tn_cluster *c)
     struct cm_cluster *cc = cc_new(cm, c), *old = find_cluster(cm, c->name);
     if (cc == NULL)
         return -1;
-    if (old) {
-        for (size_t i = 0; i < cm->n_clusters; i++)
-            if (cm->clusters[i] == old)
-                cm->clusters[i] = cc;
-        cc_remove(old);
-    } else {
-        cm->clusters[cm->n_clusters++] = cc;
+    if (cc_place(cm, cc, old ? old->pos : cm->n_clusters)) {
+        cc_free(cc);
+        return -1;
     }
+    if (old)
+        cc_remove(old);
+    else
+        cm->n_clusters++;
     cm->n_not_ready++;
     cluster_start(cc);
     return 0;
@@ -903,18 +935,18 @@ int tn_cm_add(struct tn_cm *cm, struct tn_cluster *c)
 
 int tn_cm_remove(struct tn_cm *cm, const char *name)
 {
-    for (size_t i = 0; i < cm->n_clusters; i++) {
-        struct cm_cluster *cc = cm->clusters[i];
-        if (strcmp(cc->c->name, name) != 0)
-            continue;
-        cm->clusters[i] = cm->clusters[--cm->n_clusters];
-        bool was_pending = !cc->ready;
-        cc_remove(cc);
-        if (was_pending && cm->n_not_ready == 0 && !cm->ready_fired)
-            uv_timer_start(&cm->ready_timer, on_ready_timer, 0, 0);
-        return 0;
-    }
-    return -1;
+    struct cm_cluster *cc = find_cluster(cm, name);
+    if (cc == NULL)
+        return -1;
+    tdelete(cc, &cm->by_name, cc_cmp);
+    struct cm_cluster *last = cm->clusters[--cm->n_clusters];
+    cm->clusters[cc->pos] = last;
+    last->pos = cc->pos;
+    bool was_pending = !cc->ready;
+    cc_remove(cc);
+    if (was_pending && cm->n_not_ready == 0 && !cm->ready_fired)
+        uv_timer_start(&cm->ready_timer, on_ready_timer, 0, 0);
+    return 0;
 }
 
 size_t tn_cm_count(const struct tn_cm *cm)
@@ -937,10 +969,8 @@ struct tn_cluster *tn_cm_at(const struct tn_cm *cm, size_t i, struct tn_host_set
 
 bool tn_cm_ready(const struct tn_cm *cm, const struct tn_cluster *c)
 {
-    for (size_t i = 0; i < cm->n_clusters; i++)
-        if (cm->clusters[i]->c == c)
-            return cm->clusters[i]->ready;
-    return false;
+    const struct cm_cluster *cc = find_cluster(cm, c->name);
+    return cc && cc->c == c && cc->ready;
 }
 
 size_t tn_cm_warming(const struct tn_cm *cm)

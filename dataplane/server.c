@@ -268,10 +268,18 @@ static void stats_refresh(struct tn_server *srv)
         tn_stat_set(m, ss->lds_update_rejected, lds->update_rejected);
         tn_stat_set(m, ss->lds_update_empty, lds->update_empty);
     }
+    /* each listener's downstream_cx_active once (versions of a listener on
+     * one address share it): not a walk of every stat, which CDS makes
+     * hundreds of thousands */
     uint64_t conns = 0;
-    for (size_t i = 0; i < srv->stats.n; i++)
-        if (strncmp(srv->stats.v[i].name, "listener.", 9) == 0 && srv->stats.v[i].kind == TN_STAT_GAUGE)
-            conns += tn_stats_value(&srv->stats, &srv->stats.v[i]);
+    for (size_t i = 0; i < n_l; i++) {
+        uint32_t slot = all[i]->stats.downstream_cx_active;
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = all[k]->stats.downstream_cx_active == slot;
+        if (!seen)
+            conns += tn_stats_value(&srv->stats, &(struct tn_stat){.kind = TN_STAT_GAUGE, .slot = slot});
+    }
     tn_stat_set(m, ss->total_connections, conns);
     size_t n_cm = srv->cm ? tn_cm_count(srv->cm) : 0, n_active = 0;
     for (size_t i = 0; i < n_cm; i++) {

@@ -1,5 +1,7 @@
+#define _GNU_SOURCE /* tdestroy */
 #include "xds/subscription.h"
 
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,7 @@ struct tn_xds {
     bool cds_have, lds_have; /* the first CDS/LDS response came or timed out (or there is none) */
     struct dyn *dyns;        /* clusters from CDS */
     size_t n_dyns;
+    void *dyn_index;         /* the same by name (tsearch) */
     struct dlis *dlis; /* listeners from LDS */
     struct tn_xds_cds cds;
     struct tn_xds_lds lds;
@@ -391,12 +394,22 @@ out:
 
 /* --- CDS -------------------------------------------------------------------- */
 
+static void no_free(void *p)
+{
+    (void)p;
+}
+
+static int by_dyn_name(const void *a, const void *b)
+{
+    return strcmp(((const struct dyn *)a)->c->name, ((const struct dyn *)b)->c->name);
+}
+
 static struct dyn *dyn_find(struct tn_xds *x, const char *name)
 {
-    for (struct dyn *d = x->dyns; d; d = d->next)
-        if (strcmp(d->c->name, name) == 0)
-            return d;
-    return NULL;
+    struct tn_cluster kc = {.name = name};
+    struct dyn key = {.c = &kc};
+    struct dyn **found = tfind(&key, &x->dyn_index, by_dyn_name);
+    return found ? *found : NULL;
 }
 
 static void on_dyn_closed(uv_handle_t *h)
@@ -420,6 +433,8 @@ static void dyn_drop(struct tn_xds *x, struct dyn *d)
             *pp = d->next;
             break;
         }
+    if (dyn_find(x, d->c->name) == d)
+        tdelete(d, &x->dyn_index, by_dyn_name);
     x->n_dyns--;
     uv_close((uv_handle_t *)&d->eds_timer, on_dyn_closed);
 }
@@ -477,6 +492,8 @@ static void cds_put(struct tn_xds *x, struct tn_cluster *c, uint8_t *bytes, size
         uv_timer_start(&d->eds_timer, on_dyn_eds_timeout, c->eds_source.fetch_timeout_ms, 0);
     x->dyns = d;
     x->n_dyns++;
+    if (tsearch(d, &x->dyn_index, by_dyn_name) == NULL)
+        TN_LOG(TN_LOG_ERROR, xds, "cluster '%s': out of memory indexing it", c->name);
 }
 
 struct cds_new {
@@ -487,8 +504,13 @@ struct cds_new {
 };
 
 /* Checks and compiles resource r into *out; 0, or -1 with err set. */
+static int by_new_name(const void *a, const void *b)
+{
+    return strcmp(((const struct cds_new *)a)->name, ((const struct cds_new *)b)->name);
+}
+
 static int cds_one(struct tn_xds *x, const struct tn_ads_resource *r, size_t i, struct cds_new *out,
-                   const struct cds_new *seen, struct tn_err *err)
+                   const struct cds_new *nv, void **seen, struct tn_err *err)
 {
     if (strcmp(r->type_url, TN_TYPE_CLUSTER) != 0)
         return tn_err_fail(err, "resources[%zu]: type %s in a %s response", i, r->type_url, TN_TYPE_CLUSTER);
@@ -503,9 +525,11 @@ static int cds_one(struct tn_xds *x, const struct tn_ads_resource *r, size_t i, 
         tn_err_fail(&inner, ".name: '%s' differs from the resource's name", out->pb->name);
     else if (tn_config_cluster(x->cfg, out->name))
         tn_err_fail(&inner, ".name: a static cluster has that name");
-    for (size_t k = 0; k < i && !inner.failed; k++)
-        if (strcmp(seen[k].name, out->name) == 0)
-            tn_err_fail(&inner, ".name: twice in the response (also resources[%zu])", k);
+    const struct cds_new **first = inner.failed ? NULL : tsearch(out, seen, by_new_name);
+    if (first == NULL && !inner.failed)
+        return tn_err_fail(err, "out of memory");
+    if (!inner.failed && *first != out)
+        tn_err_fail(&inner, ".name: twice in the response (also resources[%zu])", (size_t)(*first - nv));
     if (inner.failed)
         return fail_resource(err, "Cluster", r->name ? r->name : out->name, &inner);
     struct dyn *d = dyn_find(x, out->name);
@@ -533,6 +557,7 @@ static int on_cds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
 {
     size_t n = u->n_resources;
     struct cds_new *nv = calloc(n + 1, sizeof(*nv));
+    void *seen = NULL; /* the response's names (tsearch): pushes carry thousands */
     int rc = -1;
     x->cds.update_attempt++;
     if (nv == NULL) {
@@ -540,16 +565,14 @@ static int on_cds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        if (cds_one(x, &u->resources[i], i, &nv[i], nv, err))
+        if (cds_one(x, &u->resources[i], i, &nv[i], nv, &seen, err))
             goto out;
     /* removals first: state of the world names every cluster there is */
     if (!u->delta) {
         for (struct dyn *d = x->dyns, *next; d; d = next) {
             next = d->next;
-            bool kept = false;
-            for (size_t i = 0; i < n && !kept; i++)
-                kept = strcmp(nv[i].name, d->c->name) == 0;
-            if (!kept)
+            struct cds_new key = {.name = d->c->name};
+            if (tfind(&key, &seen, by_new_name) == NULL)
                 cds_remove(x, d);
         }
     } else {
@@ -594,6 +617,7 @@ out:
         if (nv[i].pb)
             envoy__config__cluster__v3__cluster__free_unpacked(nv[i].pb, NULL);
     }
+    tdestroy(seen, no_free);
     free(nv);
     return rc;
 }
@@ -1122,12 +1146,9 @@ static int names_ask(struct src *s, struct names *last, const char *type_url, co
     return s->ads ? tn_ads_watch(s->ads, type_url, names, n, false) : 0;
 }
 
-static bool has_name(const char **names, size_t n, const char *name)
+static int by_str(const void *a, const void *b)
 {
-    for (size_t k = 0; k < n; k++)
-        if (strcmp(names[k], name) == 0)
-            return true;
-    return false;
+    return strcmp(a, b);
 }
 
 /* Asks each source for the assignments of the EDS clusters (static and
@@ -1143,16 +1164,22 @@ static int watch_eds(struct tn_xds *x)
         if (s->type_url && strcmp(s->type_url, TN_TYPE_ENDPOINT) != 0)
             continue;
         size_t n = 0;
+        void *seen = NULL; /* tsearch: CDS may bring thousands of EDS clusters */
         struct dyn *d = x->dyns;
         for (size_t i = 0; i < cfg->n_clusters || d; i++) {
             const struct tn_cluster *c = i < cfg->n_clusters ? cfg->clusters[i] : d->c;
             if (i >= cfg->n_clusters)
                 d = d->next;
-            if (c->type == TN_CLUSTER_EDS && src_find(x, &c->eds_source, TN_TYPE_ENDPOINT) == s &&
-                !has_name(names, n, eds_name(c)))
+            if (c->type != TN_CLUSTER_EDS || src_find(x, &c->eds_source, TN_TYPE_ENDPOINT) != s)
+                continue;
+            const char **at = tsearch(eds_name(c), &seen, by_str);
+            if (at == NULL)
+                rc = -1;
+            else if (*at == eds_name(c))
                 names[n++] = eds_name(c);
         }
-        if (names_ask(s, &s->eds, TN_TYPE_ENDPOINT, names, n))
+        tdestroy(seen, no_free);
+        if (rc == 0 && names_ask(s, &s->eds, TN_TYPE_ENDPOINT, names, n))
             rc = -1;
     }
     free(names);
@@ -1492,6 +1519,7 @@ static void xds_free(struct tn_xds *x)
         free(x->rds[i].name);
     }
     free(x->rds);
+    tdestroy(x->dyn_index, no_free);
     free(x->cds.version);
     free(x->lds.version);
     tn_config_unref(x->cfg);
