@@ -45,6 +45,7 @@ int tn_api_source_compile(struct tn_pool *pool, const pb_api_source *api, bool a
         tn_err_push(err, ".grpc_services");
         return tn_err_fail(err, "exactly one is required, got %zu", api->n_grpc_services);
     }
+    out->node_first_only = api->set_node_on_first_message_only;
     const Envoy__Config__Core__V3__GrpcService *g = api->grpc_services[0];
     tn_err_push(err, ".grpc_services[0]");
     if (g->target_specifier_case == ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_ENVOY_GRPC) {

@@ -31,6 +31,7 @@ struct tn_source {
     const char *path;          /* PATH: the file */
     const char *watched_dir;   /* PATH: path_config_source.watched_directory.path, or NULL */
     uint64_t fetch_timeout_ms; /* initial_fetch_timeout: 15 s by default, 0 = wait forever */
+    bool node_first_only;      /* GRPC, DELTA_GRPC: set_node_on_first_message_only */
 };
 
 /* Compiles an ApiConfigSource's stream: api_type (GRPC or DELTA_GRPC, and

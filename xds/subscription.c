@@ -1091,6 +1091,7 @@ static struct src *src_open(struct tn_xds *x, const struct tn_source *spec, cons
             .delta = spec->kind == TN_SOURCE_DELTA_GRPC,
             .method = method_of(type_url, spec->kind == TN_SOURCE_DELTA_GRPC),
             .node = b->node,
+            .node_first_only = spec->node_first_only,
         };
         if (target_of(x->cfg, s->spec.cluster, s->spec.target, target, sizeof(target), err) == 0) {
             s->ads = tn_ads_new(x->loop, &o, on_update, on_state, s, err);

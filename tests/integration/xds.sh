@@ -59,7 +59,9 @@ start_cp() {
 # own service: api_config_source).
 bootstrap() {
     bs_to=${6:+initial_fetch_timeout: $6,}
+    # incremental runs send the node on each stream's first request only
     bs_grpc="api_type: $2, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]"
+    [ "$2" = DELTA_GRPC ] && bs_grpc="$bs_grpc, set_node_on_first_message_only: true"
     if [ "${7:-ads}" = types ]; then
         bs_ads=
         bs_src="api_config_source: {$bs_grpc},"
@@ -302,6 +304,13 @@ run() {
     stop_tern
     check "$mode: tern exits 0" 0 "$TN_RC"
     tn_kill "$CP_PID"
+    # node on every request, or (set_node_on_first_message_only) the first
+    nodes=$(sed -n 's/^CLOSE .* requests=\([0-9]*\) with_node=\([0-9]*\)$/\1 \2/p' "$CP_LOG" |
+        awk -v first=$([ "$api" = DELTA_GRPC ] && echo 1 || echo 0) '
+            { n++; if ($1 < 2 || (first ? $2 != 1 : $2 != $1)) bad++ }
+            END { print n + 0, bad + 0 }')
+    check "$mode: each stream's requests carry the node as configured (streams, wrong)" \
+        "$([ "$sources" = types ] && echo 3 || echo 1) 0" "$nodes"
     it_sanitizers
 }
 

@@ -343,6 +343,8 @@ class Stream:
         self.fixed_type = fixed_type  # per-type service's type URL, None for ADS
         self.kind = SHORT[fixed_type] if fixed_type else "ADS"
         self.node = None
+        self.requests = 0   # requests on the stream,
+        self.with_node = 0  # and how many of them carried a node
         self.out = asyncio.Queue()
         self.types = {}
         self.unknown = set()
@@ -353,6 +355,8 @@ class Stream:
     # -- requests
 
     def _open(self, req):
+        self.requests += 1
+        self.with_node += req.HasField("node")
         if self.node is None:
             self.node = req.node.id if req.HasField("node") and req.node.id else "-"
             log("OPEN stream=%d type=%s mode=%s node=%s rpc=%s"
@@ -628,9 +632,9 @@ async def serve_stream(xds, path, delta, fixed_type, requests, context):
     finally:
         reader.cancel()
         xds.streams.discard(stream)
-        log("CLOSE stream=%d type=%s mode=%s node=%s reason=%s"
+        log("CLOSE stream=%d type=%s mode=%s node=%s reason=%s requests=%d with_node=%d"
             % (stream.id, stream.kind, "delta" if delta else "sotw",
-               clean(stream.node or "-"), clean(reason)))
+               clean(stream.node or "-"), clean(reason), stream.requests, stream.with_node))
 
 
 # ------------------------------------------------------------------- server
