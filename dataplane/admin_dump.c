@@ -25,6 +25,13 @@ struct dump {
     struct tn__admin_req *r;
     pb_hcm *hcms[MAX_ROUTES]; /* unpacked HCMs whose route_config is inline */
     size_t n_routes;
+    /* the clusters and listeners from xDS, oldest first, taken once per
+     * dump (CDS may hold thousands) */
+    bool dyn_taken;
+    struct tn_xds_cluster *dyn_clusters[2]; /* [0] active, [1] warming */
+    size_t n_dyn_clusters[2];
+    struct tn_xds_listener *dyn_listeners;
+    size_t n_dyn_listeners;
 };
 
 /* Appends message m with "@type" first: {"@type":"<url>",<fields>}. */
@@ -170,51 +177,52 @@ static void item_dyn_route(struct dump *d, size_t i, struct tn_buf *b)
     tn_buf_adds(b, "\"}");
 }
 
-/* The n-th cluster from CDS that is (warming false) or is not yet (true) in
- * use, or false when there is none. */
-static bool dyn_cluster(struct dump *d, bool warming, size_t n, struct tn_xds_cluster *out)
+/* Takes the clusters from CDS (split active / warming) and the listeners
+ * from LDS, oldest first, once. */
+static void take_dyn(struct dump *d)
 {
+    if (d->dyn_taken)
+        return;
+    d->dyn_taken = true;
     const struct tn_xds *x = xds_of(d);
-    size_t total = tn_xds_clusters(x, NULL, 0);
-    struct tn_xds_cluster *v = total ? calloc(total, sizeof(*v)) : NULL;
-    bool found = false;
-    if (v == NULL)
-        return false;
-    tn_xds_clusters(x, v, total);
-    for (size_t i = total; i-- > 0 && !found;) { /* oldest first */
-        bool ready = d->r->ctx->cm && tn_cm_ready(d->r->ctx->cm, v[i].c);
-        if (ready != warming && n-- == 0) {
-            *out = v[i];
-            found = true;
+    size_t n = tn_xds_clusters(x, NULL, 0);
+    struct tn_xds_cluster *v = calloc(n + 1, sizeof(*v));
+    for (int k = 0; k < 2; k++)
+        d->dyn_clusters[k] = calloc(n + 1, sizeof(*v));
+    if (v && d->dyn_clusters[0] && d->dyn_clusters[1]) {
+        tn_xds_clusters(x, v, n);
+        for (size_t i = n; i-- > 0;) {
+            bool ready = d->r->ctx->cm && tn_cm_ready(d->r->ctx->cm, v[i].c);
+            int k = ready ? 0 : 1;
+            d->dyn_clusters[k][d->n_dyn_clusters[k]++] = v[i];
         }
     }
     free(v);
-    return found;
-}
-
-static size_t count_dyn(struct dump *d, bool warming)
-{
-    struct tn_xds_cluster c;
-    size_t n = 0;
-    while (dyn_cluster(d, warming, n, &c))
-        n++;
-    return n;
+    n = tn_xds_listeners(x, NULL, 0);
+    struct tn_xds_listener *l = calloc(n + 1, sizeof(*l));
+    if ((d->dyn_listeners = calloc(n + 1, sizeof(*l))) != NULL && l) {
+        tn_xds_listeners(x, l, n);
+        for (size_t i = n; i-- > 0;)
+            d->dyn_listeners[d->n_dyn_listeners++] = l[i];
+    }
+    free(l);
 }
 
 static size_t n_dyn_active(struct dump *d)
 {
-    return count_dyn(d, false);
+    take_dyn(d);
+    return d->n_dyn_clusters[0];
 }
 
 static size_t n_dyn_warming(struct dump *d)
 {
-    return count_dyn(d, true);
+    take_dyn(d);
+    return d->n_dyn_clusters[1];
 }
 
 static void item_dyn_cluster(struct dump *d, bool warming, size_t i, struct tn_buf *b)
 {
-    struct tn_xds_cluster c = {0};
-    dyn_cluster(d, warming, i, &c);
+    struct tn_xds_cluster c = d->dyn_clusters[warming][i];
     tn_buf_adds(b, "{\"version_info\":");
     tn_pbjson_string(b, c.version ? c.version : "", c.version ? strlen(c.version) : 0);
     tn_buf_adds(b, ",\"cluster\":");
@@ -234,25 +242,10 @@ static void item_dyn_warming(struct dump *d, size_t i, struct tn_buf *b)
     item_dyn_cluster(d, true, i, b);
 }
 
-/* The n-th listener from LDS (oldest first), or false. */
-static bool dyn_listener(struct dump *d, size_t n, struct tn_xds_listener *out)
-{
-    const struct tn_xds *x = xds_of(d);
-    size_t total = tn_xds_listeners(x, NULL, 0);
-    struct tn_xds_listener *v = total ? calloc(total, sizeof(*v)) : NULL;
-    if (v == NULL || n >= total) {
-        free(v);
-        return false;
-    }
-    tn_xds_listeners(x, v, total);
-    *out = v[total - 1 - n];
-    free(v);
-    return true;
-}
-
 static size_t n_dyn_listeners(struct dump *d)
 {
-    return tn_xds_listeners(xds_of(d), NULL, 0);
+    take_dyn(d);
+    return d->n_dyn_listeners;
 }
 
 static void lstate(struct tn_buf *b, const char *key, const struct tn_xds_lver *v)
@@ -268,8 +261,7 @@ static void lstate(struct tn_buf *b, const char *key, const struct tn_xds_lver *
 
 static void item_dyn_listener(struct dump *d, size_t i, struct tn_buf *b)
 {
-    struct tn_xds_listener l = {0};
-    dyn_listener(d, i, &l);
+    struct tn_xds_listener l = d->dyn_listeners[i];
     tn_buf_adds(b, "{\"name\":");
     tn_pbjson_string(b, l.name ? l.name : "", l.name ? strlen(l.name) : 0);
     if (l.active.l)
@@ -507,5 +499,8 @@ int tn__admin_config_dump(struct tn__admin_req *r)
     tn_buf_adds(r->body, "]}\n");
     for (size_t i = 0; i < d.n_routes; i++)
         protobuf_c_message_free_unpacked(&d.hcms[i]->base, NULL);
+    free(d.dyn_clusters[0]);
+    free(d.dyn_clusters[1]);
+    free(d.dyn_listeners);
     return status;
 }
