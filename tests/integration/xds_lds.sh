@@ -8,6 +8,9 @@
 # are NACKed with the field and reason while the others serve; the stats
 # and /config_dump's dynamic_listeners.
 #
+# With no control plane at start, tern is ready once initial_fetch_timeout
+# has passed and takes the listeners when it comes up.
+#
 # Then the same resources from files (path_config_source): listeners,
 # clusters, routes and endpoints read at start and again when a file is
 # replaced; a file that does not parse changes nothing.
@@ -244,6 +247,35 @@ run GRPC sotw ads
 run DELTA_GRPC delta ads
 run GRPC sotw-types types
 run DELTA_GRPC delta-types types
+
+# ---- no control plane at start: initial_fetch_timeout ---------------------------
+# tern becomes ready without its listeners and clusters once the timeout has
+# passed, and takes them when the control plane comes up
+RDS_SRC="ads: {},"
+cat >"$TN_TMP/late.yaml" <<EOF
+node: {id: lds-late, cluster: tests}
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: $admin}}}
+dynamic_resources:
+  ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]}
+  lds_config: {ads: {}, initial_fetch_timeout: 1s}
+  cds_config: {ads: {}, initial_fetch_timeout: 1s}
+static_resources:
+  clusters:
+  - $(it_cluster xds_cluster "127.0.0.1:$cp")
+EOF
+start_tern --wait "$admin" "$TN_TMP/late.yaml" --concurrency 1
+ready() { [ "$(curl -sS --max-time 5 "http://127.0.0.1:$admin/ready")" = LIVE ]; }
+wait_until 10 ready
+check "late: no control plane: ready once initial_fetch_timeout has passed" 0 $?
+check "late: no listener yet" 000 "$(who "$p1")"
+snapshot v1 "$(listener l1 "$p1" rc1)" "$(route rc1 "$TO_A")"
+start_cp late
+wait_until 30 is_who "$p1" A
+check "late: the control plane comes up: its listener serves" 0 $?
+stop_tern
+check "late: tern exits 0" 0 "$TN_RC"
+tn_kill "$CP_PID"
+it_sanitizers
 
 # ---- from files (path_config_source) --------------------------------------------
 F=$TN_TMP/files
