@@ -370,15 +370,15 @@ static int on_rds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
         pbs[i] = NULL;
         rds_apply(x, k, tables[i]);
     }
-    for (size_t i = 0; u->delta && i < u->n_removed; i++) {
-        size_t k = rds_index_of(x, u->removed[i]);
-        if (k == (size_t)-1)
-            continue;
-        TN_LOG(TN_LOG_WARN, xds, "route configuration '%s' removed by the control plane: its listeners answer 404",
-               u->removed[i]);
-        rds_keep(x, k, NULL, u->version);
-        rds_apply(x, k, NULL);
-    }
+    /* as Envoy: a listener names its route configuration, so the control
+     * plane cannot take it away; the last one stays (a listener waiting for
+     * its first warms until initial_fetch_timeout) */
+    for (size_t i = 0; u->delta && i < u->n_removed; i++)
+        if (rds_index_of(x, u->removed[i]) != (size_t)-1)
+            TN_LOG(TN_LOG_WARN, xds,
+                   "route configuration '%s': the control plane removes it, which a route configuration a listener "
+                   "names cannot be: ignored, the last one stays",
+                   u->removed[i]);
     rc = 0;
 out:
     for (size_t i = 0; tables && i < n; i++) {
