@@ -88,7 +88,7 @@ start_cp() {
     wait_port "$cp" 30 "$CP_PID" || { tn_fail "control plane starts" "$(tail -5 "$CP_LOG")"; tn_summary; }
 }
 
-# slow PORT OUT: a request the origin answers after 1.5 s, on a connection
+# slow PORT OUT: a request the origin answers after 2.5 s (time enough for the change to land while it is in flight), on a connection
 # that then stays open if tern lets it; OUT gets "STATUS CONNECTION-HEADER
 # CLOSED-AFTER" (closed-after: 1 when tern closed the connection after the
 # response).
@@ -96,7 +96,7 @@ slow() {
     "$TN_PYTHON" - "$1" >"$2" <<'EOF' &
 import http.client, socket, sys
 c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
-c.request("GET", "/slow?delay_ms=1500")
+c.request("GET", "/slow?delay_ms=2500")
 r = c.getresponse()
 r.read()
 closed = 1  # http.client drops the socket itself after "Connection: close"
@@ -135,7 +135,7 @@ static_resources:
 EOF
     snapshot v1 "$(listener l1 "$p1" rc1)" "$(route rc1 "$TO_A")"
     start_cp "$mode"
-    it_start "$TN_TMP/$mode.yaml" "$p1" --concurrency 2 --drain-time-s 2
+    it_start "$TN_TMP/$mode.yaml" "$p1" --concurrency 2 --drain-time-s 4
 
     # the first listener: it accepts once its routes have come
     check "$mode: a listener from LDS serves" A "$(who "$p1")"
@@ -220,7 +220,7 @@ for c in json.load(sys.stdin)["configs"]:
     check "$mode: a removed listener: the request in flight finishes" "200 close 1" "$(cat "$TN_TMP/slow2-$mode")"
     check "$mode: listener_manager.listener_removed" 1 "$(stat listener_manager.listener_removed)"
     check "$mode: the remaining listener serves" B "$(who "$p1")"
-    wait_until 5 stat_is listener_manager.total_listeners_draining 0
+    wait_until 8 stat_is listener_manager.total_listeners_draining 0
     check "$mode: drains end after --drain-time-s" 0 $?
 
     # the control plane restarts: listeners keep serving, then take news
