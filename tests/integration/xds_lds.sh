@@ -59,11 +59,15 @@ who() {
 is_who() { [ "$(who "$1")" = "$2" ]; }
 dump() { curl -sS --max-time 5 "http://127.0.0.1:$admin/config_dump?resource=dynamic_listeners"; }
 
-# listener NAME PORT RDS_NAME: a Listener whose routes come from RDS at $RDS_SRC.
+# listener NAME PORT RDS_NAME [FILTERS]: a Listener whose routes come from RDS
+# at $RDS_SRC; FILTERS ("filter, ") go before the router.
 listener() {
-    printf '\n- {name: %s, address: {socket_address: {address: 127.0.0.1, port_value: %s}}, filter_chains: [{filters: [{name: envoy.filters.network.http_connection_manager, typed_config: {"@type": %s, stat_prefix: %s, rds: {route_config_name: %s, config_source: {%s resource_api_version: V3}}, http_filters: [%s]}}]}]}' \
-        "$1" "$2" "$IT_HCM_TYPE" "$1" "$3" "$RDS_SRC" "$IT_ROUTER"
+    printf '\n- {name: %s, address: {socket_address: {address: 127.0.0.1, port_value: %s}}, filter_chains: [{filters: [{name: envoy.filters.network.http_connection_manager, typed_config: {"@type": %s, stat_prefix: %s, rds: {route_config_name: %s, config_source: {%s resource_api_version: V3}}, http_filters: [%s%s]}}]}]}' \
+        "$1" "$2" "$IT_HCM_TYPE" "$1" "$3" "$RDS_SRC" "${4:-}" "$IT_ROUTER"
 }
+# the response cache, which a listener from LDS brings up at run time
+CACHE='{name: envoy.filters.http.cache, typed_config: {"@type": type.googleapis.com/tern.extensions.filters.http.cache.v1.CacheConfig, name: lds-cache, max_size_bytes: 1048576, default_ttl: 60s, typed_config: {"@type": type.googleapis.com/envoy.extensions.http.cache.simple_http_cache.v3.SimpleHttpCacheConfig}}}, '
+cache_status() { curl -sS --max-time 5 -o /dev/null -D - "http://127.0.0.1:$1/cached" | tr -d '\r' | sed -n 's/^x-cache-status: //Ip'; }
 # route NAME ROUTE: a RouteConfiguration of one route.
 route() {
     printf '\n- {name: %s, virtual_hosts: [{name: all, domains: ["*"], routes: [%s]}]}' "$1" "$2"
@@ -153,17 +157,19 @@ EOF
     check "$mode: the listener's own stats" 1 "$(stat http.l1.downstream_rq_2xx)"
 
     # a second listener
-    snapshot v2 "$(listener l1 "$p1" rc1)$(listener l2 "$p2" rc2)" "$(route rc1 "$TO_A")$(route rc2 "$TO_B")"
+    snapshot v2 "$(listener l1 "$p1" rc1)$(listener l2 "$p2" rc2 "$CACHE")" "$(route rc1 "$TO_A")$(route rc2 "$TO_B")"
     wait_until 10 is_who "$p2" B
     check "$mode: an added listener serves" 0 $?
     check "$mode: the first one still serves" A "$(who "$p1")"
     check "$mode: listener_manager.listener_added" 2 "$(stat listener_manager.listener_added)"
+    check "$mode: a listener from LDS with the cache filter: first GET" Miss "$(cache_status "$p2")"
+    check "$mode: a listener from LDS with the cache filter: second GET" Hit "$(cache_status "$p2")"
 
     # a changed listener: new connections get the new one; a request in
     # flight on the old one finishes and its connection then closes (drain)
     slow "$p1" "$TN_TMP/slow-$mode"
     sleep 0.5
-    snapshot v3 "$(listener l1 "$p1" rc3)$(listener l2 "$p2" rc2)" "$(route rc1 "$TO_A")$(route rc2 "$TO_B")$(route rc3 "$TEAPOT")"
+    snapshot v3 "$(listener l1 "$p1" rc3)$(listener l2 "$p2" rc2 "$CACHE")" "$(route rc1 "$TO_A")$(route rc2 "$TO_B")$(route rc3 "$TEAPOT")"
     wait_until 10 is_who "$p1" teapot
     check "$mode: a changed listener: new requests get its new routes" 0 $?
     wait "$SLOW_PID"
@@ -173,7 +179,7 @@ EOF
     check "$mode: a route configuration named by LDS has its stats" 1 "$(stat http.l1.rds.rc3.update_success)"
 
     # a change whose routes have not come: it warms, the old version serves
-    snapshot v4 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2)" "$(route rc1 "$TO_A")$(route rc2 "$TO_B")$(route rc3 "$TEAPOT")"
+    snapshot v4 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2 "$CACHE")" "$(route rc1 "$TO_A")$(route rc2 "$TO_B")$(route rc3 "$TEAPOT")"
     wait_until 10 cp_has "ACK type=LDS version=v4 "
     check "$mode: LDS v4 ACKed" 0 $?
     # (incremental: the control plane says rc4 is removed, which tern, as
@@ -191,18 +197,18 @@ for c in json.load(sys.stdin)["configs"]:
         hcm = w["listener"]["filter_chains"][0]["filters"][0]["typed_config"]
         print(w["version_info"], hcm["rds"]["route_config_name"], c["active_state"]["version_info"])
 ')"
-    snapshot v5 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2)" "$(route rc2 "$TO_B")$(route rc4 "$TO_B")"
+    snapshot v5 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2 "$CACHE")" "$(route rc2 "$TO_B")$(route rc4 "$TO_B")"
     wait_until 10 is_who "$p1" B
     check "$mode: its routes come: the new version serves" 0 $?
     wait_until 5 cp_has "SUBSCRIBE type=RDS wildcard=0 names=rc2,rc4 "
     check "$mode: route configurations no listener names are unsubscribed" 0 $?
 
     # NACKs: a listener that does not compile, one whose port is taken
-    snapshot v6 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2)$(listener l3 "$p2" rc2 | sed 's/l3, address/l3, listener_filters: [{name: envoy.filters.listener.tls_inspector}], address/')" \
+    snapshot v6 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2 "$CACHE")$(listener l3 "$p2" rc2 | sed 's/l3, address/l3, listener_filters: [{name: envoy.filters.listener.tls_inspector}], address/')" \
         "$(route rc2 "$TO_B")$(route rc4 "$TO_B")"
     wait_until 10 cp_has "NACK type=LDS version=v6 .*error=Listener 'l3': listener_filters: listener filters are not supported by tern yet"
     check "$mode: a bad listener is NACKed, naming it" 0 $?
-    snapshot v7 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2)$(listener l3 "$oa" rc2)" \
+    snapshot v7 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2 "$CACHE")$(listener l3 "$oa" rc2)" \
         "$(route rc2 "$TO_B")$(route rc4 "$TO_B")"
     wait_until 10 cp_has "NACK type=LDS version=v7 .*error=Listener 'l3': address: cannot listen on 127.0.0.1:$oa: Address already in use"
     check "$mode: a listener on a port in use is NACKed with the reason" 0 $?
