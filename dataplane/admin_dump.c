@@ -268,6 +268,15 @@ static void item_dyn_listener(struct dump *d, size_t i, struct tn_buf *b)
         lstate(b, "active_state", &l.active);
     if (l.warming.l)
         lstate(b, "warming_state", &l.warming);
+    if (l.error.details) {
+        tn_buf_adds(b, ",\"error_state\":{\"failed_configuration\":");
+        typed(b, "type.googleapis.com/envoy.config.listener.v3.Listener", l.error.pb);
+        tn_buf_adds(b, ",\"last_update_attempt\":\"");
+        tn__admin_rfc3339(b, l.error.ms);
+        tn_buf_adds(b, "\",\"details\":");
+        tn_pbjson_string(b, l.error.details, strlen(l.error.details));
+        tn_buf_addc(b, '}');
+    }
     tn_buf_addc(b, '}');
 }
 

@@ -92,6 +92,15 @@ struct dlis {
     struct lver *active, *warming;
 };
 
+/* A listener the last LDS response failed on (Envoy's error_state),
+ * until a response is accepted. */
+struct lfail {
+    struct lfail *next;
+    char *name, *details;
+    uint64_t ms;
+    Envoy__Config__Listener__V3__Listener *pb; /* what it would have been */
+};
+
 /* A route configuration some listener names. */
 struct rds_slot {
     char *name;
@@ -118,6 +127,7 @@ struct tn_xds {
     size_t n_dyns;
     void *dyn_index;         /* the same by name (tsearch) */
     struct dlis *dlis; /* listeners from LDS */
+    struct lfail *lfails;
     struct tn_xds_cds cds;
     struct tn_xds_lds lds;
     uv_timer_t later; /* route configurations asked for again after a listener warmed */
@@ -783,6 +793,36 @@ static int lds_one(struct tn_xds *x, const struct tn_ads_update *u, size_t i, st
     return 0;
 }
 
+static void lfails_clear(struct tn_xds *x)
+{
+    while (x->lfails) {
+        struct lfail *f = x->lfails;
+        x->lfails = f->next;
+        free(f->name);
+        free(f->details);
+        if (f->pb)
+            envoy__config__listener__v3__listener__free_unpacked(f->pb, NULL);
+        free(f);
+    }
+}
+
+/* Keeps what the response failed on: the listener (taken from v) and why. */
+static void lfail_keep(struct tn_xds *x, struct lver *v, const char *details)
+{
+    struct lfail *f = calloc(1, sizeof(*f));
+    if (f == NULL || (f->name = strdup(v->pb->name)) == NULL || (f->details = strdup(details)) == NULL) {
+        if (f)
+            free(f->name);
+        free(f);
+        return;
+    }
+    f->ms = wall_ms();
+    f->pb = v->pb;
+    v->pb = NULL;
+    f->next = x->lfails;
+    x->lfails = f;
+}
+
 static int on_lds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err *err)
 {
     size_t n = u->n_resources;
@@ -794,8 +834,13 @@ static int on_lds(struct tn_xds *x, const struct tn_ads_update *u, struct tn_err
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        if (lds_one(x, u, i, &nv[i], nv, err))
+        if (lds_one(x, u, i, &nv[i], nv, err)) {
+            lfails_clear(x);
+            if (nv[i].v && nv[i].v->pb)
+                lfail_keep(x, nv[i].v, err->msg);
             goto out;
+        }
+    lfails_clear(x); /* Envoy: until the next accepted update */
     if (!u->delta) {
         for (struct dlis *d = x->dlis, *next; d; d = next) {
             next = d->next;
@@ -1482,12 +1527,19 @@ static void lver_out(const struct lver *v, struct tn_xds_lver *out)
 size_t tn_xds_listeners(const struct tn_xds *x, struct tn_xds_listener *out, size_t cap)
 {
     size_t n = 0;
+    for (const struct lfail *f = x ? x->lfails : NULL; f; f = f->next) /* a name of none below */
+        if (dlis_find((struct tn_xds *)x, f->name) == NULL && n++ < cap)
+            out[n - 1] = (struct tn_xds_listener){.name = f->name};
     for (const struct dlis *d = x ? x->dlis : NULL; d; d = d->next, n++)
         if (n < cap) {
             out[n] = (struct tn_xds_listener){.name = d->name};
             lver_out(d->active, &out[n].active);
             lver_out(d->warming, &out[n].warming);
         }
+    for (size_t i = 0; i < n && i < cap; i++)
+        for (const struct lfail *f = x->lfails; f; f = f->next)
+            if (strcmp(f->name, out[i].name) == 0)
+                out[i].error = (struct tn_xds_lerror){.details = f->details, .ms = f->ms, .pb = &f->pb->base};
     return n;
 }
 
@@ -1513,6 +1565,7 @@ bool tn_xds_has_grpc(const struct tn_xds *x)
 
 static void xds_free(struct tn_xds *x)
 {
+    lfails_clear(x);
     for (size_t i = 0; i < x->n_rds; i++) {
         if (x->rds[i].st.pb)
             protobuf_c_message_free_unpacked(x->rds[i].st.pb, NULL);

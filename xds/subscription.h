@@ -133,11 +133,21 @@ struct tn_xds_lver {
     uint64_t updated_ms;
     const ProtobufCMessage *pb;
 };
+/* Why the last LDS response was rejected, when it failed on this listener
+ * (Envoy's error_state; details NULL otherwise). */
+struct tn_xds_lerror {
+    const char *details;
+    uint64_t ms;
+    const ProtobufCMessage *pb; /* the listener as it came */
+};
 struct tn_xds_listener {
     const char *name;
     struct tn_xds_lver active, warming;
+    struct tn_xds_lerror error;
 };
-/* Fills out[0..cap) with the listeners from LDS; returns how many there are. */
+/* Fills out[0..cap) with the listeners from LDS (a name the last response
+ * failed on and that is not otherwise there comes first, with its error
+ * alone); returns how many there are. */
 size_t tn_xds_listeners(const struct tn_xds *x, struct tn_xds_listener *out, size_t cap);
 
 /* Whether a gRPC stream to a control plane exists (control_plane.* stats). */

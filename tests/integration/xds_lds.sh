@@ -208,6 +208,15 @@ for c in json.load(sys.stdin)["configs"]:
         "$(route rc2 "$TO_B")$(route rc4 "$TO_B")"
     wait_until 10 cp_has "NACK type=LDS version=v6 .*error=Listener 'l3': listener_filters: listener filters are not supported by tern yet"
     check "$mode: a bad listener is NACKed, naming it" 0 $?
+    check "$mode: config_dump: the rejected listener's error_state" \
+        "l3 Listener 'l3': listener_filters: listener filters are not supported by tern yet" \
+        "$(dump | "$TN_PYTHON" -c '
+import json, sys
+for c in json.load(sys.stdin)["configs"]:
+    if "error_state" in c:
+        e = c["error_state"]
+        print(e["failed_configuration"]["name"], e["details"])
+')"
     snapshot v7 "$(listener l1 "$p1" rc4)$(listener l2 "$p2" rc2 "$CACHE")$(listener l3 "$oa" rc2)" \
         "$(route rc2 "$TO_B")$(route rc4 "$TO_B")"
     wait_until 10 cp_has "NACK type=LDS version=v7 .*error=Listener 'l3': address: cannot listen on 127.0.0.1:$oa: Address already in use"
@@ -226,6 +235,11 @@ for c in json.load(sys.stdin)["configs"]:
     check "$mode: a removed listener: the request in flight finishes" "200 close 1" "$(cat "$TN_TMP/slow2-$mode")"
     check "$mode: listener_manager.listener_removed" 1 "$(stat listener_manager.listener_removed)"
     check "$mode: the remaining listener serves" B "$(who "$p1")"
+    check "$mode: config_dump: an accepted update clears error_state" "l1" \
+        "$(dump | "$TN_PYTHON" -c '
+import json, sys
+print(" ".join(c["name"] + ("!" if "error_state" in c else "") for c in json.load(sys.stdin)["configs"]))
+')"
     wait_until 8 stat_is listener_manager.total_listeners_draining 0
     check "$mode: drains end after --drain-time-s" 0 $?
 
