@@ -33,7 +33,7 @@ struct tn_endpoint_set *tn_endpoint_set_compile(const tn_pb_cla *pb, bool need_i
         return NULL;
     }
     s->refcnt = 1;
-    tn_pool_init(&s->pool);
+    tn_pool_init_small(&s->pool);
     for (size_t i = 0; pb && i < pb->n_endpoints; i++)
         total += pb->endpoints[i]->n_lb_endpoints;
     s->endpoints = tn_pool_alloc(&s->pool, total * sizeof(*s->endpoints) + 1);
@@ -320,7 +320,7 @@ struct tn_cluster *tn_cluster_compile(const tn_pb_cluster *pb, struct tn_err *er
         return NULL;
     }
     c->refcnt = 1;
-    tn_pool_init(&c->pool);
+    tn_pool_init_small(&c->pool);
     if (*pb->name == '\0') {
         tn_err_push(err, ".name");
         tn_err_fail(err, "must not be empty");

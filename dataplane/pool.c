@@ -22,6 +22,13 @@ void tn_pool_init(struct tn_pool *pool)
 {
     pool->chunks = NULL;
     pool->cleanups = NULL;
+    pool->chunk = CHUNK_BYTES;
+}
+
+void tn_pool_init_small(struct tn_pool *pool)
+{
+    tn_pool_init(pool);
+    pool->chunk = 512;
 }
 
 void tn_pool_dispose(struct tn_pool *pool)
@@ -45,10 +52,13 @@ void *tn_pool_alloc(struct tn_pool *pool, size_t n)
     n = (n + align - 1) / align * align;
     struct tn_pool_chunk *ch = pool->chunks;
     if (ch == NULL || ch->cap - ch->used < n) {
-        size_t cap = n > CHUNK_BYTES ? n : CHUNK_BYTES;
+        size_t want = pool->chunk ? pool->chunk : CHUNK_BYTES;
+        size_t cap = n > want ? n : want;
         ch = malloc(sizeof(*ch) + cap);
         if (ch == NULL)
             return NULL;
+        if (want < CHUNK_BYTES)
+            pool->chunk = want * 2;
         ch->used = 0;
         ch->cap = cap;
         if (n > CHUNK_BYTES / 4 && pool->chunks != NULL) {

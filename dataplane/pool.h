@@ -14,9 +14,16 @@ struct tn_pool_cleanup;
 struct tn_pool {
     struct tn_pool_chunk *chunks;
     struct tn_pool_cleanup *cleanups;
+    size_t chunk; /* the next chunk's size */
 };
 
+/* Chunks of 16 KiB: a request's pool, a configuration's. */
 void tn_pool_init(struct tn_pool *pool);
+
+/* Chunks from 512 bytes, doubling to 16 KiB: for objects made by the
+ * thousand (a control plane's clusters and their endpoint sets), most of
+ * which need far less than a big chunk. */
+void tn_pool_init_small(struct tn_pool *pool);
 
 /* Runs the cleanups (last registered first) and frees all memory. */
 void tn_pool_dispose(struct tn_pool *pool);
