@@ -55,6 +55,24 @@ static void no_free(void *p)
     (void)p;
 }
 
+/* One copy of each Prometheus name and label set: the stats of a cluster
+ * share their labels, and every cluster's stats the same Prometheus names
+ * (10,000 clusters from CDS register half a million stats). */
+static char *intern(struct tn_stats *st, const char *s)
+{
+    char **have = tfind(s, &st->strings, cmp_names);
+    if (have)
+        return *have;
+    char *copy = strdup(s);
+    if (copy == NULL)
+        return NULL;
+    if (tsearch(copy, &st->strings, cmp_names) == NULL) {
+        free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
 /* The stat named `name`, or NULL. */
 static const struct tn_stat *find(struct tn_stats *st, const char *name)
 {
@@ -71,10 +89,10 @@ void tn_stats_dispose(struct tn_stats *st)
 {
     tdestroy(st->index, no_free);
     st->index = NULL;
+    tdestroy(st->strings, free);
+    st->strings = NULL;
     for (size_t i = 0; i < st->n; i++) {
         name_free(st->v[i].name);
-        free(st->v[i].prom_name);
-        free(st->v[i].labels);
     }
     for (size_t i = 0; i < st->n_shards; i++)
         free((void *)st->shards[i]);
@@ -203,14 +221,12 @@ static uint32_t add_named(struct tn_stats *st, const char *full, const char *pro
     }
     struct tn_stat *s = &st->v[st->n];
     s->name = name_new(full, (uint32_t)st->n);
-    s->prom_name = strdup(prom);
-    s->labels = strdup(labels);
+    s->prom_name = intern(st, prom);
+    s->labels = intern(st, labels);
     if (s->name == NULL || s->prom_name == NULL || s->labels == NULL ||
         tsearch(s->name, &st->index, cmp_names) == NULL) {
         name_free(s->name);
-        free(s->prom_name);
-        free(s->labels);
-        return UINT32_MAX;
+        return UINT32_MAX; /* interned strings stay with the store */
     }
     s->kind = kind;
     s->lazy = lazy;

@@ -41,8 +41,8 @@ extern const double tn_hist_bounds[TN_HIST_BUCKETS];
 
 struct tn_stat {
     char *name;      /* Envoy's name */
-    char *prom_name; /* "envoy_cluster_upstream_rq_xx" */
-    char *labels;    /* "envoy_response_code_class=\"2\",envoy_cluster_name=\"s1\"" or "" */
+    char *prom_name; /* "envoy_cluster_upstream_rq_xx" (interned: shared, the store's) */
+    char *labels;    /* "envoy_response_code_class=\"2\",envoy_cluster_name=\"s1\"" or "" (interned) */
     enum tn_stat_kind kind;
     uint32_t slot; /* first value slot: 1 for counters/gauges, TN_HIST_SLOTS for histograms */
     bool lazy;     /* listed only once written, as Envoy creates such stats on first use */
@@ -62,6 +62,7 @@ struct tn_stats {
     uint32_t cap_slots; /* what each shard holds: stats may be added until it is reached */
     uint32_t reserve;   /* slots to reserve beyond the first shard's registrations (tn_stats_reserve) */
     void *index;        /* name -> stat (a glibc tsearch tree) */
+    void *strings;      /* the Prometheus names and labels, each once (tsearch) */
     /* Shards registered for reading (the main thread's own and the workers'). */
     _Atomic uint64_t **shards;
     size_t n_shards, shards_cap;
