@@ -116,10 +116,12 @@ static int server_stats(struct tn_stats *st, struct tn_server_stats *s)
            add(st, "listener_manager.lds.update_success", TN_STAT_COUNTER, &s->lds_update_success) ||
            add(st, "listener_manager.lds.update_rejected", TN_STAT_COUNTER, &s->lds_update_rejected) ||
            add(st, "listener_manager.lds.update_empty", TN_STAT_COUNTER, &s->lds_update_empty) ||
+           add(st, "listener_manager.lds.update_failure", TN_STAT_COUNTER, &s->lds_update_failure) ||
            add(st, "cluster_manager.cds.update_attempt", TN_STAT_COUNTER, &s->cds_update_attempt) ||
            add(st, "cluster_manager.cds.update_success", TN_STAT_COUNTER, &s->cds_update_success) ||
            add(st, "cluster_manager.cds.update_rejected", TN_STAT_COUNTER, &s->cds_update_rejected) ||
-           add(st, "cluster_manager.cds.update_empty", TN_STAT_COUNTER, &s->cds_update_empty)
+           add(st, "cluster_manager.cds.update_empty", TN_STAT_COUNTER, &s->cds_update_empty) ||
+           add(st, "cluster_manager.cds.update_failure", TN_STAT_COUNTER, &s->cds_update_failure)
                ? -1
                : 0;
 }

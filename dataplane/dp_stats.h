@@ -141,8 +141,8 @@ struct tn_server_stats {
     uint32_t cm_active_clusters, cm_warming_clusters, cm_cluster_added, cm_cluster_modified, cm_cluster_removed;
     uint32_t lm_total_listeners_active, lm_listener_added, lm_listener_removed, lm_listener_modified;
     uint32_t lm_total_listeners_warming, lm_total_listeners_draining, lm_listener_create_success;
-    uint32_t lds_update_attempt, lds_update_success, lds_update_rejected, lds_update_empty;
-    uint32_t cds_update_attempt, cds_update_success, cds_update_rejected, cds_update_empty;
+    uint32_t lds_update_attempt, lds_update_success, lds_update_rejected, lds_update_empty, lds_update_failure;
+    uint32_t cds_update_attempt, cds_update_success, cds_update_rejected, cds_update_empty, cds_update_failure;
     bool has_control_plane; /* the control_plane.* slots below are registered */
     uint32_t cp_connected_state, cp_rate_limit_enforced, cp_pending_requests;
 };

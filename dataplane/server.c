@@ -252,6 +252,7 @@ static void stats_refresh(struct tn_server *srv)
         tn_stat_set(m, ss->cds_update_success, cds->update_success);
         tn_stat_set(m, ss->cds_update_rejected, cds->update_rejected);
         tn_stat_set(m, ss->cds_update_empty, cds->update_empty);
+        tn_stat_set(m, ss->cds_update_failure, tn_xds_cds_failures(srv->xds));
     }
     const struct tn_xds_lds *lds = tn_xds_lds(srv->xds);
     tn_stat_set(m, ss->lm_total_listeners_active, cfg->n_listeners + n_dyn_active);
@@ -267,6 +268,7 @@ static void stats_refresh(struct tn_server *srv)
         tn_stat_set(m, ss->lds_update_success, lds->update_success);
         tn_stat_set(m, ss->lds_update_rejected, lds->update_rejected);
         tn_stat_set(m, ss->lds_update_empty, lds->update_empty);
+        tn_stat_set(m, ss->lds_update_failure, tn_xds_lds_failures(srv->xds));
     }
     /* each listener's downstream_cx_active once (versions of a listener on
      * one address share it): not a walk of every stat, which CDS makes

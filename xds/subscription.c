@@ -1492,9 +1492,15 @@ const struct tn_xds_rds *tn_xds_rds(const struct tn_xds *x, size_t i)
     return x && i < x->n_rds ? &x->rds[i].st : NULL;
 }
 
-const char *tn_xds_rds_name(const struct tn_xds *x, size_t i)
+/* Envoy's update_failure: fetches that failed short of a response — a
+ * file that could not be read or parsed, a stream that ended. */
+static uint64_t src_failures(const struct src *s)
 {
-    return x && i < x->n_rds ? x->rds[i].name : NULL;
+    if (s == NULL)
+        return 0;
+    if (s->fs)
+        return tn_filesub_stats(s->fs)->update_failure;
+    return s->ads ? tn_ads_stats(s->ads)->streams_closed : 0;
 }
 
 const struct tn_xds_cds *tn_xds_cds(const struct tn_xds *x)
@@ -1505,6 +1511,16 @@ const struct tn_xds_cds *tn_xds_cds(const struct tn_xds *x)
 const struct tn_xds_lds *tn_xds_lds(const struct tn_xds *x)
 {
     return x ? &x->lds : NULL;
+}
+
+uint64_t tn_xds_cds_failures(const struct tn_xds *x)
+{
+    return x ? src_failures(x->cds_src) : 0;
+}
+
+uint64_t tn_xds_lds_failures(const struct tn_xds *x)
+{
+    return x ? src_failures(x->lds_src) : 0;
 }
 
 size_t tn_xds_clusters(const struct tn_xds *x, struct tn_xds_cluster *out, size_t cap)
@@ -1553,14 +1569,6 @@ bool tn_xds_connected(const struct tn_xds *x)
             any = true;
         }
     return any;
-}
-
-bool tn_xds_has_grpc(const struct tn_xds *x)
-{
-    for (const struct src *s = x ? x->srcs : NULL; s; s = s->next)
-        if (s->ads)
-            return true;
-    return false;
 }
 
 static void xds_free(struct tn_xds *x)

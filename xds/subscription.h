@@ -99,6 +99,9 @@ struct tn_xds_cds {
     char *version; /* of the last accepted response */
 };
 const struct tn_xds_cds *tn_xds_cds(const struct tn_xds *x);
+/* Envoy's cluster_manager.cds.update_failure: fetches that failed short of
+ * a response (a file that could not be read or parsed, a stream that ended). */
+uint64_t tn_xds_cds_failures(const struct tn_xds *x);
 
 /* A cluster from CDS, for /config_dump. */
 struct tn_xds_cluster {
@@ -111,11 +114,10 @@ struct tn_xds_cluster {
 size_t tn_xds_clusters(const struct tn_xds *x, struct tn_xds_cluster *out, size_t cap);
 
 /* Route configurations named so far (the static listeners' first, in
- * cfg->rds_names' order, then LDS's); route configuration i's state and
- * name (main thread), NULL when x is NULL or i is past them. */
+ * cfg->rds_names' order, then LDS's); route configuration i's state (main
+ * thread), NULL when x is NULL or i is past them. */
 size_t tn_xds_n_rds(const struct tn_xds *x);
 const struct tn_xds_rds *tn_xds_rds(const struct tn_xds *x, size_t i);
-const char *tn_xds_rds_name(const struct tn_xds *x, size_t i);
 
 /* LDS: Envoy's listener_manager.lds.* counters and the listeners' churn. */
 struct tn_xds_lds {
@@ -124,6 +126,8 @@ struct tn_xds_lds {
     char *version; /* of the last accepted response */
 };
 const struct tn_xds_lds *tn_xds_lds(const struct tn_xds *x);
+/* The same for listener_manager.lds.update_failure. */
+uint64_t tn_xds_lds_failures(const struct tn_xds *x);
 
 /* A listener from LDS, for /config_dump and /listeners: the version serving
  * and the one warming (l NULL when there is none). */
@@ -150,8 +154,6 @@ struct tn_xds_listener {
  * alone); returns how many there are. */
 size_t tn_xds_listeners(const struct tn_xds *x, struct tn_xds_listener *out, size_t cap);
 
-/* Whether a gRPC stream to a control plane exists (control_plane.* stats). */
-bool tn_xds_has_grpc(const struct tn_xds *x);
 
 /* Whether every control plane stream is up (and there is one). */
 bool tn_xds_connected(const struct tn_xds *x);

@@ -44,6 +44,7 @@ wait_until() {
 }
 stat() { curl -sS --max-time 5 "http://127.0.0.1:$admin/stats" | sed -n "s/^$1: //p"; }
 stat_is() { [ "$(stat "$1")" = "$2" ]; }
+stat_ge() { [ "$(stat "$1")" -ge "$2" ] 2>/dev/null; }
 cp_has() { grep -q "$1" "$CP_LOG"; }
 log_has() { grep -q "$1" "$TN_TMP/tern.log"; }
 # who PORT [PATH]: the origin that answered (A, B), the body of a direct
@@ -246,6 +247,8 @@ print(" ".join(c["name"] + ("!" if "error_state" in c else "") for c in json.loa
     # the control plane restarts: listeners keep serving, then take news
     tn_kill "$CP_PID" KILL
     check "$mode: control plane gone: still serving" B "$(who "$p1")"
+    wait_until 5 stat_ge listener_manager.lds.update_failure 1
+    check "$mode: listener_manager.lds.update_failure counts the stream's end" 0 $?
     snapshot v9 "$(listener l1 "$p1" rc4)" "$(route rc4 "$TO_A")"
     start_cp "$mode-2"
     wait_until 30 is_who "$p1" A
@@ -328,8 +331,9 @@ put lds.yaml envoy.config.listener.v3.Listener f4 "$(listener l1 "$p1" rc1)$(lis
 wait_until 10 is_who "$p2" teapot
 check "files: the listeners file replaced: the added listener serves" 0 $?
 printf 'version_info: "f5"\nresources: [unclosed\n' >"$F/.tmp" && mv "$F/.tmp" "$F/lds.yaml"
-wait_until 10 log_has "lds.yaml"
+wait_until 10 log_has "lds.yaml: line [0-9]*: YAML syntax error"
 check "files: a file that does not parse is logged, naming it" 0 $?
+check "files: listener_manager.lds.update_failure" 1 "$(stat listener_manager.lds.update_failure)"
 check "files: after it, both listeners still serve" "teapot teapot" "$(who "$p1") $(who "$p2")"
 put cds.yaml envoy.config.cluster.v3.Cluster f6 \
     "
