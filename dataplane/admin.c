@@ -3,7 +3,7 @@
  * Pages are built in a tn_buf by the handlers in admin_pages.c. */
 #include "dataplane/admin.h"
 
-#include <http_parser.h>
+#include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,7 +30,7 @@ struct aconn {
     uv_tcp_t tcp;
     struct tn_admin *a;
     struct aconn *next, **pprev;
-    http_parser parser;
+    llhttp_t parser;
     struct tn_buf url;
     struct tn_buf out;
     uv_write_t wr;
@@ -81,7 +81,7 @@ static void conn_close(struct aconn *c)
 
 /* --- parsing ----------------------------------------------------------------- */
 
-static int on_url(http_parser *p, const char *at, size_t n)
+static int on_url(llhttp_t *p, const char *at, size_t n)
 {
     struct aconn *c = p->data;
     if (c->url.len + n > URL_MAX)
@@ -91,29 +91,28 @@ static int on_url(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
-static int on_field(http_parser *p, const char *at, size_t n)
+static int on_field(llhttp_t *p, const char *at, size_t n)
 {
     struct aconn *c = p->data;
     (void)tn_h1_head_field(&c->head, at, n); /* past the limit the log sees fewer headers */
     return 0;
 }
 
-static int on_value(http_parser *p, const char *at, size_t n)
+static int on_value(llhttp_t *p, const char *at, size_t n)
 {
     struct aconn *c = p->data;
     (void)tn_h1_head_value(&c->head, at, n);
     return 0;
 }
 
-static int on_complete(http_parser *p)
+static int on_complete(llhttp_t *p)
 {
     struct aconn *c = p->data;
     c->complete = true;
-    http_parser_pause(p, 1);
-    return 0;
+    return HPE_PAUSED;
 }
 
-static const http_parser_settings settings = {
+static const llhttp_settings_t settings = {
     .on_url = on_url,
     .on_header_field = on_field,
     .on_header_value = on_value,
@@ -148,7 +147,7 @@ static void log_request(struct aconn *c)
     si.response_code_details = "admin_filter_response";
     si.bytes_sent = c->body_len;
     si.protocol = c->parser.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-    si.method = http_method_str(c->parser.method);
+    si.method = llhttp_method_name(c->parser.method);
     si.method_len = strlen(si.method);
     si.path = c->url.len ? c->url.data : "/";
     si.path_len = c->url.len ? c->url.len : 1;
@@ -245,7 +244,7 @@ static void bad_request(struct aconn *c)
 {
     struct tn_buf body;
     tn_buf_init(&body);
-    tn_buf_printf(&body, "bad request: %s\n", http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
+    tn_buf_printf(&body, "bad request: %s\n", llhttp_get_error_reason(&c->parser));
     respond(c, 400, TN__ADMIN_TEXT, &body);
     tn_buf_dispose(&body);
 }
@@ -266,12 +265,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         conn_close(c);
         return;
     }
-    http_parser_execute(&c->parser, &settings, b->base, (size_t)n);
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    llhttp_errno_t e = llhttp_execute(&c->parser, b->base, (size_t)n);
     if (c->complete) {
         uv_read_stop(s);
         serve(c);
-    } else if (e != HPE_OK) {
+    } else if (e != HPE_OK && e != HPE_PAUSED) {
         uv_read_stop(s);
         bad_request(c);
     }
@@ -297,7 +295,7 @@ static void on_connection(uv_stream_t *srv, int status)
     tn_h1_head_init(&c->head, 64 * 1024);
     c->start_ns = uv_hrtime();
     c->start_ms = wall_ms();
-    http_parser_init(&c->parser, HTTP_REQUEST);
+    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
     if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0 || uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) != 0)
         conn_close(c);

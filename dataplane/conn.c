@@ -1,14 +1,23 @@
 /* Downstream HTTP/1.1 connections and the connection manager.
  *
- * One connection serves one request at a time: http_parser reads ahead, and
- * a pipelined request waits (parser paused, reading stopped) until the
- * response before it is complete, so responses leave in request order. The
- * stream lives inside the connection and is reset for each request; its
- * headers are collected into a buffer the connection reuses, and its body
- * moves as slices of the read blocks. */
+ * One connection serves one request at a time: llhttp reads ahead, and a
+ * pipelined request waits (parser paused, reading stopped) until the
+ * response before it is complete, so responses leave in request order.
+ *
+ * llhttp runs in strict mode, and tern adds the rules the parser leaves to
+ * its user: no obs-fold, one Host with a valid authority, only "chunked" as
+ * a transfer coding, the whole head within max_request_headers_kb and
+ * max_headers_count, no CONNECT or upgrade (not configurable yet).
+ *
+ * A connection without a request in flight holds no stream, no head buffer
+ * and no read block: the stream (with the head it collects and its filters'
+ * contexts) comes from the worker's free list when a request begins and
+ * goes back when it ends, so an idle keep-alive connection costs its socket
+ * handle, parser and queues, about 1 KB. */
 #include "dataplane/conn.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +25,7 @@
 #include <time.h>
 
 #include <arpa/inet.h>
-#include <http_parser.h>
+#include <llhttp.h>
 #include <netinet/in.h>
 
 #include "dataplane/accesslog.h"
@@ -31,11 +40,14 @@
 #define MAX_FILTERS 16
 #define CTX_MEM 2048
 #define SCRATCH 512
+/* Streams a worker keeps for reuse beyond those in use; more are freed. */
+#define FREE_STREAMS_MAX 256
 
 struct tn_stream {
     struct tn_route_table *routes; /* the route table this stream matches against */
     bool routes_ref;               /* routes is a reference of ours (RDS) */
     struct tn_dconn *conn;
+    struct tn_stream *next_free; /* the worker's free list */
     struct tn_request rq;
     struct tn_stream_info si;
     uint64_t id;
@@ -50,12 +62,17 @@ struct tn_stream {
     unsigned hdr_stop;   /* filters [0, hdr_stop) have seen the request headers */
     unsigned cur_filter; /* the filter whose request callback runs (local replies pass the ones before it) */
     bool active, req_done, resp_started, resp_done, resp_chunked, head_request, destroyed;
-    bool sent_continue, counted;
+    bool sent_continue, counted, headers_done;
     uint64_t idle_timeout_ms; /* the HCM's stream_idle_timeout, or the route's idle_timeout */
     uint32_t resp_flags;
     struct tn_header *resp_hdrs; /* as sent, for the access log (pointing into resp_blk) */
     size_t n_resp_hdrs, resp_hdrs_cap;
     struct tn_block *resp_blk;
+    struct tn_h1_head head; /* the request head as it arrives (kept across reuse) */
+    size_t head_raw;        /* head bytes before the current read's origin */
+    const char *head_origin; /* where this read's share of the head starts */
+    const char *val_end;    /* end of the last header value bytes seen (obs-fold check) */
+    bool val_at_end;        /* ... and they ran to the end of the previous read */
     _Alignas(16) char ctxmem[CTX_MEM]; /* filter contexts; last: not cleared per request */
 };
 
@@ -65,8 +82,7 @@ struct tn_dconn {
     struct tn_listener *l; /* reference */
     struct tn_dconn *next, *prev;
     uint64_t id;
-    http_parser parser;
-    struct tn_h1_head head;
+    llhttp_t parser;
     struct tn_outq out;
     struct tn_timer timer; /* idle, request headers and stream idle timeouts */
     struct tn_block *rblk; /* the block the next read lands in */
@@ -74,14 +90,16 @@ struct tn_dconn {
     struct tn_block *pend_blk; /* unparsed bytes of a pipelined request */
     const char *pend_p;
     size_t pend_len;
+    const char *read_start; /* the bytes the parser is reading */
+    char prev_last;         /* the last byte of the read before */
     struct sockaddr_storage peer, local;
-    struct tn_stream s;
+    struct tn_stream *s; /* the request in flight, NULL between requests */
     uint64_t n_streams;
     uint64_t last_activity; /* uv_now of the stream's last progress */
     bool remote_closed, closing, reading, keepalive, in_parse, stream_ended_in_parse, drain, read_paused_by_filter, eof;
 };
 
-static http_parser_settings settings;
+static llhttp_settings_t settings;
 
 /* The connection manager's stats: HS(c, name) is the worker shard and slot. */
 #define HS(c, f) (c)->w->shard, (c)->l->hcm.stats.f
@@ -100,11 +118,9 @@ static void on_closed(uv_handle_t *h)
     tn_stat_inc(HS(c, downstream_cx_destroy));
     tn_stat_inc(c->w->shard, c->remote_closed ? c->l->hcm.stats.downstream_cx_destroy_remote
                                               : c->l->hcm.stats.downstream_cx_destroy_local);
-    tn_h1_head_dispose(&c->head);
-    free(c->s.hdrs);
-    free(c->s.resp_hdrs);
     tn_listener_unref(c->l);
     free(c);
+    w->n_freed++;
     tn_worker_conn_closed(w);
 }
 
@@ -115,8 +131,8 @@ static void conn_close(struct tn_dconn *c)
     if (c->closing)
         return;
     c->closing = true;
-    if (c->s.active)
-        stream_destroy(&c->s);
+    if (c->s != NULL)
+        stream_destroy(c->s);
     tn_timer_stop(&c->w->timers, &c->timer);
     tn_outq_dispose(&c->out);
     if (c->rblk)
@@ -144,7 +160,7 @@ static void close_after_flush(struct tn_dconn *c)
 static void on_out_empty(struct tn_outq *q)
 {
     struct tn_dconn *c = q->data;
-    if (!c->keepalive && (!c->s.active || c->s.resp_done))
+    if (!c->keepalive && (c->s == NULL || c->s->resp_done))
         conn_close(c);
 }
 
@@ -152,16 +168,16 @@ static void on_out_error(struct tn_outq *q, int status)
 {
     struct tn_dconn *c = q->data;
     TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] write error: %s", c->id, uv_strerror(status));
-    if (c->s.active && !c->s.resp_done)
-        c->s.si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
+    if (c->s && !c->s->resp_done)
+        c->s->si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
     conn_close(c);
 }
 
 static void on_out_low(struct tn_outq *q)
 {
     struct tn_dconn *c = q->data;
-    struct tn_stream *s = &c->s;
-    if (!s->active)
+    struct tn_stream *s = c->s;
+    if (s == NULL)
         return;
     const struct tn_hcm *hcm = &c->l->hcm;
     for (unsigned i = s->n_filters; i-- > 0;) {
@@ -208,11 +224,11 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
         return;
     if (n < 0) {
         c->remote_closed = true;
-        if (c->s.active && !c->s.req_done) {
-            c->s.si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
+        if (c->s && !c->s->req_done) {
+            c->s->si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
             tn_stat_inc(HS(c, downstream_rq_rx_reset));
         }
-        if (n == UV_EOF && c->s.active && c->s.req_done && !c->s.resp_done) {
+        if (n == UV_EOF && c->s && c->s->req_done && !c->s->resp_done) {
             /* half-close after complete requests: answer them all first */
             c->eof = true;
             read_stop(c);
@@ -224,7 +240,7 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     /* the block may be kept by slices; the next read takes a fresh one */
     struct tn_block *blk = c->rblk;
     c->rblk = NULL;
-    if (c->s.active && c->s.req_done && !c->pend_blk) {
+    if (c->s && c->s->req_done && !c->pend_blk) {
         /* a pipelined request while the previous one is answered: keep it */
         c->pend_blk = blk;
         c->pend_p = blk->data;
@@ -250,26 +266,45 @@ static void read_stop(struct tn_dconn *c)
 }
 
 static void stream_begin(struct tn_dconn *c);
+static int too_large(struct tn_dconn *c);
+
+/* Two Transfer-Encoding lines in the head collected so far. */
+static bool two_te(struct tn_stream *s)
+{
+    struct tn_h1_head *hd = &s->head;
+    unsigned n = 0;
+    for (size_t i = 0; i < hd->n; i++)
+        if (hd->e[i].nl == 17 && memcmp(hd->buf + hd->e[i].no, "transfer-encoding", 17) == 0)
+            n++;
+    return n > 1;
+}
 
 static void parse_error(struct tn_dconn *c)
 {
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] malformed request: %s", c->id, http_errno_description(e));
-    if (!c->s.active && !c->keepalive)
+    llhttp_errno_t e = llhttp_get_errno(&c->parser);
+    TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] malformed request: %s (%s)", c->id, llhttp_errno_name(e),
+           llhttp_get_error_reason(&c->parser));
+    if (c->s == NULL && !c->keepalive)
         return; /* a callback already answered and the connection closes after it */
     tn_stat_inc(HS(c, downstream_cx_protocol_error));
-    if (c->s.active && c->s.resp_started) {
+    if (c->s && c->s->resp_started) {
         conn_close(c);
         return;
     }
-    if (!c->s.active)
+    if (c->s == NULL)
         stream_begin(c); /* the error came before a message began: answer on a fresh stream */
-    c->s.req_done = true;
-    if (e == HPE_INVALID_TRANSFER_ENCODING)
-        local_reply(&c->s, 501, "Not Implemented", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.invalid_transfer_encoding",
+    if (c->s == NULL) {
+        conn_close(c);
+        return;
+    }
+    c->s->req_done = true;
+    /* only "chunked" is forwarded (RFC 9112 6.1): another coding is 501 as
+     * nginx answers, a second Transfer-Encoding line a plain 400 */
+    if (e == HPE_INVALID_TRANSFER_ENCODING && !two_te(c->s))
+        local_reply(c->s, 501, "Not Implemented", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.invalid_transfer_encoding",
                     true);
     else
-        local_reply(&c->s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.codec_error", true);
+        local_reply(c->s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.codec_error", true);
 }
 
 /* Feeds bytes to the parser until they run out or a pipelined request has
@@ -280,21 +315,37 @@ static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_
         c->in_parse = true;
         c->stream_ended_in_parse = false;
         c->cur_blk = blk; /* on_body slices reference it */
-        size_t used = http_parser_execute(&c->parser, &settings, p, n);
+        c->read_start = p;
+        if (c->s && !c->s->headers_done)
+            c->s->head_origin = p; /* a head that began in an earlier read goes on here */
+        llhttp_errno_t e = llhttp_execute(&c->parser, p, n);
+        size_t used = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&c->parser) - p);
         c->cur_blk = NULL;
         c->in_parse = false;
+        if (used)
+            c->prev_last = p[used - 1];
         if (c->closing)
             return;
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e != HPE_OK && e != HPE_PAUSED) {
             parse_error(c);
             return;
         }
+        if (c->s && !c->s->headers_done && c->s->head_origin) {
+            /* the head goes on in the next read: count what this one held */
+            struct tn_stream *s = c->s;
+            s->head_raw += (size_t)(p + used - s->head_origin);
+            s->head_origin = NULL;
+            s->val_at_end = s->val_end == p + used;
+            if (s->head_raw > s->head.limit) {
+                too_large(c);
+                return;
+            }
+        }
         if (e == HPE_PAUSED)
-            http_parser_pause(&c->parser, 0);
+            llhttp_resume(&c->parser);
         p += used;
         n -= used;
-        if (e == HPE_PAUSED && c->s.active) {
+        if (e == HPE_PAUSED && c->s != NULL) {
             /* a complete request is in flight: keep the rest for later */
             if (n > 0) {
                 read_stop(c);
@@ -304,10 +355,6 @@ static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_
                 c->pend_p = p;
                 c->pend_len = n;
             }
-            return;
-        }
-        if (c->parser.upgrade) {
-            local_reply(&c->s, 400, "upgrade not supported", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "upgrade_failed", true);
             return;
         }
     }
@@ -335,13 +382,13 @@ static void resume_after_stream(struct tn_dconn *c)
         parse(c, b, p, n);
         tn_block_unref(b);
     }
-    if (c->eof && !c->closing && c->s.active && !c->s.req_done) {
+    if (c->eof && !c->closing && c->s && !c->s->req_done) {
         /* the client half-closed in the middle of a pipelined request */
-        c->s.si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
+        c->s->si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
         conn_close(c);
-    } else if (c->eof && !c->s.active && !c->closing)
+    } else if (c->eof && c->s == NULL && !c->closing)
         close_after_flush(c);
-    else if (!c->s.active || !c->s.req_done)
+    else if (c->s == NULL || !c->s->req_done)
         read_start(c);
 }
 
@@ -403,6 +450,49 @@ static void stream_destroy(struct tn_stream *s)
     s->routes_ref = false;
     s->active = false;
     tn_timer_stop(&c->w->timers, &c->timer);
+    /* the memory stays valid (callers up the stack look at s->active and
+     * s->id); tn_conn_quiescent frees what the free list holds too many of */
+    c->s = NULL;
+    s->next_free = c->w->free_streams;
+    c->w->free_streams = s;
+    c->w->n_free_streams++;
+}
+
+static void stream_free(struct tn_stream *s)
+{
+    tn_h1_head_dispose(&s->head);
+    free(s->hdrs);
+    free(s->resp_hdrs);
+    free(s);
+}
+
+void tn_conn_quiescent(struct tn_worker *w)
+{
+    while (w->n_free_streams > FREE_STREAMS_MAX) {
+        struct tn_stream *s = w->free_streams;
+        w->free_streams = s->next_free;
+        w->n_free_streams--;
+        stream_free(s);
+        w->n_freed++;
+    }
+    /* many connections or streams gone since the last time: give the pages
+     * back to the system (glibc keeps freed chunks in its arenas) */
+    uint64_t now = uv_now(&w->loop);
+    if (w->n_freed >= 1024 && now - w->last_trim >= 1000) {
+        w->n_freed = 0;
+        w->last_trim = now;
+        malloc_trim(0);
+    }
+}
+
+void tn_conn_worker_done(struct tn_worker *w)
+{
+    while (w->free_streams) {
+        struct tn_stream *s = w->free_streams;
+        w->free_streams = s->next_free;
+        stream_free(s);
+    }
+    w->n_free_streams = 0;
 }
 
 static void stream_maybe_done(struct tn_stream *s)
@@ -424,8 +514,8 @@ static void stream_maybe_done(struct tn_stream *s)
 static void on_stream_timer(struct tn_timer *t)
 {
     struct tn_dconn *c = (struct tn_dconn *)((char *)t - offsetof(struct tn_dconn, timer));
-    struct tn_stream *s = &c->s;
-    if (!s->active) {
+    struct tn_stream *s = c->s;
+    if (s == NULL) {
         TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] idle timeout", c->id);
         tn_stat_inc(HS(c, downstream_cx_idle_timeout));
         conn_close(c);
@@ -464,77 +554,170 @@ static void stream_touch(struct tn_stream *s)
         tn_timer_start(&c->w->timers, &c->timer, ms);
 }
 
-static int on_message_begin(http_parser *p)
+static int on_message_begin(llhttp_t *p)
 {
-    stream_begin(p->data);
-    return 0;
+    struct tn_dconn *c = p->data;
+    stream_begin(c);
+    return c->s ? 0 : -1;
 }
 
-/* Resets the connection's stream for a new request. */
+/* A stream from the worker's free list (or new) for a request beginning on
+ * c; c->s stays NULL when out of memory. */
 static void stream_begin(struct tn_dconn *c)
 {
-    struct tn_stream *s = &c->s;
+    struct tn_worker *w = c->w;
+    struct tn_stream *s = w->free_streams;
+    if (s) {
+        w->free_streams = s->next_free;
+        w->n_free_streams--;
+    } else if ((s = calloc(1, sizeof(*s))) == NULL) {
+        TN_LOG(TN_LOG_ERROR, http, "[C%" PRIu64 "] out of memory for a request", c->id);
+        return;
+    }
     struct tn_header *hdrs = s->hdrs, *rh = s->resp_hdrs;
     size_t hc = s->hdrs_cap, rc = s->resp_hdrs_cap;
+    struct tn_h1_head head = s->head;
     memset(s, 0, offsetof(struct tn_stream, ctxmem));
     s->hdrs = hdrs;
     s->hdrs_cap = hc;
     s->resp_hdrs = rh;
     s->resp_hdrs_cap = rc;
+    s->head = head;
     s->conn = c;
     s->active = true;
+    c->s = s;
+    const struct tn_hcm *hcm = &c->l->hcm;
+    tn_h1_head_reset(&s->head);
+    s->head.limit = (size_t)hcm->max_request_headers_kb * 1024;
+    s->head.max_headers = hcm->max_headers_count;
     /* an RDS table can be replaced while the stream runs: it keeps the one
      * it started with */
-    if (c->l->hcm.rds_name) {
-        size_t k = c->l->hcm.rds_index;
-        struct tn_route_table *rt = k < c->w->n_rds ? c->w->rds[k] : NULL;
+    if (hcm->rds_name) {
+        size_t k = hcm->rds_index;
+        struct tn_route_table *rt = k < w->n_rds ? w->rds[k] : NULL;
         s->routes = rt ? tn_route_table_ref(rt) : NULL;
         s->routes_ref = rt != NULL;
     } else {
-        s->routes = c->l->hcm.routes;
+        s->routes = hcm->routes;
     }
     s->id = ++c->n_streams;
     tn_pool_init(&s->pool);
-    s->si.start_ns = uv_now(&c->w->loop) * 1000000;
-    s->si.start_ms = tn_worker_wall_ms(c->w);
+    s->si.start_ns = uv_now(&w->loop) * 1000000;
+    s->si.start_ms = tn_worker_wall_ms(w);
     s->si.protocol = "HTTP/1.1";
-    s->idle_timeout_ms = c->l->hcm.stream_idle_timeout_ms;
+    s->idle_timeout_ms = hcm->stream_idle_timeout_ms;
     memcpy(&s->si.downstream_remote, &c->peer, sizeof(c->peer));
     memcpy(&s->si.downstream_local, &c->local, sizeof(c->local));
-    tn_h1_head_reset(&c->head);
-    const struct tn_hcm *hcm = &c->l->hcm;
     uint64_t ms = hcm->request_headers_timeout_ms ? hcm->request_headers_timeout_ms : hcm->stream_idle_timeout_ms;
     if (ms)
-        tn_timer_start(&c->w->timers, &c->timer, ms);
+        tn_timer_start(&w->timers, &c->timer, ms);
     else
-        tn_timer_stop(&c->w->timers, &c->timer);
+        tn_timer_stop(&w->timers, &c->timer);
 }
 
 static int too_large(struct tn_dconn *c)
 {
     tn_stat_inc(HS(c, downstream_rq_too_large));
-    c->s.req_done = true;
-    local_reply(&c->s, 431, "Request Header Fields Too Large", TN_RF_DOWNSTREAM_PROTOCOL_ERROR,
+    c->s->req_done = true;
+    local_reply(c->s, 431, "Request Header Fields Too Large", TN_RF_DOWNSTREAM_PROTOCOL_ERROR,
                 "http1.headers_too_large", true);
     return -1;
 }
 
-static int on_url(http_parser *p, const char *at, size_t n)
+static int bad_request(struct tn_dconn *c, const char *details)
 {
-    struct tn_dconn *c = p->data;
-    return tn_h1_head_url(&c->head, at, n) ? too_large(c) : 0;
+    tn_stat_inc(HS(c, downstream_cx_protocol_error));
+    c->s->req_done = true;
+    local_reply(c->s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, details, true);
+    return -1;
 }
 
-static int on_header_field(http_parser *p, const char *at, size_t n)
+/* The head's bytes so far, up to `end` in the current read, against
+ * max_request_headers_kb (the whole head, as Envoy counts it). */
+static int head_bytes(struct tn_dconn *c, const char *end)
 {
-    struct tn_dconn *c = p->data;
-    return tn_h1_head_field(&c->head, at, n) ? too_large(c) : 0;
+    struct tn_stream *s = c->s;
+    if (s->head_origin && s->head_raw + (size_t)(end - s->head_origin) > s->head.limit)
+        return too_large(c);
+    return 0;
 }
 
-static int on_header_value(http_parser *p, const char *at, size_t n)
+static int head_error(struct tn_dconn *c, int rc)
+{
+    if (rc == TN_H1_TOO_MANY) {
+        TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] more than %u headers", c->id, c->s->head.max_headers);
+        tn_stat_inc(HS(c, downstream_rq_too_large));
+        c->s->req_done = true;
+        local_reply(c->s, 431, "Request Header Fields Too Large", TN_RF_DOWNSTREAM_PROTOCOL_ERROR,
+                    "http1.too_many_headers", true);
+        return -1;
+    }
+    return rc ? too_large(c) : 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t n)
 {
     struct tn_dconn *c = p->data;
-    return tn_h1_head_value(&c->head, at, n) ? too_large(c) : 0;
+    if (c->s == NULL)
+        return -1;
+    struct tn_stream *s = c->s;
+    if (s->head_origin == NULL || s->head.len == 0) {
+        s->head_origin = at; /* the head starts here (pipelined requests start mid-read) */
+        s->head_raw = 0;
+    }
+    return head_bytes(c, at + n);
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+    struct tn_dconn *c = p->data;
+    if (c->s == NULL)
+        return -1;
+    int rc = head_bytes(c, at + n);
+    return rc ? rc : head_error(c, tn_h1_head_url(&c->s->head, at, n));
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    struct tn_dconn *c = p->data;
+    if (c->s == NULL)
+        return -1;
+    int rc = head_bytes(c, at + n);
+    return rc ? rc : head_error(c, tn_h1_head_field(&c->s->head, at, n));
+}
+
+/* Whether a header value's bytes at `at` continue an obs-fold line (RFC
+ * 9112 5.2: tern rejects the message rather than replacing the fold). llhttp
+ * joins a folded line to the value, so a value's bytes come in two pieces
+ * within one read only after a fold; across reads, the piece before must
+ * have run to the end of the previous read. A value starting a line (after
+ * CRLF and blanks, not after the colon) is a fold of an empty value. */
+static bool obs_fold(struct tn_dconn *c, const char *at)
+{
+    struct tn_stream *s = c->s;
+    if (s->head.state == 2)
+        return !(at == c->read_start && s->val_at_end);
+    const char *q = at;
+    while (q > c->read_start && (q[-1] == ' ' || q[-1] == '\t'))
+        q--;
+    return q > c->read_start ? q[-1] == '\n' : c->prev_last == '\n';
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    struct tn_dconn *c = p->data;
+    struct tn_stream *s = c->s;
+    if (s == NULL)
+        return -1;
+    int rc = head_bytes(c, at + n);
+    if (rc)
+        return rc;
+    if (obs_fold(c, at)) {
+        TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] obs-fold in a header value", c->id);
+        return bad_request(c, "http1.obs_fold");
+    }
+    s->val_end = at + n;
+    return head_error(c, tn_h1_head_value(&s->head, at, n));
 }
 
 static char *scratch(struct tn_stream *s, size_t n)
@@ -635,34 +818,35 @@ static void make_request_id(struct tn_worker *w, char out[36])
     }
 }
 
-/* Splits the target: origin form, or absolute form whose authority wins
- * over Host (RFC 9112 3.2.2). */
-static int split_target(struct tn_stream *s, const char *u, size_t n)
+/* Splits the target: origin form, or absolute form whose authority
+ * replaces Host (RFC 9112 3.2.2); its query stays ("http://a?q" is "/?q"). */
+static int split_target(struct tn_dconn *c, struct tn_stream *s, const char *u, size_t n)
 {
-    if (n > 0 && (u[0] == '/' || (n == 1 && u[0] == '*'))) {
+    if (n > 0 && (u[0] == '/' || (n == 1 && u[0] == '*' && s->rq.method_id == HTTP_OPTIONS))) {
         s->rq.path = u;
         s->rq.path_len = n;
         return 0;
     }
-    struct http_parser_url pu;
-    http_parser_url_init(&pu);
-    if (http_parser_parse_url(u, n, s->rq.method_id == HTTP_CONNECT, &pu))
+    const char *auth, *path;
+    size_t al, pl;
+    if (!c->l->hcm.allow_absolute_url || tn_h1_split_absolute(u, n, &auth, &al, &path, &pl))
         return -1;
-    if (pu.field_set & (1 << UF_HOST)) {
-        size_t hs = pu.field_data[UF_HOST].off, he = hs + pu.field_data[UF_HOST].len;
-        if (pu.field_set & (1 << UF_PORT))
-            he = pu.field_data[UF_PORT].off + pu.field_data[UF_PORT].len;
-        if (hs > 0 && u[hs - 1] == '[')
-            hs--; /* keep an IPv6 literal's brackets */
-        s->rq.host = u + hs;
-        s->rq.host_len = he - hs;
-    }
-    if (pu.field_set & (1 << UF_PATH)) {
-        s->rq.path = u + pu.field_data[UF_PATH].off;
-        s->rq.path_len = n - pu.field_data[UF_PATH].off;
-    } else {
+    s->rq.host = auth;
+    s->rq.host_len = al;
+    if (pl == 0 || path[0] == '#') {
         s->rq.path = "/";
         s->rq.path_len = 1;
+    } else if (path[0] == '?') {
+        char *v = scratch(s, pl + 1);
+        if (v == NULL)
+            return -1;
+        v[0] = '/';
+        memcpy(v + 1, path, pl);
+        s->rq.path = v;
+        s->rq.path_len = pl + 1;
+    } else {
+        s->rq.path = path;
+        s->rq.path_len = pl;
     }
     return 0;
 }
@@ -672,12 +856,12 @@ static int split_target(struct tn_stream *s, const char *u, size_t n)
 static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
 {
     const struct tn_hcm *hcm = &c->l->hcm;
-    struct tn_h1_head *hd = &c->head;
+    struct tn_h1_head *hd = &s->head;
     const struct tn_header *conn_hdr = NULL;
     const struct tn_header *host = NULL;
 
     s->rq.method_id = c->parser.method;
-    s->rq.method = http_method_str(c->parser.method);
+    s->rq.method = llhttp_method_name(c->parser.method);
     s->rq.method_len = strlen(s->rq.method);
     s->rq.scheme = "http";
     s->rq.headers = s->hdrs;
@@ -686,15 +870,21 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
         if (h->name_len == 10 && memcmp(h->name, "connection", 10) == 0)
             conn_hdr = h;
         else if (h->name_len == 4 && memcmp(h->name, "host", 4) == 0) {
-            if (host && (host->value_len != h->value_len || memcmp(host->value, h->value, h->value_len)))
-                return -1; /* two different Host headers */
+            if (host)
+                return -1; /* one Host only (RFC 9112 3.2), even twice the same */
             host = h;
-        }
+        } else if (h->name_len == 17 && memcmp(h->name, "transfer-encoding", 17) == 0 &&
+                   !tn_h1_te_is_chunked(h->value, h->value_len))
+            return -2; /* a coding tern cannot undo: 501 */
+        if (hcm->headers_with_underscores_action == 1 && memchr(h->name, '_', h->name_len))
+            return -1;
     }
     for (size_t i = 0; i < hd->n; i++) {
         const struct tn_header *h = &hd->h[i];
         if (h == host || tn_h1_hop_by_hop(h, conn_hdr) ||
             (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0))
+            continue;
+        if (hcm->headers_with_underscores_action == 2 && memchr(h->name, '_', h->name_len))
             continue;
         if (h->name_len == 6 && memcmp(h->name, "expect", 6) == 0 &&
             tn_h1_has_token(h->value, h->value_len, "100-continue")) {
@@ -705,10 +895,12 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
             return -1;
     }
     if (host) {
+        if (!tn_h1_authority_ok(host->value, host->value_len))
+            return -1;
         s->rq.host = host->value;
         s->rq.host_len = host->value_len;
     }
-    if (split_target(s, tn_h1_head_urlp(hd), hd->url_len))
+    if (split_target(c, s, tn_h1_head_urlp(hd), hd->url_len))
         return -1;
     bool http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
     if (http10 && s->rq.host_len == 0 && hcm->default_host_for_http_10) {
@@ -718,7 +910,8 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
     if (s->rq.host_len == 0 && !http10)
         return -1; /* HTTP/1.1 requires Host */
     s->rq.chunked = (c->parser.flags & F_CHUNKED) != 0;
-    s->rq.content_length = (c->parser.flags & F_CONTENTLENGTH) ? (int64_t)c->parser.content_length : -1;
+    s->rq.content_length =
+        (c->parser.flags & F_CONTENT_LENGTH) && !s->rq.chunked ? (int64_t)c->parser.content_length : -1;
     s->rq.has_body = s->rq.chunked || s->rq.content_length > 0;
     s->head_request = s->rq.method_id == HTTP_HEAD;
 
@@ -802,24 +995,44 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
     return 0;
 }
 
-static int on_headers_complete(http_parser *p)
+static int on_headers_complete(llhttp_t *p)
 {
     struct tn_dconn *c = p->data;
-    struct tn_stream *s = &c->s;
+    struct tn_stream *s = c->s;
     const struct tn_hcm *hcm = &c->l->hcm;
+    if (s == NULL)
+        return -1;
 
+    s->headers_done = true;
     if (p->http_major == 1 && p->http_minor == 0 && !hcm->accept_http_10) {
         s->req_done = true;
         local_reply(s, 426, "Upgrade Required", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "low_version", true);
         return -1;
     }
-    if (tn_h1_head_finish(&c->head) || prepare_request(c, s)) {
+    if (p->upgrade) {
+        /* CONNECT and upgrades (WebSocket) need upgrade_configs, which tern
+         * does not take yet: refused as Envoy refuses an unconfigured one */
+        TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] %s refused", c->id,
+               p->method == HTTP_CONNECT ? "CONNECT" : "upgrade");
+        s->req_done = true;
+        local_reply(s, 403, NULL, 0, "upgrade_failed", true);
+        return -1;
+    }
+    int rc = tn_h1_head_finish(&s->head) ? -1 : prepare_request(c, s);
+    if (rc == -2) {
+        tn_stat_inc(HS(c, downstream_cx_protocol_error));
+        s->req_done = true;
+        local_reply(s, 501, "Not Implemented", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.invalid_transfer_encoding", true);
+        return -1;
+    }
+    if (rc) {
         tn_stat_inc(HS(c, downstream_cx_protocol_error));
         s->req_done = true;
         local_reply(s, 400, "Bad Request", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "http1.invalid_request", true);
         return -1;
     }
-    c->keepalive = http_should_keep_alive(p) && !c->drain;
+    c->keepalive = llhttp_should_keep_alive(p) && !c->drain &&
+                   !(hcm->max_requests_per_connection && c->n_streams >= hcm->max_requests_per_connection);
     tn_stat_inc(HS(c, downstream_rq_total));
     tn_stat_inc(HS(c, downstream_rq_http1_total));
     tn_stat_inc(HS(c, downstream_rq_active));
@@ -896,18 +1109,22 @@ static void request_body(struct tn_stream *s, struct tn_slice *data, bool end)
     tn_slice_release(data);
 }
 
-static int on_body(http_parser *p, const char *at, size_t n)
+static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     struct tn_dconn *c = p->data;
+    if (c->s == NULL)
+        return 0; /* the rest of a request already answered */
     struct tn_slice sl = tn_slice_of(c->cur_blk, at, n);
-    request_body(&c->s, &sl, false);
+    request_body(c->s, &sl, false);
     return 0;
 }
 
-static int on_message_complete(http_parser *p)
+static int on_message_complete(llhttp_t *p)
 {
     struct tn_dconn *c = p->data;
-    struct tn_stream *s = &c->s;
+    struct tn_stream *s = c->s;
+    if (s == NULL)
+        return c->closing || !c->keepalive ? HPE_PAUSED : 0; /* answered and gone before the request ended */
     if (s->active && !s->req_done) {
         struct tn_slice sl = {0};
         request_body(s, &sl, true);
@@ -915,9 +1132,7 @@ static int on_message_complete(http_parser *p)
     s->req_done = true;
     if (s->active && s->resp_done)
         stream_maybe_done(s);
-    if (s->active || c->closing)
-        http_parser_pause(p, 1);
-    return 0;
+    return s->active || c->closing ? HPE_PAUSED : 0;
 }
 
 /* --- responses ------------------------------------------------------------ */
@@ -1340,9 +1555,10 @@ static void conn_start(struct tn_dconn *c, struct tn_wlistener *wl)
     len = sizeof(c->local);
     uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &len);
     uv_tcp_nodelay(&c->tcp, 1);
-    http_parser_init(&c->parser, HTTP_REQUEST);
+    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+    if (c->l->hcm.allow_chunked_length)
+        llhttp_set_lenient_chunked_length(&c->parser, 1);
     c->parser.data = c;
-    tn_h1_head_init(&c->head, (size_t)c->l->hcm.max_request_headers_kb * 1024);
     tn_outq_init(&c->out, (uv_stream_t *)&c->tcp, c->l->per_connection_buffer_limit, c);
     c->out.on_low = on_out_low;
     c->out.on_error = on_out_error;
@@ -1401,7 +1617,7 @@ void tn_conn_drain_all(struct tn_worker *w)
     for (; c; c = next) {
         next = c->next;
         c->drain = true;
-        if (!c->s.active)
+        if (c->s == NULL)
             conn_close(c);
     }
 }
@@ -1414,7 +1630,7 @@ void tn_conn_drain_listener(struct tn_worker *w, const struct tn_listener *l, bo
         if (c->l != l)
             continue;
         c->drain = true;
-        if (now || !c->s.active)
+        if (now || c->s == NULL)
             conn_close(c);
     }
 }
@@ -1425,8 +1641,9 @@ void tn_conn_close_all(struct tn_worker *w)
         conn_close(w->conns);
 }
 
-static http_parser_settings settings = {
+static llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
+    .on_method = on_method,
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,

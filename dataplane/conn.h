@@ -26,4 +26,12 @@ void tn_conn_close_all(struct tn_worker *w);
 struct tn_listener;
 void tn_conn_drain_listener(struct tn_worker *w, const struct tn_listener *l, bool now);
 
+/* Once per loop iteration (nothing of a request is on the stack): frees the
+ * streams the worker's free list holds beyond what it keeps, and returns
+ * memory to the system after many connections closed. */
+void tn_conn_quiescent(struct tn_worker *w);
+
+/* Frees the worker's free list (the loop has ended). */
+void tn_conn_worker_done(struct tn_worker *w);
+
 #endif

@@ -29,7 +29,7 @@ void tn_h1_head_reset(struct tn_h1_head *hd)
 static int append(struct tn_h1_head *hd, const char *p, size_t n, bool lower)
 {
     if (hd->len + n > hd->limit)
-        return -1;
+        return TN_H1_TOO_LARGE;
     if (hd->len + n > hd->cap) {
         size_t cap = hd->cap ? hd->cap : 1024;
         while (cap < hd->len + n)
@@ -61,11 +61,13 @@ int tn_h1_head_url(struct tn_h1_head *hd, const char *p, size_t n)
 int tn_h1_head_field(struct tn_h1_head *hd, const char *p, size_t n)
 {
     if (hd->state != 1) {
+        if (hd->max_headers && hd->n >= hd->max_headers)
+            return TN_H1_TOO_MANY;
         if (hd->n == hd->ecap) {
             size_t cap = hd->ecap ? hd->ecap * 2 : 32;
             void *e = realloc(hd->e, cap * sizeof(*hd->e));
             if (e == NULL)
-                return -1;
+                return TN_H1_TOO_LARGE;
             hd->e = e;
             hd->ecap = cap;
         }
@@ -83,7 +85,7 @@ int tn_h1_head_field(struct tn_h1_head *hd, const char *p, size_t n)
 int tn_h1_head_value(struct tn_h1_head *hd, const char *p, size_t n)
 {
     if (hd->n == 0)
-        return -1;
+        return TN_H1_TOO_LARGE;
     if (hd->state != 2) {
         hd->e[hd->n - 1].vo = hd->len;
         hd->state = 2;
@@ -129,6 +131,75 @@ bool tn_h1_has_token(const char *v, size_t vl, const char *token)
             return true;
     }
     return false;
+}
+
+bool tn_h1_te_is_chunked(const char *v, size_t vl)
+{
+    while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        vl--;
+    return vl == 7 && strncasecmp(v, "chunked", 7) == 0;
+}
+
+/* RFC 3986: unreserved / sub-delims / pct-encoded, the reg-name alphabet. */
+static bool regname_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           strchr("-._~!$&'()*+,;=%", ch) != NULL;
+}
+
+bool tn_h1_authority_ok(const char *v, size_t vl)
+{
+    size_t i = 0;
+    if (vl == 0)
+        return false;
+    if (v[0] == '[') {
+        /* IP-literal: hex digits, ':' and '.' (IPv4-mapped tail) inside brackets */
+        for (i = 1; i < vl && v[i] != ']'; i++)
+            if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f') || (v[i] >= 'A' && v[i] <= 'F') ||
+                  v[i] == ':' || v[i] == '.'))
+                return false;
+        if (i == vl || i == 1)
+            return false;
+        i++;
+    } else {
+        for (; i < vl && v[i] != ':'; i++)
+            if (v[i] == '\0' || !regname_char((unsigned char)v[i]))
+                return false;
+        if (i == 0)
+            return false;
+    }
+    if (i == vl)
+        return true;
+    if (v[i] != ':')
+        return false;
+    for (i++; i < vl; i++)
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+    return true;
+}
+
+int tn_h1_split_absolute(const char *u, size_t n, const char **auth, size_t *auth_len, const char **path,
+                         size_t *path_len)
+{
+    size_t i;
+    if (n > 7 && strncasecmp(u, "http://", 7) == 0)
+        i = 7;
+    else if (n > 8 && strncasecmp(u, "https://", 8) == 0)
+        i = 8;
+    else
+        return -1;
+    size_t a = i;
+    while (i < n && u[i] != '/' && u[i] != '?' && u[i] != '#')
+        i++;
+    if (!tn_h1_authority_ok(u + a, i - a))
+        return -1; /* '@' (userinfo) is outside the alphabet too */
+    *auth = u + a;
+    *auth_len = i - a;
+    *path = u + i;
+    *path_len = n - i;
+    return 0;
 }
 
 static bool name_is(const struct tn_header *h, const char *s, size_t n)

@@ -1,6 +1,7 @@
 /* HTTP/1.1 pieces both directions share: collecting a message head from
- * http_parser callbacks (which may split any token across reads) into one
- * buffer reused for every message of a connection, and hop-by-hop rules. */
+ * llhttp callbacks (which may split any token across reads) into one
+ * buffer reused for every message, hop-by-hop rules, and the checks tern
+ * makes on top of the parser (authority syntax, transfer codings). */
 #ifndef TN_H1_H
 #define TN_H1_H
 
@@ -13,7 +14,8 @@
 struct tn_h1_head {
     char *buf; /* url/status text and header bytes, names lower-cased */
     size_t len, cap;
-    size_t limit; /* bytes allowed; over it tn_h1_head_* return -1 */
+    size_t limit; /* bytes allowed; over it tn_h1_head_* return TN_H1_TOO_LARGE */
+    uint32_t max_headers; /* header lines allowed (0: any); over it TN_H1_TOO_MANY */
     struct tn_header *h; /* built by tn_h1_head_finish */
     size_t hcap;
     struct {
@@ -24,11 +26,17 @@ struct tn_h1_head {
     uint32_t url_off, url_len;
 };
 
+/* What the tn_h1_head_* appenders return besides 0. */
+enum {
+    TN_H1_TOO_LARGE = -1, /* over limit, or out of memory */
+    TN_H1_TOO_MANY = -2,  /* over max_headers */
+};
+
 void tn_h1_head_init(struct tn_h1_head *hd, size_t limit);
 void tn_h1_head_dispose(struct tn_h1_head *hd);
 /* Forgets the previous message (keeps the memory). */
 void tn_h1_head_reset(struct tn_h1_head *hd);
-/* Appends parser data; 0, or -1 over the limit or out of memory. */
+/* Appends parser data; 0, TN_H1_TOO_LARGE or TN_H1_TOO_MANY. */
 int tn_h1_head_url(struct tn_h1_head *hd, const char *p, size_t n);
 int tn_h1_head_field(struct tn_h1_head *hd, const char *p, size_t n);
 int tn_h1_head_value(struct tn_h1_head *hd, const char *p, size_t n);
@@ -61,5 +69,21 @@ size_t tn_h1_chunk_size(char *out, uint64_t v);
 
 /* Case-insensitive token search in a comma-separated header value. */
 bool tn_h1_has_token(const char *v, size_t vl, const char *token);
+
+/* Whether v is exactly the transfer coding list "chunked" (any case, OWS
+ * around it): the only one tern forwards (RFC 9112 6.1; others are 501). */
+bool tn_h1_te_is_chunked(const char *v, size_t vl);
+
+/* Whether v is an authority as RFC 3986 3.2 allows in Host or an
+ * absolute-form target, without userinfo: reg-name, IPv4 or [IPv6], then
+ * an optional :port of digits. Empty is not. */
+bool tn_h1_authority_ok(const char *v, size_t vl);
+
+/* An absolute-form target ("http://authority/path?query") split: the
+ * authority, and the path from its first '/' or '?' (empty when neither
+ * follows). -1 when the target is not "http://" or "https://" followed by
+ * a valid authority (userinfo included: tern refuses it). */
+int tn_h1_split_absolute(const char *u, size_t n, const char **auth, size_t *auth_len, const char **path,
+                         size_t *path_len);
 
 #endif

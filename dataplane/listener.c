@@ -133,13 +133,42 @@ static int compile_hcm(struct tn_listener *l, const pb_hcm *pb, struct tn_err *e
     h->stream_idle_timeout_ms = ms(pb->stream_idle_timeout, 300000);
     h->request_timeout_ms = ms(pb->request_timeout, 0);
     h->request_headers_timeout_ms = ms(pb->request_headers_timeout, 0);
+    h->allow_absolute_url = true;
     if (pb->http_protocol_options) {
-        h->accept_http_10 = pb->http_protocol_options->accept_http_10;
-        if (pb->http_protocol_options->default_host_for_http_10[0])
-            h->default_host_for_http_10 = tn_pool_strdup(&l->pool, pb->http_protocol_options->default_host_for_http_10);
+        const Envoy__Config__Core__V3__Http1ProtocolOptions *o = pb->http_protocol_options;
+        h->accept_http_10 = o->accept_http_10;
+        if (o->default_host_for_http_10[0])
+            h->default_host_for_http_10 = tn_pool_strdup(&l->pool, o->default_host_for_http_10);
+        h->allow_absolute_url = o->allow_absolute_url == NULL || o->allow_absolute_url->value;
+        h->allow_chunked_length = o->allow_chunked_length;
+        if (o->enable_trailers) {
+            tn_err_push(err, ".http_protocol_options.enable_trailers");
+            return tn_err_fail(err, "not supported by tern yet (HTTP/1.1 trailers are dropped)");
+        }
     }
-    h->idle_timeout_ms = pb->common_http_protocol_options ? ms(pb->common_http_protocol_options->idle_timeout, 3600000)
-                                                          : 3600000;
+    h->idle_timeout_ms = 3600000;
+    h->max_headers_count = 100;
+    if (pb->common_http_protocol_options) {
+        const Envoy__Config__Core__V3__HttpProtocolOptions *o = pb->common_http_protocol_options;
+        h->idle_timeout_ms = ms(o->idle_timeout, 3600000);
+        if (o->max_headers_count) {
+            h->max_headers_count = o->max_headers_count->value;
+            if (h->max_headers_count == 0) {
+                tn_err_push(err, ".common_http_protocol_options.max_headers_count");
+                return tn_err_fail(err, "must be at least 1");
+            }
+        }
+        h->max_requests_per_connection = o->max_requests_per_connection ? o->max_requests_per_connection->value : 0;
+        h->headers_with_underscores_action = o->headers_with_underscores_action;
+        if (o->max_connection_duration) {
+            tn_err_push(err, ".common_http_protocol_options.max_connection_duration");
+            return tn_err_fail(err, "not supported by tern yet");
+        }
+        if (o->max_stream_duration) {
+            tn_err_push(err, ".common_http_protocol_options.max_stream_duration");
+            return tn_err_fail(err, "not supported by tern yet");
+        }
+    }
     h->drain_timeout_ms = ms(pb->drain_timeout, 5000);
     h->delayed_close_timeout_ms = ms(pb->delayed_close_timeout, 1000);
     h->use_remote_address = pb->use_remote_address && pb->use_remote_address->value;

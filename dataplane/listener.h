@@ -54,7 +54,12 @@ struct tn_hcm {
     bool use_remote_address, skip_xff_append, generate_request_id, preserve_external_request_id;
     bool always_set_request_id_in_response, normalize_path, merge_slashes;
     uint32_t xff_num_trusted_hops;
+    uint32_t max_headers_count;           /* common_http_protocol_options (100): more is 431 */
+    uint32_t max_requests_per_connection; /* common_http_protocol_options (0: no limit) */
+    int headers_with_underscores_action;  /* ALLOW = 0, REJECT_REQUEST, DROP_HEADER */
     bool accept_http_10; /* http_protocol_options: else HTTP/1.0 gets 426 */
+    bool allow_absolute_url; /* http_protocol_options (true): else an absolute-form target is 400 */
+    bool allow_chunked_length; /* http_protocol_options: Content-Length beside chunked is dropped, not 400 */
     const char *default_host_for_http_10;
     const char *via;
     struct tn_http_stats stats; /* slots, set before workers share the listener */

@@ -571,6 +571,7 @@ static void on_quiescent(uv_check_t *h)
 {
     struct tn_worker *w = h->data;
     tn_cache_quiescent(w->cache_slot);
+    tn_conn_quiescent(w);
 }
 
 struct tn_hpool *tn_wcluster_pool(struct tn_wcluster *wc, struct tn_host *h)
@@ -607,6 +608,7 @@ static void run(void *arg)
     w->n_clusters = 0;
     if (uv_loop_close(&w->loop))
         TN_LOG(TN_LOG_WARN, main, "worker %u: loop closed with handles open", w->id);
+    tn_conn_worker_done(w);
     tn_block_cache_drain();
     tn_outq_cache_drain();
 }

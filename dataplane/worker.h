@@ -76,6 +76,10 @@ struct tn_worker {
     uint64_t date_sec;
     unsigned n_conns;
     struct tn_dconn *conns; /* every open downstream connection (drain walks them) */
+    struct tn_stream *free_streams; /* streams for reuse (dataplane/conn.c) */
+    unsigned n_free_streams;
+    unsigned n_freed;   /* connections and streams freed since the last malloc_trim */
+    uint64_t last_trim; /* uv_now of the last malloc_trim */
     bool draining;
     _Atomic uint64_t *shard; /* this worker's stats values (dataplane/stats.h) */
     uv_check_t quiescent; /* once per loop iteration: the cache may free what it unlinked */

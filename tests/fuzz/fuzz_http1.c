@@ -1,5 +1,5 @@
 /* libFuzzer target for what tern does with a request's bytes before any
- * socket is involved: http_parser feeding the head collector (in pieces cut
+ * socket is involved: llhttp (strict) feeding the head collector (in pieces cut
  * where the input says), hop-by-hop and token rules, then route matching,
  * path rewriting and redirect building against a table that uses every
  * matcher kind. Any crash, sanitizer report or broken invariant fails. */
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <http_parser.h>
+#include <llhttp.h>
 
 #include "dataplane/h1.h"
 #include "filters/route.h"
@@ -39,33 +39,47 @@ static struct tn_route_table *table;
 static struct tn_h1_head head;
 static int bad;
 
-static int on_url(http_parser *p, const char *at, size_t n)
+static int on_url(llhttp_t *p, const char *at, size_t n)
 {
     (void)p;
     return tn_h1_head_url(&head, at, n);
 }
 
-static int on_field(http_parser *p, const char *at, size_t n)
+static int on_field(llhttp_t *p, const char *at, size_t n)
 {
     (void)p;
     return tn_h1_head_field(&head, at, n);
 }
 
-static int on_value(http_parser *p, const char *at, size_t n)
+static int on_value(llhttp_t *p, const char *at, size_t n)
 {
     (void)p;
     return tn_h1_head_value(&head, at, n);
 }
 
-static void route(const http_parser *p)
+static void route(const llhttp_t *p)
 {
     const struct tn_header *host = tn_headers_find(head.h, head.n, "host", 4);
     const struct tn_header *conn = tn_headers_find(head.h, head.n, "connection", 10);
     for (size_t i = 0; i < head.n; i++) {
         tn_h1_hop_by_hop(&head.h[i], conn);
         tn_h1_has_token(head.h[i].value, head.h[i].value_len, "chunked");
+        if (tn_h1_te_is_chunked(head.h[i].value, head.h[i].value_len) &&
+            !tn_h1_has_token(head.h[i].value, head.h[i].value_len, "chunked"))
+            bad = 1;
     }
-    const char *method = http_method_str(p->method);
+    /* what tern accepts as an authority has no byte that could end a
+     * header line or a target, nor userinfo */
+    if (host && tn_h1_authority_ok(host->value, host->value_len))
+        for (size_t i = 0; i < host->value_len; i++)
+            if (strchr(" \t\r\n/@?#", host->value[i]) || host->value[i] == '\0')
+                bad = 1;
+    const char *auth, *path;
+    size_t al, pl;
+    if (tn_h1_split_absolute(tn_h1_head_urlp(&head), head.url_len, &auth, &al, &path, &pl) == 0 &&
+        (!tn_h1_authority_ok(auth, al) || auth + al != path || path + pl != tn_h1_head_urlp(&head) + head.url_len))
+        bad = 1;
+    const char *method = llhttp_method_name(p->method);
     struct tn_request_view v = {.method = method, .method_len = strlen(method), .path = tn_h1_head_urlp(&head),
                                 .path_len = head.url_len, .host = host ? host->value : "", .host_len = host ? host->value_len : 0,
                                 .scheme = "http", .headers = head.h, .n_headers = head.n, .random = head.len};
@@ -84,7 +98,7 @@ static void route(const http_parser *p)
         bad = 1;
 }
 
-static int on_headers(http_parser *p)
+static int on_headers(llhttp_t *p)
 {
     if (tn_h1_head_finish(&head))
         return -1;
@@ -92,7 +106,7 @@ static int on_headers(http_parser *p)
     return 0;
 }
 
-static int on_begin(http_parser *p)
+static int on_begin(llhttp_t *p)
 {
     (void)p;
     tn_h1_head_reset(&head);
@@ -122,15 +136,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t step = 1 + data[0] % 64;
     data++;
     size--;
-    http_parser_settings st = {.on_message_begin = on_begin, .on_url = on_url, .on_header_field = on_field,
-                               .on_header_value = on_value, .on_headers_complete = on_headers};
-    http_parser p;
-    http_parser_init(&p, HTTP_REQUEST);
+    llhttp_settings_t st;
+    llhttp_settings_init(&st);
+    st.on_message_begin = on_begin;
+    st.on_url = on_url;
+    st.on_header_field = on_field;
+    st.on_header_value = on_value;
+    st.on_headers_complete = on_headers;
+    llhttp_t p;
+    llhttp_init(&p, HTTP_REQUEST, &st);
     bad = 0;
     for (size_t off = 0; off < size; off += step) {
         size_t n = size - off < step ? size - off : step;
-        size_t used = http_parser_execute(&p, &st, (const char *)data + off, n);
-        if (HTTP_PARSER_ERRNO(&p) != HPE_OK || used != n)
+        if (llhttp_execute(&p, (const char *)data + off, n) != HPE_OK)
             break;
     }
     if (bad)

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <http_parser.h>
+#include <llhttp.h>
 #include <uv.h>
 
 #include "dataplane/h1.h"
@@ -11,30 +11,30 @@
 #include "dataplane/timer.h"
 #include "suites.h"
 
-/* Feeds a request to http_parser in pieces of `step` bytes and collects its
+/* Feeds a request to llhttp in pieces of `step` bytes and collects its
  * head the way the connection does. */
 static struct tn_h1_head head;
 static int head_rc;
 
-static int on_url(http_parser *p, const char *at, size_t n)
+static int on_url(llhttp_t *p, const char *at, size_t n)
 {
     (void)p;
     return head_rc = tn_h1_head_url(&head, at, n);
 }
 
-static int on_field(http_parser *p, const char *at, size_t n)
+static int on_field(llhttp_t *p, const char *at, size_t n)
 {
     (void)p;
     return head_rc = tn_h1_head_field(&head, at, n);
 }
 
-static int on_value(http_parser *p, const char *at, size_t n)
+static int on_value(llhttp_t *p, const char *at, size_t n)
 {
     (void)p;
     return head_rc = tn_h1_head_value(&head, at, n);
 }
 
-static int on_done(http_parser *p)
+static int on_done(llhttp_t *p)
 {
     (void)p;
     return head_rc = tn_h1_head_finish(&head);
@@ -42,17 +42,20 @@ static int on_done(http_parser *p)
 
 static int parse_in_steps(const char *req, size_t step, size_t limit)
 {
-    http_parser_settings st = {.on_url = on_url, .on_header_field = on_field, .on_header_value = on_value,
-                               .on_headers_complete = on_done};
-    http_parser p;
-    http_parser_init(&p, HTTP_REQUEST);
+    llhttp_settings_t st;
+    llhttp_settings_init(&st);
+    st.on_url = on_url;
+    st.on_header_field = on_field;
+    st.on_header_value = on_value;
+    st.on_headers_complete = on_done;
+    llhttp_t p;
+    llhttp_init(&p, HTTP_REQUEST, &st);
     tn_h1_head_init(&head, limit);
     head_rc = 0;
     size_t len = strlen(req);
     for (size_t off = 0; off < len; off += step) {
         size_t n = len - off < step ? len - off : step;
-        http_parser_execute(&p, &st, req + off, n);
-        if (HTTP_PARSER_ERRNO(&p) != HPE_OK)
+        if (llhttp_execute(&p, req + off, n) != HPE_OK)
             return -1;
     }
     return head_rc;
@@ -120,6 +123,80 @@ START_TEST(tokens)
     ck_assert(!tn_h1_has_token(v, strlen(v), "x"));
     ck_assert(!tn_h1_has_token(v, strlen(v), "close"));
     ck_assert(!tn_h1_has_token("", 0, "close"));
+}
+END_TEST
+
+START_TEST(header_count_limit)
+{
+    tn_h1_head_init(&head, 4096);
+    head.max_headers = 2;
+    ck_assert_int_eq(tn_h1_head_field(&head, "a", 1), 0);
+    ck_assert_int_eq(tn_h1_head_value(&head, "1", 1), 0);
+    ck_assert_int_eq(tn_h1_head_field(&head, "b", 1), 0);
+    ck_assert_int_eq(tn_h1_head_field(&head, "b", 1), 0); /* the same name, split across reads */
+    ck_assert_int_eq(tn_h1_head_value(&head, "2", 1), 0);
+    ck_assert_int_eq(tn_h1_head_field(&head, "c", 1), TN_H1_TOO_MANY);
+    tn_h1_head_dispose(&head);
+}
+END_TEST
+
+START_TEST(transfer_codings)
+{
+    ck_assert(tn_h1_te_is_chunked("chunked", 7));
+    ck_assert(tn_h1_te_is_chunked(" Chunked\t", 9));
+    ck_assert(!tn_h1_te_is_chunked("gzip, chunked", 13));
+    ck_assert(!tn_h1_te_is_chunked("identity, chunked", 17));
+    ck_assert(!tn_h1_te_is_chunked("chunked, chunked", 16));
+    ck_assert(!tn_h1_te_is_chunked("", 0));
+}
+END_TEST
+
+#define AUTH_OK(lit) tn_h1_authority_ok(lit, sizeof(lit) - 1)
+START_TEST(authorities)
+{
+    ck_assert(AUTH_OK("example.com"));
+    ck_assert(AUTH_OK("example.com:8080"));
+    ck_assert(AUTH_OK("127.0.0.1:1"));
+    ck_assert(AUTH_OK("[::1]:80"));
+    ck_assert(AUTH_OK("[::ffff:10.0.0.1]"));
+    ck_assert(AUTH_OK("a_b-c.~x%41"));
+    ck_assert(!AUTH_OK(""));
+    ck_assert(!AUTH_OK("a b"));
+    ck_assert(!AUTH_OK("a/b"));
+    ck_assert(!AUTH_OK("user@host"));
+    ck_assert(!AUTH_OK("host:8x"));
+    ck_assert(!AUTH_OK(":80"));
+    ck_assert(!AUTH_OK("[::1"));
+    ck_assert(!AUTH_OK("[]"));
+    ck_assert(!AUTH_OK("[::1]x"));
+    ck_assert(!AUTH_OK("a\x01"));
+    ck_assert(!tn_h1_authority_ok("a\0b", 3));
+}
+END_TEST
+
+START_TEST(absolute_targets)
+{
+    const char *a, *p;
+    size_t al, pl;
+    const char *u = "http://other.example?id=X";
+    ck_assert_int_eq(tn_h1_split_absolute(u, strlen(u), &a, &al, &p, &pl), 0);
+    ck_assert(al == 13 && memcmp(a, "other.example", al) == 0);
+    ck_assert(pl == 5 && memcmp(p, "?id=X", pl) == 0);
+    u = "HTTPS://[::1]:8443/a/b?c";
+    ck_assert_int_eq(tn_h1_split_absolute(u, strlen(u), &a, &al, &p, &pl), 0);
+    ck_assert(al == 10 && memcmp(a, "[::1]:8443", al) == 0);
+    ck_assert(pl == 6 && memcmp(p, "/a/b?c", pl) == 0);
+    u = "http://h";
+    ck_assert_int_eq(tn_h1_split_absolute(u, strlen(u), &a, &al, &p, &pl), 0);
+    ck_assert_uint_eq(pl, 0);
+    u = "http://user:pw@other.example/";
+    ck_assert_int_eq(tn_h1_split_absolute(u, strlen(u), &a, &al, &p, &pl), -1);
+    u = "ftp://h/";
+    ck_assert_int_eq(tn_h1_split_absolute(u, strlen(u), &a, &al, &p, &pl), -1);
+    u = "http:///x";
+    ck_assert_int_eq(tn_h1_split_absolute(u, strlen(u), &a, &al, &p, &pl), -1);
+    u = "host:443";
+    ck_assert_int_eq(tn_h1_split_absolute(u, strlen(u), &a, &al, &p, &pl), -1);
 }
 END_TEST
 
@@ -222,6 +299,10 @@ Suite *h1_suite(void)
     tcase_add_test(tc, head_limit_refuses_more);
     tcase_add_test(tc, hop_by_hop_and_connection_tokens);
     tcase_add_test(tc, tokens);
+    tcase_add_test(tc, header_count_limit);
+    tcase_add_test(tc, transfer_codings);
+    tcase_add_test(tc, authorities);
+    tcase_add_test(tc, absolute_targets);
     tcase_add_test(tc, numbers_and_reasons);
     tcase_add_test(tc, slices_share_blocks);
     tcase_add_test(tc, timer_heap_fires_in_order);
