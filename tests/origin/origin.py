@@ -4,6 +4,7 @@
     /usr/bin/python3 tests/origin/origin.py --port N [--name NAME] [--log FILE]
                                             [--host 127.0.0.1] [--json-log FILE]
                                             [--delay-ms N] [--status N]
+                                            [--raw-headers]
 
 Standard library only. Listens on 127.0.0.1:N and prints
 "listening on 127.0.0.1:N" (flushed) once it accepts connections. SIGTERM and
@@ -26,6 +27,11 @@ body_sha256, ...) is also appended to FILE, one line per request, once the
 body has been read: what a client that never sees the response (a mirror's)
 sent.
 
+--raw-headers adds "raw_headers" to the JSON document: the header lines
+exactly as received, in order, duplicates kept, case and spacing untouched
+(each line decoded as latin-1, without its CRLF). Off by default, so the
+documents of other tests keep their shape.
+
 --delay-ms N and --status N apply to every request (as ?delay_ms and
 ?status do for one): an origin that is slow, or answers differently, whatever
 it is asked.
@@ -37,12 +43,15 @@ Behaviour (PATH is the request target; knobs are query parameters, combinable):
                      "headers": {lower-case name: value, or a list of values
                                  when repeated},
                      "trailers": {...} (chunked requests with trailers only),
+                     "raw_headers": ["Name: value", ...] (--raw-headers only),
                      "body_len": N, "body_sha256": hex,
                      "body": text (only when body_len <= 65536; undecodable
                              bytes replaced)}
   /upload         the same JSON (a name for tests that send big bodies)
-  /__count        {"count": N, "paths": {path-without-query: N}}: requests
-                  seen since start or the last reset (/__ paths not counted)
+  /__count        {"count": N, "paths": {path-without-query: N}, "bad": N}:
+                  requests seen (and, in "bad", requests refused as malformed,
+                  whose heads or bodies this origin could not parse)
+                  since start or the last reset (/__ paths not counted)
   /__reset        zeroes the counters and the fail_first state; {"reset": true}
 
   ?status=N       answer with status N (204, 304 and 1xx-free: no body for
@@ -152,13 +161,15 @@ def pattern_sha256(seed, size):
 
 
 class Origin:
-    def __init__(self, name, log, json_log=None, delay_ms=0, status=200):
+    def __init__(self, name, log, json_log=None, delay_ms=0, status=200, raw_headers=False):
         self.name = name
+        self.raw_headers = raw_headers
         self.log = log
         self.json_log = json_log
         self.delay_ms = delay_ms
         self.status = status
         self.count = 0
+        self.bad = 0
         self.paths = {}
         self.failures = {}
 
@@ -195,7 +206,7 @@ class Origin:
             if not sep or not k or k != k.strip():
                 raise BadRequest("bad header line")
             headers.append((k.decode("latin-1").lower(), v.strip().decode("latin-1")))
-        return method, target, version, headers
+        return method, target, version, headers, [ln.decode("latin-1") for ln in lines[1:]]
 
     async def read_body(self, reader, headers, sink):
         """Reads the body, calling sink(bytes) per piece; returns trailers."""
@@ -256,6 +267,7 @@ class Origin:
                 try:
                     head = await self.read_head(reader)
                 except BadRequest:
+                    self.bad += 1
                     await self.send_simple(writer, 400, b"bad request\n", close=True)
                     break
                 if head is None:
@@ -283,7 +295,7 @@ class Origin:
         except ConnectionError:
             pass
 
-    async def handle_request(self, reader, writer, method, target, version, headers):
+    async def handle_request(self, reader, writer, method, target, version, headers, raw=None):
         """Serves one request; returns True to keep the connection open."""
         hmap = {}
         for k, v in headers:
@@ -337,6 +349,7 @@ class Origin:
         try:
             trailers = await self.read_body(reader, headers, sink)
         except BadRequest:
+            self.bad += 1
             await self.send_simple(writer, 400, b"bad request body\n", close=True)
             return False
 
@@ -376,9 +389,10 @@ class Origin:
 
         # Internal endpoints.
         if path == "/__count":
-            return await self.send_json(writer, method, 200, {"count": self.count, "paths": self.paths}, [], keep, q)
+            return await self.send_json(writer, method, 200, {"count": self.count, "paths": self.paths, "bad": self.bad}, [], keep, q)
         if path == "/__reset":
             self.count = 0
+            self.bad = 0
             self.paths = {}
             self.failures = {}
             return await self.send_json(writer, method, 200, {"reset": True}, [], keep, q)
@@ -416,6 +430,8 @@ class Origin:
         }
         if trailers:
             doc["trailers"] = trailers
+        if self.raw_headers:
+            doc["raw_headers"] = raw or []
         if state["len"] <= 65536:
             doc["body"] = bytes(state["keep"]).decode("utf-8", "replace")
         if self.json_log:
@@ -524,11 +540,12 @@ async def main():
     ap.add_argument("--json-log", default=None)
     ap.add_argument("--delay-ms", type=int, default=0)
     ap.add_argument("--status", type=int, default=200)
+    ap.add_argument("--raw-headers", action="store_true")
     args = ap.parse_args()
 
     log = open(args.log, "a") if args.log else sys.stdout
     json_log = open(args.json_log, "a") if args.json_log else None
-    origin = Origin(args.name, log, json_log, args.delay_ms, args.status)
+    origin = Origin(args.name, log, json_log, args.delay_ms, args.status, args.raw_headers)
     server = await asyncio.start_server(origin.handle, args.host, args.port,
                                         limit=HEAD_LIMIT, reuse_address=True, backlog=1024)
     stop = asyncio.get_running_loop().create_future()
