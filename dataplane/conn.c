@@ -42,6 +42,10 @@
 #define SCRATCH 512
 /* Streams a worker keeps for reuse beyond those in use; more are freed. */
 #define FREE_STREAMS_MAX 256
+/* What the free lists keep when memory is given back after many closes. */
+#define FREE_STREAMS_AFTER_BURST 16
+#define FREE_BLOCKS_AFTER_BURST 8
+#define FREE_WRITES_AFTER_BURST 16
 
 struct tn_stream {
     struct tn_route_table *routes; /* the route table this stream matches against */
@@ -466,6 +470,11 @@ static void stream_free(struct tn_stream *s)
     free(s);
 }
 
+static void on_trim_timer(struct tn_timer *t)
+{
+    tn_conn_quiescent((struct tn_worker *)((char *)t - offsetof(struct tn_worker, trim_timer)));
+}
+
 void tn_conn_quiescent(struct tn_worker *w)
 {
     while (w->n_free_streams > FREE_STREAMS_MAX) {
@@ -475,14 +484,34 @@ void tn_conn_quiescent(struct tn_worker *w)
         stream_free(s);
         w->n_freed++;
     }
+    if (w->n_freed < 1024)
+        return;
     /* many connections or streams gone since the last time: give the pages
-     * back to the system (glibc keeps freed chunks in its arenas) */
+     * back to the system (glibc keeps freed chunks in its arenas), at most
+     * once a second; one due sooner waits on a timer (an idle loop may not
+     * come round again) */
+    if (w->n_freed < 1024)
+        return;
     uint64_t now = uv_now(&w->loop);
-    if (w->n_freed >= 1024 && now - w->last_trim >= 1000) {
-        w->n_freed = 0;
-        w->last_trim = now;
-        malloc_trim(0);
+    if (now - w->last_trim < 1000) {
+        if (w->trim_timer.cb == NULL)
+            tn_timer_init(&w->trim_timer, on_trim_timer);
+        if (!tn_timer_armed(&w->trim_timer))
+            tn_timer_start(&w->timers, &w->trim_timer, w->last_trim + 1000 - now);
+        return;
     }
+    w->n_freed = 0;
+    w->last_trim = now;
+    /* the free lists refill under load; after a burst they only pin pages */
+    while (w->n_free_streams > FREE_STREAMS_AFTER_BURST) {
+        struct tn_stream *s = w->free_streams;
+        w->free_streams = s->next_free;
+        w->n_free_streams--;
+        stream_free(s);
+    }
+    tn_block_cache_trim(FREE_BLOCKS_AFTER_BURST);
+    tn_outq_cache_trim(FREE_WRITES_AFTER_BURST);
+    malloc_trim(0);
 }
 
 void tn_conn_worker_done(struct tn_worker *w)
@@ -918,7 +947,9 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
     /* internal or external origin (Envoy's rule) */
     struct tn_header *xff = find_header(s, "x-forwarded-for");
     if (hcm->use_remote_address)
-        s->rq.external = !addr_internal(&c->peer);
+        /* Envoy: internal only from an internal address that sent no
+         * x-forwarded-for of its own (it came through no other proxy) */
+        s->rq.external = xff != NULL || !addr_internal(&c->peer);
     else
         s->rq.external = xff == NULL || memchr(xff->value, ',', xff->value_len) != NULL;
     const struct tn_route_table *rt = s->routes;

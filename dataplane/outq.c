@@ -50,6 +50,16 @@ static void wreq_put(struct wreq *w)
     }
 }
 
+void tn_outq_cache_trim(unsigned keep)
+{
+    while (n_free > keep) {
+        struct wreq *w = free_reqs;
+        free_reqs = w->next_free;
+        n_free--;
+        free(w);
+    }
+}
+
 void tn_outq_cache_drain(void)
 {
     while (free_reqs) {

@@ -75,6 +75,8 @@ static inline bool tn_outq_above(const struct tn_outq *q)
     return q->above;
 }
 
+/* Frees all but `keep` write requests of this thread's free list. */
+void tn_outq_cache_trim(unsigned keep);
 /* Frees the calling thread's cache of write requests. */
 void tn_outq_cache_drain(void);
 

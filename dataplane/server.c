@@ -65,7 +65,7 @@ struct tn_server {
     struct tn__cluster_hosts *warm;  /* clusters from CDS warmed this iteration (references) */
     size_t n_warm, cap_warm;
     uv_timer_t warm_timer;
-    uv_signal_t sigterm, sigint, sigusr1;
+    uv_signal_t sigterm, sigint, sigusr1, sighup;
     uv_timer_t drain_timer;
     uv_async_t drained_async;
     atomic_uint n_drained;
@@ -672,6 +672,7 @@ static void stop(struct tn_server *srv)
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigusr1, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->drained_async, NULL);
     uv_close((uv_handle_t *)&srv->stats_timer, NULL);
@@ -810,6 +811,15 @@ static void on_sigusr1(uv_signal_t *h, int signum)
     admin_reopen_logs(h->data);
 }
 
+/* A terminal going away (or a habit from other daemons) must not end the
+ * process and the requests in flight: Envoy eats SIGHUP the same way. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    TN_LOG(TN_LOG_WARN, main, "caught and eating SIGHUP (SIGUSR1 reopens the access logs; tern has no hot restart)");
+}
+
 static void admin_refresh_stats(void *arg)
 {
     stats_refresh(arg);
@@ -870,6 +880,8 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     uv_signal_init(srv.loop, &srv.sigusr1);
     srv.sigusr1.data = &srv;
     uv_signal_start(&srv.sigusr1, on_sigusr1, SIGUSR1);
+    uv_signal_init(srv.loop, &srv.sighup);
+    uv_signal_start(&srv.sighup, on_sighup, SIGHUP);
     uv_timer_init(srv.loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;
     uv_async_init(srv.loop, &srv.drained_async, on_drained);

@@ -59,6 +59,16 @@ void tn_block_unref(struct tn_block *b)
     free(b);
 }
 
+void tn_block_cache_trim(unsigned keep)
+{
+    while (n_free > keep) {
+        struct tn_block *b = free_list;
+        free_list = b->next_free;
+        n_free--;
+        free(b);
+    }
+}
+
 void tn_block_cache_drain(void)
 {
     while (free_list) {

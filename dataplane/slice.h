@@ -46,6 +46,9 @@ static inline struct tn_block *tn_block_ref(struct tn_block *b)
 
 void tn_block_unref(struct tn_block *b);
 
+/* Frees all but `keep` blocks of this thread's free list (after a burst). */
+void tn_block_cache_trim(unsigned keep);
+
 /* Frees this thread's free list (at thread exit). */
 void tn_block_cache_drain(void);
 

@@ -80,6 +80,7 @@ struct tn_worker {
     unsigned n_free_streams;
     unsigned n_freed;   /* connections and streams freed since the last malloc_trim */
     uint64_t last_trim; /* uv_now of the last malloc_trim */
+    struct tn_timer trim_timer; /* a trim that was due too soon after the last */
     bool draining;
     _Atomic uint64_t *shard; /* this worker's stats values (dataplane/stats.h) */
     uv_check_t quiescent; /* once per loop iteration: the cache may free what it unlinked */
