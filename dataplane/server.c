@@ -767,7 +767,9 @@ static void warn_unsupported(const struct tn_config *cfg)
 static const char *admin_state(void *arg)
 {
     struct tn_server *srv = arg;
-    if (srv->draining || srv->stopping)
+    /* a failed health check is Envoy's DRAINING state: /ready answers 503,
+     * which takes the proxy out of a Kubernetes Service before it stops */
+    if (srv->draining || srv->stopping || srv->hc_failed)
         return "DRAINING";
     return srv->started ? "LIVE" : "INITIALIZING";
 }
