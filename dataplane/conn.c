@@ -67,6 +67,7 @@ struct tn_stream {
     unsigned cur_filter; /* the filter whose request callback runs (local replies pass the ones before it) */
     bool active, req_done, resp_started, resp_done, resp_chunked, head_request, destroyed;
     bool sent_continue, counted, headers_done;
+    bool upgrade; /* an upgrade request waiting for its answer, or upgraded (tunnel) */
     uint64_t idle_timeout_ms; /* the HCM's stream_idle_timeout, or the route's idle_timeout */
     uint32_t resp_flags;
     struct tn_header *resp_hdrs; /* as sent, for the access log (pointing into resp_blk) */
@@ -101,6 +102,7 @@ struct tn_dconn {
     uint64_t n_streams;
     uint64_t last_activity; /* uv_now of the stream's last progress */
     bool remote_closed, closing, reading, keepalive, in_parse, stream_ended_in_parse, drain, read_paused_by_filter, eof;
+    bool tunnel; /* upgraded: what the client sends is the request body, unparsed */
 };
 
 static llhttp_settings_t settings;
@@ -214,6 +216,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 static void read_start(struct tn_dconn *c);
 static void read_stop(struct tn_dconn *c);
 static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_t n);
+static void request_body(struct tn_stream *s, struct tn_slice *data, bool end);
 static void decode_headers_from(struct tn_stream *s, unsigned from);
 static bool encode_headers_from(struct tn_stream *s, unsigned from, struct tn_response *r);
 static void encode_data_from(struct tn_stream *s, unsigned from, struct tn_slice *data, bool end_stream);
@@ -228,6 +231,10 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
         return;
     if (n < 0) {
         c->remote_closed = true;
+        if (c->tunnel) { /* either side closing an upgraded stream closes both */
+            conn_close(c);
+            return;
+        }
         if (c->s && !c->s->req_done) {
             c->s->si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
             tn_stat_inc(HS(c, downstream_rq_rx_reset));
@@ -244,6 +251,14 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     /* the block may be kept by slices; the next read takes a fresh one */
     struct tn_block *blk = c->rblk;
     c->rblk = NULL;
+    if (c->tunnel) {
+        if (c->s) {
+            struct tn_slice sl = tn_slice_of(blk, blk->data, (size_t)n);
+            request_body(c->s, &sl, false);
+        }
+        tn_block_unref(blk);
+        return;
+    }
     if (c->s && c->s->req_done && !c->pend_blk) {
         /* a pipelined request while the previous one is answered: keep it */
         c->pend_blk = blk;
@@ -330,6 +345,19 @@ static void parse(struct tn_dconn *c, struct tn_block *blk, const char *p, size_
             c->prev_last = p[used - 1];
         if (c->closing)
             return;
+        if (e == HPE_PAUSED_UPGRADE && c->s && c->s->upgrade) {
+            /* what follows is the new protocol's, if the answer is a 101:
+             * kept, and nothing more read, until the answer comes */
+            read_stop(c);
+            if (used < n) {
+                if (c->pend_blk)
+                    tn_block_unref(c->pend_blk);
+                c->pend_blk = tn_block_ref(blk);
+                c->pend_p = p + used;
+                c->pend_len = n - used;
+            }
+            return;
+        }
         if (e != HPE_OK && e != HPE_PAUSED) {
             parse_error(c);
             return;
@@ -910,6 +938,16 @@ static int prepare_request(struct tn_dconn *c, struct tn_stream *s)
     }
     for (size_t i = 0; i < hd->n; i++) {
         const struct tn_header *h = &hd->h[i];
+        if (s->upgrade && h->name_len == 7 && memcmp(h->name, "upgrade", 7) == 0 && s->rq.upgrade == NULL) {
+            size_t n = 0;
+            while (n < h->value_len && h->value[n] != ',' && h->value[n] != ' ' && h->value[n] != '\t')
+                n++;
+            s->rq.upgrade = h->value;
+            s->rq.upgrade_len = n;
+            if (add_header(s, h->name, h->name_len, h->value, h->value_len))
+                return -1;
+            continue;
+        }
         if (h == host || tn_h1_hop_by_hop(h, conn_hdr) ||
             (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0))
             continue;
@@ -1040,11 +1078,18 @@ static int on_headers_complete(llhttp_t *p)
         local_reply(s, 426, "Upgrade Required", TN_RF_DOWNSTREAM_PROTOCOL_ERROR, "low_version", true);
         return -1;
     }
-    if (p->upgrade) {
-        /* CONNECT and upgrades (WebSocket) need upgrade_configs, which tern
+    if (p->upgrade && p->method != HTTP_CONNECT) {
+        /* the router decides (upgrade_configs); with a body it is a plain
+         * request whose Upgrade goes as a hop-by-hop header */
+        if ((p->flags & F_CHUNKED) || p->content_length > 0)
+            p->upgrade = 0;
+        else
+            s->upgrade = true;
+    }
+    if (p->upgrade && !s->upgrade) {
+        /* CONNECT needs upgrade_configs with CONNECT support, which tern
          * does not take yet: refused as Envoy refuses an unconfigured one */
-        TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] %s refused", c->id,
-               p->method == HTTP_CONNECT ? "CONNECT" : "upgrade");
+        TN_LOG(TN_LOG_DEBUG, http, "[C%" PRIu64 "] CONNECT refused", c->id);
         s->req_done = true;
         local_reply(s, 403, NULL, 0, "upgrade_failed", true);
         return -1;
@@ -1071,7 +1116,7 @@ static int on_headers_complete(llhttp_t *p)
     s->si.req_headers = s->rq.headers;
     s->si.n_req_headers = s->rq.n_headers;
     stream_touch(s);
-    s->rq.end_stream = !s->rq.has_body;
+    s->rq.end_stream = !s->rq.has_body && !s->upgrade; /* an upgrade's body may follow its 101 */
     if (s->rq.end_stream) {
         s->req_done = true;
         s->si.last_downstream_rx_ns = uv_now(&c->w->loop) * 1000000;
@@ -1286,7 +1331,13 @@ static int write_head(struct tn_stream *s, struct tn_response *r)
         tn_headers_find(r->headers, r->n_headers, "x-request-id", 12) == NULL &&
         PUT(s, b, &pos, "x-request-id", s->si.request_id, s->si.request_id_len))
         goto fail;
-    if (!c->keepalive || c->drain) {
+    if (r->status == 101 && s->upgrade) {
+        /* upgraded: the connection is the new protocol's from here */
+        c->tunnel = true;
+        c->keepalive = false;
+        if (PUT(s, b, &pos, "connection", "upgrade", 7))
+            goto fail;
+    } else if (!c->keepalive || c->drain) {
         c->keepalive = false;
         if (PUT(s, b, &pos, "connection", "close", 5))
             goto fail;
@@ -1314,6 +1365,21 @@ fail:
     return -1;
 }
 
+/* After a 101: the bytes that came behind the upgrade request, and all
+ * that follow, go to the filters as the request's body. */
+static void tunnel_start(struct tn_dconn *c)
+{
+    if (c->pend_blk) {
+        struct tn_block *b = c->pend_blk;
+        struct tn_slice sl = tn_slice_of(b, c->pend_p, c->pend_len);
+        c->pend_blk = NULL;
+        tn_block_unref(b);
+        request_body(c->s, &sl, false);
+    }
+    if (!c->closing && c->s && !c->read_paused_by_filter)
+        read_start(c);
+}
+
 static void finish_response(struct tn_stream *s)
 {
     struct tn_dconn *c = s->conn;
@@ -1329,6 +1395,8 @@ static void finish_response(struct tn_stream *s)
  * order), then to the client. */
 /* Passes a response head through filters from-1 .. 0, then writes it.
  * False when a filter stopped it or it could not be written. */
+static void tunnel_start(struct tn_dconn *c);
+
 static bool encode_headers_from(struct tn_stream *s, unsigned from, struct tn_response *r)
 {
     const struct tn_hcm *hcm = &s->conn->l->hcm;
@@ -1342,6 +1410,8 @@ static bool encode_headers_from(struct tn_stream *s, unsigned from, struct tn_re
         conn_close(s->conn);
         return false;
     }
+    if (s->conn->tunnel)
+        tunnel_start(s->conn);
     if (r->end_stream || s->head_request || r->status == 204 || r->status == 304)
         finish_response(s);
     return true;
@@ -1560,6 +1630,36 @@ void tn_stream_send_continue(struct tn_stream *s)
     s->sent_continue = true;
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     tn_outq_write(&s->conn->out, cont, sizeof(cont) - 1, NULL, 0, NULL, 0);
+}
+
+void tn_stream_encode_interim(struct tn_stream *s, const struct tn_response *r)
+{
+    struct tn_dconn *c = s->conn;
+    if (!s->active || s->resp_started || c->closing || r->status < 100 || r->status > 199 || r->status == 101 ||
+        (c->parser.http_major == 1 && c->parser.http_minor == 0))
+        return;
+    if (r->status == 100) {
+        tn_stream_send_continue(s);
+        return;
+    }
+    size_t need = 64;
+    for (size_t i = 0; i < r->n_headers; i++)
+        need += r->headers[i].name_len + r->headers[i].value_len + 4;
+    struct tn_block *b = tn_block_new(need);
+    size_t pos = 0;
+    if (b == NULL)
+        return;
+    int rc = put_status(b->data, b->cap, &pos, r->status);
+    for (size_t i = 0; i < r->n_headers && rc == 0; i++)
+        rc = tn_h1_put_header(b->data, b->cap, &pos, r->headers[i].name, r->headers[i].name_len, r->headers[i].value,
+                              r->headers[i].value_len);
+    if (rc == 0 && pos + 2 <= b->cap) {
+        memcpy(b->data + pos, "\r\n", 2);
+        struct tn_slice sl = tn_slice_of(b, b->data, pos + 2);
+        if (tn_outq_write(&c->out, NULL, 0, &sl, 1, NULL, 0))
+            conn_close(c);
+    }
+    tn_block_unref(b);
 }
 
 /* --- accept and drain --------------------------------------------------------- */

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <ctype.h>
 
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "xds/types.h"
@@ -133,6 +135,30 @@ static int compile_hcm(struct tn_listener *l, const pb_hcm *pb, struct tn_err *e
     h->stream_idle_timeout_ms = ms(pb->stream_idle_timeout, 300000);
     h->request_timeout_ms = ms(pb->request_timeout, 0);
     h->request_headers_timeout_ms = ms(pb->request_headers_timeout, 0);
+    if (pb->n_upgrade_configs) {
+        h->upgrades = tn_pool_alloc(&l->pool, pb->n_upgrade_configs * sizeof(*h->upgrades));
+        for (size_t i = 0; i < pb->n_upgrade_configs; i++) {
+            const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig
+                *u = pb->upgrade_configs[i];
+            char path[64];
+            snprintf(path, sizeof(path), ".upgrade_configs[%zu]", i);
+            if (u->n_filters) {
+                tn_err_push(err, path);
+                tn_err_push(err, ".filters");
+                return tn_err_fail(err, "a filter chain of its own for an upgrade is not supported by tern yet");
+            }
+            if (u->upgrade_type[0] == '\0' || strcasecmp(u->upgrade_type, "connect") == 0) {
+                tn_err_push(err, path);
+                tn_err_push(err, ".upgrade_type");
+                return tn_err_fail(err, u->upgrade_type[0] ? "CONNECT is not supported by tern yet" : "must not be empty");
+            }
+            char *t = tn_pool_strdup(&l->pool, u->upgrade_type);
+            for (char *q = t; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+            h->upgrades[i] = (struct tn_upgrade){.type = t, .enabled = u->enabled == NULL || u->enabled->value};
+        }
+        h->n_upgrades = pb->n_upgrade_configs;
+    }
     h->allow_absolute_url = true;
     if (pb->http_protocol_options) {
         const Envoy__Config__Core__V3__Http1ProtocolOptions *o = pb->http_protocol_options;

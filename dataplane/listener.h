@@ -31,6 +31,13 @@ enum tn_codec {
     TN_CODEC_HTTP2,
 };
 
+/* An upgrade_configs entry: a protocol (lower case, "websocket") the
+ * connection manager lets through, or turns off for a route. */
+struct tn_upgrade {
+    const char *type;
+    bool enabled;
+};
+
 /* One HttpConnectionManager. */
 struct tn_hcm {
     const char *stat_prefix;
@@ -54,6 +61,8 @@ struct tn_hcm {
     bool use_remote_address, skip_xff_append, generate_request_id, preserve_external_request_id;
     bool always_set_request_id_in_response, normalize_path, merge_slashes;
     uint32_t xff_num_trusted_hops;
+    struct tn_upgrade *upgrades; /* upgrade_configs */
+    size_t n_upgrades;
     uint32_t max_headers_count;           /* common_http_protocol_options (100): more is 431 */
     uint32_t max_requests_per_connection; /* common_http_protocol_options (0: no limit) */
     int headers_with_underscores_action;  /* ALLOW = 0, REJECT_REQUEST, DROP_HEADER */

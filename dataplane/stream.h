@@ -40,6 +40,13 @@ struct tn_request {
     bool end_stream;         /* the whole request has been received */
     bool expect_continue;
     bool external;           /* came from an external client (Envoy's internal/external origin) */
+    /* An upgrade asked for (the Upgrade header's first protocol, lower
+     * case, "websocket"; NULL when none). Its Upgrade header is among the
+     * headers; the terminal filter forwards it when the upgrade is enabled
+     * (or removes it and sends a plain request). After a 101 the request
+     * body is the client's bytes of the new protocol, until it closes. */
+    const char *upgrade;
+    size_t upgrade_len;
 };
 
 /* Headers of a response a filter passes on. */
@@ -105,5 +112,11 @@ void tn_stream_set_idle_timeout(struct tn_stream *s, uint64_t ms);
 
 /* Sends "100 Continue" to a client that asked for it (once). */
 void tn_stream_send_continue(struct tn_stream *s);
+
+/* Passes an interim (1xx) response from upstream to the client before the
+ * final one (RFC 9110 15.2): 100 only to a client that asked for it (once),
+ * 101 never (the final answer to an upgrade), nothing to an HTTP/1.0
+ * client. The headers are not kept. */
+void tn_stream_encode_interim(struct tn_stream *s, const struct tn_response *r);
 
 #endif
