@@ -49,7 +49,7 @@ struct tn_uconn {
     uint64_t opened; /* uv_now when the connect started */
     struct sockaddr_storage local; /* the connection's own address (%UPSTREAM_LOCAL_ADDRESS%) */
     bool remote_closed, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted, in_trailers,
-        head_done, no_body, keep_alive;
+        head_done, no_body, keep_alive, end_at_head;
 };
 
 static const llhttp_settings_t settings;
@@ -266,7 +266,7 @@ static void uc_begin(struct tn_uconn *uc, struct tn_ureq *r)
     r->uc = uc;
     uc->n_requests++;
     uc->req_written = uc->resp_done = uc->resp_started = uc->in_1xx = uc->in_trailers = false;
-    uc->head_done = uc->no_body = uc->keep_alive = false;
+    uc->head_done = uc->no_body = uc->keep_alive = uc->end_at_head = false;
     uc->head_bytes = 0;
     llhttp_reset(&uc->parser);
     tn_timer_stop(&worker_of(uc->pool)->timers, &uc->timer);
@@ -335,8 +335,8 @@ static void uc_protocol_error(struct tn_uconn *uc, const char *why)
  * the next request, which gets another connection). */
 static void finish_response(struct tn_uconn *uc, bool extra)
 {
-    struct tn_ureq *r = uc->req;
-    if (uc->in_trailers) {
+    struct tn_ureq *r = uc->req; /* NULL: given up after a head that ended the response */
+    if (uc->in_trailers && r) {
         uc->in_trailers = false;
         if (head_finish(&uc->head)) {
             uc_fail(uc, TN_RESET_CONNECTION_TERMINATION);
@@ -348,7 +348,8 @@ static void finish_response(struct tn_uconn *uc, bool extra)
             return; /* the owner gave the request up */
     }
     uc->resp_done = true;
-    r->uc = NULL;
+    if (r)
+        r->uc = NULL;
     uc->req = NULL;
     if (extra) {
         TN_LOG(TN_LOG_DEBUG, pool, "bytes after the response from %s", uc->pool->host->addr_text);
@@ -360,7 +361,8 @@ static void finish_response(struct tn_uconn *uc, bool extra)
         uc_close(uc);
     }
     struct tn_slice none = {0};
-    r->ops->on_data(r, &none, true);
+    if (r)
+        r->ops->on_data(r, &none, true);
 }
 
 /* The head is complete (the parser paused right after it): checks what
@@ -399,8 +401,12 @@ static bool deliver_head(struct tn_uconn *uc)
         .content_length = has_cl ? (int64_t)p->content_length : -1,
         .end_stream = uc->no_body || (has_cl && p->content_length == 0 && !(p->flags & F_CHUNKED)),
     };
+    /* the owner may give the request up from on_headers: after a head that
+     * ends the response, the connection still reads the response's end
+     * (tn_ureq_cancel) */
+    uc->end_at_head = resp.end_stream;
     r->ops->on_headers(r, &resp);
-    return uc->state == UC_BUSY && uc->req == r;
+    return uc->state == UC_BUSY && (uc->req == r || uc->end_at_head);
 }
 
 /* Runs the parser over one read. It pauses after every head and after the
@@ -738,7 +744,10 @@ void tn_ureq_cancel(struct tn_ureq *r)
         struct tn_uconn *uc = r->uc;
         uc->req = NULL;
         r->uc = NULL;
-        uc_close(uc);
+        /* a response whose head ended it needs no more from its owner: the
+         * connection finishes reading it and may go back to the pool */
+        if (!(uc->end_at_head && uc->state == UC_BUSY))
+            uc_close(uc);
     }
 }
 
@@ -753,7 +762,13 @@ void tn_hpool_retire(struct tn_hpool *p)
 int tn_uconn_write(struct tn_uconn *uc, const char *pre, size_t pre_len, struct tn_slice *s, unsigned n,
                    const char *post, size_t post_len)
 {
-    return tn_outq_write(&uc->out, pre, pre_len, s, n, post, post_len);
+    uint64_t bytes = pre_len + post_len;
+    for (unsigned i = 0; i < n; i++)
+        bytes += s[i].len;
+    int rc = tn_outq_write(&uc->out, pre, pre_len, s, n, post, post_len);
+    if (rc == 0)
+        tn_stat_add(US(uc->pool, upstream_cx_tx_bytes_total), bytes);
+    return rc;
 }
 
 bool tn_uconn_write_above(struct tn_uconn *uc)
