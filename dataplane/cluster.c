@@ -167,15 +167,42 @@ static int compile_type(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn
     return 0;
 }
 
+/* common_http_protocol_options (the Cluster's own, deprecated, or the
+ * HttpProtocolOptions extension's): what tern enforces upstream, and a
+ * refusal for what it would otherwise silently ignore. */
+static int compile_common_options(const Envoy__Config__Core__V3__HttpProtocolOptions *o, struct tn_cluster *c,
+                                  struct tn_err *err)
+{
+    size_t mark = tn_err_push(err, ".common_http_protocol_options");
+    c->idle_timeout_ms = ms(o->idle_timeout, c->idle_timeout_ms);
+    c->max_requests_per_connection = U32(o->max_requests_per_connection, c->max_requests_per_connection);
+    c->max_headers_count = U32(o->max_headers_count, c->max_headers_count);
+    c->max_response_headers_kb = U32(o->max_response_headers_kb, c->max_response_headers_kb);
+    if (o->max_headers_count && o->max_headers_count->value < 1) {
+        tn_err_push(err, ".max_headers_count");
+        return tn_err_fail(err, "must be at least 1");
+    }
+    if (o->max_response_headers_kb && (o->max_response_headers_kb->value < 1 || o->max_response_headers_kb->value > 8192)) {
+        tn_err_push(err, ".max_response_headers_kb");
+        return tn_err_fail(err, "must be in 1..8192");
+    }
+    /* headers_with_underscores_action is about client requests: Envoy
+     * ignores it on clusters too */
+    if (o->max_connection_duration || o->max_stream_duration)
+        return tn_err_fail(err, "max_connection_duration and max_stream_duration are not supported on clusters");
+    tn_err_pop(err, mark);
+    return 0;
+}
+
 static int compile_protocol_options(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn_err *err)
 {
     c->idle_timeout_ms = 3600 * 1000;
+    c->max_headers_count = 100;
+    c->max_response_headers_kb = 60;
     if (pb->http2_protocol_options)
         c->http2 = true;
-    if (pb->common_http_protocol_options) {
-        c->idle_timeout_ms = ms(pb->common_http_protocol_options->idle_timeout, c->idle_timeout_ms);
-        c->max_requests_per_connection = U32(pb->common_http_protocol_options->max_requests_per_connection, 0);
-    }
+    if (pb->common_http_protocol_options && compile_common_options(pb->common_http_protocol_options, c, err))
+        return -1;
     for (size_t i = 0; i < pb->n_typed_extension_protocol_options; i++) {
         const char *key = pb->typed_extension_protocol_options[i]->key;
         size_t mark = tn_err_push(err, ".typed_extension_protocol_options[\"%s\"]", key);
@@ -188,16 +215,14 @@ static int compile_protocol_options(const tn_pb_cluster *pb, struct tn_cluster *
             any, &envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor, err);
         if (o == NULL)
             return -1;
-        if (o->common_http_protocol_options) {
-            c->idle_timeout_ms = ms(o->common_http_protocol_options->idle_timeout, c->idle_timeout_ms);
-            c->max_requests_per_connection = U32(o->common_http_protocol_options->max_requests_per_connection,
-                                                 c->max_requests_per_connection);
-        }
+        int rc = o->common_http_protocol_options ? compile_common_options(o->common_http_protocol_options, c, err) : 0;
         if (o->upstream_protocol_options_case ==
             ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG)
             c->http2 = o->explicit_http_config->protocol_config_case ==
                        ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
         protobuf_c_message_free_unpacked((ProtobufCMessage *)o, NULL);
+        if (rc)
+            return -1;
         tn_err_pop(err, mark);
     }
     if (pb->max_requests_per_connection)

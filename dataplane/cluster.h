@@ -81,6 +81,8 @@ struct tn_cluster {
     uint32_t per_connection_buffer_limit;
     uint32_t max_requests_per_connection; /* 0: unlimited */
     uint64_t idle_timeout_ms;             /* upstream connection idle timeout, Envoy's 1 h default */
+    uint32_t max_headers_count;           /* per response (and its trailers), Envoy's 100 */
+    uint32_t max_response_headers_kb;     /* the response head, status line to the empty line, Envoy's 60 */
     bool http2;                           /* upstream speaks HTTP/2 (explicit_http_config) */
     uint32_t least_request_choices;
     uint64_t ring_min, ring_max;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <http_parser.h>
+#include <llhttp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 
@@ -19,7 +19,7 @@ struct hc_attempt {
     uv_tcp_t tcp;
     uv_connect_t connect;
     uv_write_t write;
-    http_parser parser;
+    llhttp_t parser;
     struct hc_session *s;     /* NULL once the result is recorded */
     struct hc_session *owner; /* released when the connection is closed */
     char *request;
@@ -308,15 +308,20 @@ static void finish_with_status(struct hc_session *s, int status)
     finish_check(s, status_expected(s->hc, status) ? HC_OK : HC_BAD_STATUS, why);
 }
 
-static int on_hc_headers_complete(http_parser *p)
+/* The final head's status, then a pause: the check needs no more. An
+ * interim 1xx is skipped; a status outside 100..599 is malformed. */
+static int on_hc_headers_complete(llhttp_t *p)
 {
     struct hc_attempt *a = p->data;
+    if (p->http_major != 1 || p->status_code < 100 || p->status_code > 599 || p->status_code == 101)
+        return -1;
+    if (p->status_code < 200)
+        return 0;
     a->status = p->status_code;
-    http_parser_pause(p, 1);
-    return 0;
+    return HPE_PAUSED;
 }
 
-static const http_parser_settings hc_parser_settings = {.on_headers_complete = on_hc_headers_complete};
+static const llhttp_settings_t hc_parser_settings = {.on_headers_complete = on_hc_headers_complete};
 
 static void on_hc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
@@ -331,13 +336,13 @@ static void on_hc_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (s == NULL || nread == 0)
         return;
     if (nread > 0 || nread == UV_EOF) {
-        http_parser_execute(&a->parser, &hc_parser_settings, buf->base, nread > 0 ? (size_t)nread : 0);
+        llhttp_errno_t e = nread > 0 ? llhttp_execute(&a->parser, buf->base, (size_t)nread) : HPE_OK;
         if (a->status)
             finish_with_status(s, a->status);
+        else if (e != HPE_OK)
+            finish_check(s, HC_NETWORK, "malformed response");
         else if (nread == UV_EOF)
             finish_check(s, HC_NETWORK, "connection closed before a response");
-        else if (HTTP_PARSER_ERRNO(&a->parser) != HPE_OK)
-            finish_check(s, HC_NETWORK, "malformed response");
         return;
     }
     finish_check(s, HC_NETWORK, uv_strerror((int)nread));
@@ -359,7 +364,7 @@ static int send_request(struct hc_attempt *a, struct hc_session *s)
         return UV_ENOMEM;
     snprintf(a->request, (size_t)n + 1, fmt, s->hc->path, host);
     uv_buf_t b = uv_buf_init(a->request, (unsigned)n);
-    http_parser_init(&a->parser, HTTP_RESPONSE);
+    llhttp_init(&a->parser, HTTP_RESPONSE, &hc_parser_settings);
     a->parser.data = a;
     int e = uv_write(&a->write, (uv_stream_t *)&a->tcp, &b, 1, on_hc_written);
     return e ? e : uv_read_start((uv_stream_t *)&a->tcp, on_hc_alloc, on_hc_read);

@@ -67,6 +67,7 @@ struct tn_cluster;
     X(upstream_cx_destroy_local, COUNTER)                                                                              \
     X(upstream_cx_overflow, COUNTER)                                                                                   \
     X(upstream_cx_idle_timeout, COUNTER)                                                                               \
+    X(upstream_cx_protocol_error, COUNTER)                                                                             \
     X(upstream_cx_rx_bytes_total, COUNTER)                                                                             \
     X(upstream_cx_tx_bytes_total, COUNTER)                                                                             \
     X(upstream_rq_total, COUNTER)                                                                                      \
@@ -83,6 +84,7 @@ struct tn_cluster;
     X(upstream_rq_retry_overflow, COUNTER)                                                                             \
     X(upstream_rq_retry_limit_exceeded, COUNTER)                                                                       \
     X(upstream_rq_rx_reset, COUNTER)                                                                                   \
+    X(upstream_rq_tx_reset, COUNTER)                                                                                   \
     X(upstream_rq_1xx, COUNTER)                                                                                        \
     X(upstream_rq_2xx, COUNTER)                                                                                        \
     X(upstream_rq_3xx, COUNTER)                                                                                        \
@@ -122,11 +124,11 @@ struct tn_listener_stats {
 struct tn_cluster_stats {
     uint32_t upstream_cx_total, upstream_cx_active, upstream_cx_http1_total, upstream_cx_connect_fail,
         upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_destroy_remote, upstream_cx_destroy_local,
-        upstream_cx_overflow, upstream_cx_idle_timeout, upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total,
+        upstream_cx_overflow, upstream_cx_idle_timeout, upstream_cx_protocol_error, upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total,
         upstream_rq_total, upstream_rq_active, upstream_rq_completed, upstream_rq_pending_total,
         upstream_rq_pending_active, upstream_rq_pending_overflow, upstream_rq_pending_failure_eject,
         upstream_rq_timeout, upstream_rq_per_try_timeout, upstream_rq_retry, upstream_rq_retry_success,
-        upstream_rq_retry_overflow, upstream_rq_retry_limit_exceeded, upstream_rq_rx_reset, upstream_rq_1xx,
+        upstream_rq_retry_overflow, upstream_rq_retry_limit_exceeded, upstream_rq_rx_reset, upstream_rq_tx_reset, upstream_rq_1xx,
         upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx, upstream_rq_time, upstream_cx_connect_ms,
         membership_total, membership_healthy, membership_degraded, health_check_attempt, health_check_success,
         health_check_failure, health_check_network_failure, health_check_healthy, outlier_detection_ejections_active,

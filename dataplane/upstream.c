@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <http_parser.h>
+#include <llhttp.h>
 
 #include "dataplane/cluster.h"
 #include "dataplane/h1.h"
@@ -17,6 +17,21 @@ enum uc_state {
     UC_CLOSED,
 };
 
+struct uhead_entry {
+    uint32_t no, nl, vo, vl; /* name and value: offset and length in buf */
+};
+
+/* A response head or trailers, one buffer reused for every response. */
+struct uhead {
+    char *buf;
+    size_t len, cap;
+    struct uhead_entry *e;
+    size_t n, ecap;
+    struct tn_header *h; /* built by head_finish */
+    size_t hcap;
+    bool in_name;
+};
+
 struct tn_uconn {
     uv_tcp_t tcp;
     uv_connect_t connect;
@@ -24,19 +39,76 @@ struct tn_uconn {
     struct tn_uconn *next_idle;
     enum uc_state state;
     struct tn_ureq *req;
-    http_parser parser;
-    struct tn_h1_head head;
+    llhttp_t parser;
+    struct uhead head;
+    size_t head_bytes; /* of the head being read: status line, header lines, CRLFs */
     struct tn_outq out;
     struct tn_timer timer; /* connect timeout, then idle timeout */
     struct tn_block *rblk, *cur_blk;
     unsigned n_requests;
     uint64_t opened; /* uv_now when the connect started */
     struct sockaddr_storage local; /* the connection's own address (%UPSTREAM_LOCAL_ADDRESS%) */
-    bool remote_closed, parser_reset, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted,
-        in_trailers;
+    bool remote_closed, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted, in_trailers,
+        head_done, no_body, keep_alive, end_at_head;
 };
 
-static http_parser_settings settings;
+static const llhttp_settings_t settings;
+
+/* A response head (or trailers) collected from llhttp's spans, which may
+ * split any token across reads. Names are lower-cased; entries are offsets
+ * into buf, which may move while it grows. */
+static int head_append(struct uhead *hd, const char *p, size_t n, bool lower)
+{
+    if (hd->len + n > hd->cap) {
+        size_t cap = hd->cap ? hd->cap : 1024;
+        while (cap < hd->len + n)
+            cap *= 2;
+        char *b = realloc(hd->buf, cap);
+        if (b == NULL)
+            return -1;
+        hd->buf = b;
+        hd->cap = cap;
+    }
+    char *d = hd->buf + hd->len;
+    if (lower)
+        for (size_t i = 0; i < n; i++)
+            d[i] = (p[i] >= 'A' && p[i] <= 'Z') ? (char)(p[i] | 0x20) : p[i];
+    else
+        memcpy(d, p, n);
+    hd->len += n;
+    return 0;
+}
+
+static void head_reset(struct uhead *hd)
+{
+    hd->len = hd->n = 0;
+    hd->in_name = false;
+}
+
+static void head_dispose(struct uhead *hd)
+{
+    free(hd->buf);
+    free(hd->e);
+    free(hd->h);
+    memset(hd, 0, sizeof(*hd));
+}
+
+/* Fills hd->h (pointers into hd->buf, valid until the next reset); 0 or -1. */
+static int head_finish(struct uhead *hd)
+{
+    if (hd->hcap < hd->n || hd->h == NULL) {
+        size_t cap = hd->n ? hd->n : 1;
+        struct tn_header *h = realloc(hd->h, cap * sizeof(*h));
+        if (h == NULL)
+            return -1;
+        hd->h = h;
+        hd->hcap = cap;
+    }
+    for (size_t i = 0; i < hd->n; i++)
+        hd->h[i] = (struct tn_header){.name = hd->buf + hd->e[i].no, .name_len = hd->e[i].nl,
+                                      .value = hd->buf + hd->e[i].vo, .value_len = hd->e[i].vl};
+    return 0;
+}
 
 /* Cluster stats on the worker's shard. */
 #define US(p, f) (p)->wc->w->shard, (p)->wc->c->stats.f
@@ -73,7 +145,7 @@ static void on_closed(uv_handle_t *h)
 {
     struct tn_uconn *uc = h->data;
     struct tn_hpool *p = uc->pool;
-    tn_h1_head_dispose(&uc->head);
+    head_dispose(&uc->head);
     free(uc);
     pool_unref(p);
 }
@@ -88,14 +160,30 @@ static void remove_idle(struct tn_uconn *uc)
     uc->next_idle = NULL;
 }
 
+static struct tn_uconn *uc_open(struct tn_hpool *p);
+
+/* A connection went away: requests still waiting that no connection being
+ * opened will serve get a new one, within max_connections (else they wait
+ * for a connection to come free). A failed connect is not retried here: its
+ * waiters fail (fail_waiting). */
+static void refill(struct tn_hpool *p)
+{
+    struct tn_cluster *c = p->wc->c;
+    while (p->pend_head && p->n_connecting < p->n_pending &&
+           atomic_load(&c->rc_cx) < c->thresholds[0].max_connections)
+        if (uc_open(p) == NULL)
+            return;
+}
+
 static void uc_close(struct tn_uconn *uc)
 {
     struct tn_hpool *p = uc->pool;
+    bool was_connecting = uc->state == UC_CONNECTING;
     if (uc->state == UC_CLOSED)
         return;
     if (uc->state == UC_IDLE)
         remove_idle(uc);
-    if (uc->state == UC_CONNECTING)
+    if (was_connecting)
         p->n_connecting--;
     uc->state = UC_CLOSED;
     p->n_conns--;
@@ -111,6 +199,8 @@ static void uc_close(struct tn_uconn *uc)
     uc->rblk = NULL;
     uc->req = NULL;
     uv_close((uv_handle_t *)&uc->tcp, on_closed);
+    if (!was_connecting)
+        refill(p);
 }
 
 /* The exchange failed: the request hears of it, the connection is gone. */
@@ -168,6 +258,20 @@ static void on_idle_timeout(struct tn_timer *t)
 
 static void read_start(struct tn_uconn *uc);
 
+/* The connection takes request r: a new exchange, a fresh parser. */
+static void uc_begin(struct tn_uconn *uc, struct tn_ureq *r)
+{
+    uc->state = UC_BUSY;
+    uc->req = r;
+    r->uc = uc;
+    uc->n_requests++;
+    uc->req_written = uc->resp_done = uc->resp_started = uc->in_1xx = uc->in_trailers = false;
+    uc->head_done = uc->no_body = uc->keep_alive = uc->end_at_head = false;
+    uc->head_bytes = 0;
+    llhttp_reset(&uc->parser);
+    tn_timer_stop(&worker_of(uc->pool)->timers, &uc->timer);
+}
+
 /* Hands a ready connection to the next waiting request, or parks it. */
 static void uc_release(struct tn_uconn *uc)
 {
@@ -187,13 +291,7 @@ static void uc_release(struct tn_uconn *uc)
     }
     if (p->pend_head) {
         struct tn_ureq *r = pend_pop(p);
-        uc->state = UC_BUSY;
-        uc->req = r;
-        r->uc = uc;
-        uc->n_requests++;
-        uc->req_written = uc->resp_done = uc->resp_started = false;
-        uc->in_1xx = uc->in_trailers = false;
-        tn_timer_stop(&worker_of(p)->timers, &uc->timer);
+        uc_begin(uc, r);
         read_start(uc);
         r->ops->on_ready(r, uc);
         return;
@@ -217,6 +315,135 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uc->rblk ? uv_buf_init(uc->rblk->data, uc->rblk->cap) : uv_buf_init(NULL, 0);
 }
 
+/* The origin broke HTTP/1.1 (a bad status line, a head over the limits,
+ * bytes after the response): the connection is counted and closed, its
+ * request (if any) hears of a protocol error. */
+static void uc_protocol_error(struct tn_uconn *uc, const char *why)
+{
+    struct tn_hpool *p = uc->pool;
+    TN_LOG(TN_LOG_DEBUG, pool, "bad response from %s: %s", p->host->addr_text, why);
+    tn_stat_inc(US(p, upstream_cx_protocol_error));
+    if (uc->state == UC_BUSY && uc->req)
+        uc_fail(uc, TN_RESET_PROTOCOL_ERROR);
+    else
+        uc_close(uc);
+}
+
+/* The response ended (the parser paused after it): trailers and the end go
+ * to the request, the connection back to the pool, unless the origin may
+ * not keep it or sent more than the response (`extra`: never handed to
+ * the next request, which gets another connection). */
+static void finish_response(struct tn_uconn *uc, bool extra)
+{
+    struct tn_ureq *r = uc->req; /* NULL: given up after a head that ended the response */
+    if (uc->in_trailers && r) {
+        uc->in_trailers = false;
+        if (head_finish(&uc->head)) {
+            uc_fail(uc, TN_RESET_CONNECTION_TERMINATION);
+            return;
+        }
+        if (r->ops->on_trailers)
+            r->ops->on_trailers(r, uc->head.h, uc->head.n);
+        if (uc->req != r || uc->state != UC_BUSY)
+            return; /* the owner gave the request up */
+    }
+    uc->resp_done = true;
+    if (r)
+        r->uc = NULL;
+    uc->req = NULL;
+    if (extra) {
+        TN_LOG(TN_LOG_DEBUG, pool, "bytes after the response from %s", uc->pool->host->addr_text);
+        tn_stat_inc(US(uc->pool, upstream_cx_protocol_error));
+        uc_close(uc);
+    } else if (uc->keep_alive && uc->req_written) {
+        uc_release(uc);
+    } else {
+        uc_close(uc);
+    }
+    struct tn_slice none = {0};
+    if (r)
+        r->ops->on_data(r, &none, true);
+}
+
+/* The head is complete (the parser paused right after it): checks what
+ * llhttp leaves to its user, then hands the head over. Returns false when
+ * the exchange is over (failed, or given up by its owner). */
+static bool deliver_head(struct tn_uconn *uc)
+{
+    struct uhead *hd = &uc->head;
+    struct tn_ureq *r = uc->req;
+    llhttp_t *p = &uc->parser;
+    const struct tn_cluster *c = uc->pool->wc->c;
+    if (uc->head_bytes > (size_t)c->max_response_headers_kb * 1024) {
+        uc_protocol_error(uc, "response head over max_response_headers_kb");
+        return false;
+    }
+    if (uc->in_1xx)
+        return true; /* 100 Continue and other interim answers are dropped */
+    if (head_finish(hd)) {
+        uc_fail(uc, TN_RESET_CONNECTION_TERMINATION);
+        return false;
+    }
+    const struct tn_header *conn = tn_headers_find(hd->h, hd->n, "connection", 10);
+    size_t j = 0;
+    for (size_t i = 0; i < hd->n; i++) {
+        const struct tn_header *h = &hd->h[i];
+        if (tn_h1_hop_by_hop(h, conn) || (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0))
+            continue;
+        hd->h[j++] = *h;
+    }
+    uc->resp_started = true;
+    bool has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
+    struct tn_response resp = {
+        .status = p->status_code,
+        .headers = hd->h,
+        .n_headers = j,
+        .content_length = has_cl ? (int64_t)p->content_length : -1,
+        .end_stream = uc->no_body || (has_cl && p->content_length == 0 && !(p->flags & F_CHUNKED)),
+    };
+    /* the owner may give the request up from on_headers: after a head that
+     * ends the response, the connection still reads the response's end
+     * (tn_ureq_cancel) */
+    uc->end_at_head = resp.end_stream;
+    r->ops->on_headers(r, &resp);
+    return uc->state == UC_BUSY && (uc->req == r || uc->end_at_head);
+}
+
+/* Runs the parser over one read. It pauses after every head and after the
+ * response, so that the owner hears of them outside llhttp's callbacks. */
+static void parse(struct tn_uconn *uc, const char *at, const char *end)
+{
+    const struct tn_cluster *c = uc->pool->wc->c;
+    while (uc->state == UC_BUSY) {
+        llhttp_errno_t e = llhttp_execute(&uc->parser, at, (size_t)(end - at));
+        const char *pos = e == HPE_OK ? end : llhttp_get_error_pos(&uc->parser);
+        if (uc->state != UC_BUSY)
+            return; /* the owner closed the connection from a callback */
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            uc_protocol_error(uc, e == HPE_USER ? "response head over limits" : llhttp_get_error_reason(&uc->parser));
+            return;
+        }
+        if (!uc->head_done)
+            uc->head_bytes += (size_t)(pos - at);
+        if (e == HPE_OK) {
+            if (!uc->head_done && uc->head_bytes > (size_t)c->max_response_headers_kb * 1024)
+                uc_protocol_error(uc, "response head over max_response_headers_kb");
+            return;
+        }
+        llhttp_resume(&uc->parser);
+        at = pos;
+        if (uc->resp_done) {
+            finish_response(uc, at < end);
+            return;
+        }
+        /* paused after a head */
+        if (!deliver_head(uc))
+            return;
+        uc->head_done = !uc->in_1xx;
+        uc->head_bytes = 0;
+    }
+}
+
 static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
 {
     struct tn_uconn *uc = h->data;
@@ -227,10 +454,12 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
         uc->remote_closed = true;
         if (uc->state == UC_BUSY && uc->resp_started && n == UV_EOF) {
             /* a close-delimited body ends here, anything else is cut short */
-            http_parser_execute(&uc->parser, &settings, NULL, 0);
-            if (uc->state == UC_BUSY && uc->req)
-                uc_fail(uc, TN_RESET_CONNECTION_TERMINATION);
-            return;
+            llhttp_finish(&uc->parser); /* HPE_PAUSED when the body ended */
+            if (uc->resp_done && uc->state == UC_BUSY) {
+                uc->keep_alive = false;
+                finish_response(uc, false);
+                return;
+            }
         }
         if (uc->state == UC_BUSY)
             uc_fail(uc, TN_RESET_CONNECTION_TERMINATION);
@@ -239,33 +468,18 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
         return;
     }
     if (uc->state != UC_BUSY) {
-        /* bytes nobody asked for: the connection is not reusable */
+        /* bytes nobody asked for (an idle connection): not reusable */
+        TN_LOG(TN_LOG_DEBUG, pool, "bytes on an idle connection from %s", uc->pool->host->addr_text);
+        tn_stat_inc(US(uc->pool, upstream_cx_protocol_error));
         uc_close(uc);
         return;
     }
     struct tn_block *blk = uc->rblk;
     uc->rblk = NULL;
     uc->cur_blk = blk;
-    if (uc->parser_reset) {
-        /* a new response: reset here, never inside the previous one's
-         * callbacks (a request may take the connection from within them) */
-        uc->parser_reset = false;
-        http_parser_init(&uc->parser, HTTP_RESPONSE);
-        uc->parser.data = uc;
-    }
-    size_t used = http_parser_execute(&uc->parser, &settings, blk->data, (size_t)n);
+    tn_stat_add(US(uc->pool, upstream_cx_rx_bytes_total), (uint64_t)n);
+    parse(uc, blk->data, blk->data + n);
     uc->cur_blk = NULL;
-    enum http_errno e = HTTP_PARSER_ERRNO(&uc->parser);
-    if (uc->state == UC_BUSY && e != HPE_OK && e != HPE_PAUSED) {
-        TN_LOG(TN_LOG_DEBUG, pool, "bad response from %s: %s", uc->pool->host->addr_text, http_errno_description(e));
-        uc_fail(uc, TN_RESET_PROTOCOL_ERROR);
-    } else if (e == HPE_PAUSED) {
-        http_parser_pause(&uc->parser, 0);
-        if (used < (size_t)n && uc->state == UC_BUSY)
-            uc_fail(uc, TN_RESET_PROTOCOL_ERROR); /* data after the response */
-        else if (used < (size_t)n && uc->state == UC_IDLE)
-            uc_close(uc);
-    }
     tn_block_unref(blk);
 }
 
@@ -276,67 +490,92 @@ static void read_start(struct tn_uconn *uc)
         uc->reading = true;
 }
 
-static int on_message_begin(http_parser *p)
+static struct tn_uconn *uc_of(llhttp_t *p)
 {
-    struct tn_uconn *uc = p->data;
-    tn_h1_head_reset(&uc->head);
+    return p->data;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct tn_uconn *uc = uc_of(p);
+    head_reset(&uc->head);
+    uc->in_1xx = uc->in_trailers = uc->no_body = false;
     return 0;
 }
 
-static int on_header_field(http_parser *p, const char *at, size_t n)
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
-    struct tn_uconn *uc = p->data;
+    struct tn_uconn *uc = uc_of(p);
+    struct uhead *hd = &uc->head;
     if (uc->resp_started && !uc->in_trailers) {
         /* a chunked body's trailers: the head was handed over long ago */
         uc->in_trailers = true;
-        tn_h1_head_reset(&uc->head);
+        head_reset(hd);
     }
-    return tn_h1_head_field(&uc->head, at, n);
+    if (!hd->in_name) {
+        if (hd->n >= uc->pool->wc->c->max_headers_count)
+            return HPE_USER; /* max_headers_count */
+        if (hd->n == hd->ecap) {
+            size_t cap = hd->ecap ? hd->ecap * 2 : 32;
+            void *e = realloc(hd->e, cap * sizeof(*hd->e));
+            if (e == NULL)
+                return -1;
+            hd->e = e;
+            hd->ecap = cap;
+        }
+        hd->e[hd->n++] = (struct uhead_entry){.no = (uint32_t)hd->len};
+        hd->in_name = true;
+    }
+    if (uc->in_trailers && hd->len + n > (size_t)uc->pool->wc->c->max_response_headers_kb * 1024)
+        return HPE_USER;
+    hd->e[hd->n - 1].nl += (uint32_t)n;
+    return head_append(hd, at, n, true);
 }
 
-static int on_header_value(http_parser *p, const char *at, size_t n)
+static int on_header_field_complete(llhttp_t *p)
 {
-    struct tn_uconn *uc = p->data;
-    return tn_h1_head_value(&uc->head, at, n);
+    struct uhead *hd = &uc_of(p)->head;
+    hd->in_name = false;
+    hd->e[hd->n - 1].vo = (uint32_t)hd->len;
+    return 0;
 }
 
-static int on_headers_complete(http_parser *p)
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
-    struct tn_uconn *uc = p->data;
-    struct tn_h1_head *hd = &uc->head;
-    struct tn_ureq *r = uc->req;
-    if (p->status_code < 200) {
-        uc->in_1xx = true; /* 100 Continue and other interim answers are dropped */
-        return 0;
-    }
-    if (r == NULL || tn_h1_head_finish(hd))
-        return -1;
-    const struct tn_header *conn = tn_headers_find(hd->h, hd->n, "connection", 10);
-    size_t j = 0;
-    for (size_t i = 0; i < hd->n; i++) {
-        const struct tn_header *h = &hd->h[i];
-        if (tn_h1_hop_by_hop(h, conn) || (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0))
-            continue;
-        hd->h[j++] = *h;
-    }
-    uc->resp_started = true;
-    bool no_body = r->head || p->status_code == 204 || p->status_code == 304;
-    struct tn_response resp = {
-        .status = p->status_code,
-        .headers = hd->h,
-        .n_headers = j,
-        .content_length = (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1,
-        .end_stream = no_body || ((p->flags & F_CONTENTLENGTH) && p->content_length == 0),
-    };
-    if (r->head && (p->flags & F_CONTENTLENGTH))
-        resp.content_length = (int64_t)p->content_length;
-    r->ops->on_headers(r, &resp);
-    return no_body ? 1 : 0;
+    struct tn_uconn *uc = uc_of(p);
+    struct uhead *hd = &uc->head;
+    if (uc->in_trailers && hd->len + n > (size_t)uc->pool->wc->c->max_response_headers_kb * 1024)
+        return HPE_USER;
+    hd->e[hd->n - 1].vl += (uint32_t)n;
+    return head_append(hd, at, n, false);
 }
 
-static int on_body(http_parser *p, const char *at, size_t n)
+static int on_header_value_complete(llhttp_t *p)
 {
-    struct tn_uconn *uc = p->data;
+    struct uhead *hd = &uc_of(p)->head;
+    struct uhead_entry *e = &hd->e[hd->n - 1];
+    while (e->vl && (hd->buf[e->vo + e->vl - 1] == ' ' || hd->buf[e->vo + e->vl - 1] == '\t'))
+        e->vl--;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct tn_uconn *uc = uc_of(p);
+    if (uc->req == NULL || p->http_major != 1 || p->status_code < 100 || p->status_code > 599)
+        return -1; /* HTTP/1.x with a status in 100..599 only */
+    if (p->status_code == 101)
+        return -1; /* tern never asks to switch protocols */
+    uc->in_1xx = p->status_code < 200;
+    uc->no_body = uc->req->head || p->status_code == 204 || p->status_code == 304;
+    if (uc->no_body)
+        p->flags |= F_SKIPBODY; /* what returning 1 would do; we return HPE_PAUSED */
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    struct tn_uconn *uc = uc_of(p);
     struct tn_ureq *r = uc->req;
     if (r == NULL)
         return -1;
@@ -345,38 +584,16 @@ static int on_body(http_parser *p, const char *at, size_t n)
     return uc->state == UC_BUSY && uc->req == r ? 0 : -1;
 }
 
-static int on_message_complete(http_parser *p)
+static int on_message_complete(llhttp_t *p)
 {
-    struct tn_uconn *uc = p->data;
+    struct tn_uconn *uc = uc_of(p);
     if (uc->in_1xx) {
-        uc->in_1xx = uc->in_trailers = false;
+        uc->in_1xx = false;
         return 0;
     }
-    struct tn_ureq *r = uc->req;
-    bool keep = http_should_keep_alive(p);
-    if (uc->in_trailers) {
-        uc->in_trailers = false;
-        if (tn_h1_head_finish(&uc->head))
-            return -1;
-        if (r && r->ops->on_trailers)
-            r->ops->on_trailers(r, uc->head.h, uc->head.n);
-        if (uc->req != r || uc->state != UC_BUSY)
-            return -1; /* the owner gave the request up */
-    }
+    uc->keep_alive = llhttp_should_keep_alive(p);
     uc->resp_done = true;
-    uc->parser_reset = true;
-    http_parser_pause(p, 1);
-    if (r) {
-        r->uc = NULL;
-        uc->req = NULL;
-        struct tn_slice none = {0};
-        if (keep && uc->req_written)
-            uc_release(uc);
-        else
-            uc_close(uc);
-        r->ops->on_data(r, &none, true);
-    }
-    return 0;
+    return HPE_PAUSED;
 }
 
 const struct sockaddr_storage *tn_uconn_local(const struct tn_uconn *uc)
@@ -446,9 +663,8 @@ static struct tn_uconn *uc_open(struct tn_hpool *p)
     tn_stat_inc(US(p, upstream_cx_http1_total));
     uc->opened = uv_now(&w->loop);
     uc->state = UC_CONNECTING;
-    http_parser_init(&uc->parser, HTTP_RESPONSE);
+    llhttp_init(&uc->parser, HTTP_RESPONSE, &settings);
     uc->parser.data = uc;
-    tn_h1_head_init(&uc->head, 1024 * 1024);
     tn_outq_init(&uc->out, (uv_stream_t *)&uc->tcp, c->per_connection_buffer_limit, uc);
     uc->out.on_error = on_out_error;
     uc->out.on_low = on_out_low;
@@ -477,12 +693,7 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r)
         struct tn_uconn *uc = p->idle;
         p->idle = uc->next_idle;
         uc->next_idle = NULL;
-        uc->state = UC_BUSY;
-        uc->req = r;
-        r->uc = uc;
-        uc->n_requests++;
-        uc->req_written = uc->resp_done = uc->resp_started = uc->in_1xx = uc->in_trailers = false;
-        tn_timer_stop(&worker_of(p)->timers, &uc->timer);
+        uc_begin(uc, r);
         return 0;
     }
     if (atomic_load(&c->rc_pending) >= c->thresholds[0].max_pending_requests)
@@ -533,7 +744,10 @@ void tn_ureq_cancel(struct tn_ureq *r)
         struct tn_uconn *uc = r->uc;
         uc->req = NULL;
         r->uc = NULL;
-        uc_close(uc);
+        /* a response whose head ended it needs no more from its owner: the
+         * connection finishes reading it and may go back to the pool */
+        if (!(uc->end_at_head && uc->state == UC_BUSY))
+            uc_close(uc);
     }
 }
 
@@ -548,7 +762,13 @@ void tn_hpool_retire(struct tn_hpool *p)
 int tn_uconn_write(struct tn_uconn *uc, const char *pre, size_t pre_len, struct tn_slice *s, unsigned n,
                    const char *post, size_t post_len)
 {
-    return tn_outq_write(&uc->out, pre, pre_len, s, n, post, post_len);
+    uint64_t bytes = pre_len + post_len;
+    for (unsigned i = 0; i < n; i++)
+        bytes += s[i].len;
+    int rc = tn_outq_write(&uc->out, pre, pre_len, s, n, post, post_len);
+    if (rc == 0)
+        tn_stat_add(US(uc->pool, upstream_cx_tx_bytes_total), bytes);
+    return rc;
 }
 
 bool tn_uconn_write_above(struct tn_uconn *uc)
@@ -578,10 +798,12 @@ void tn_uconn_read_pause(struct tn_uconn *uc, bool pause)
     }
 }
 
-static http_parser_settings settings = {
+static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

@@ -84,7 +84,8 @@ void tn_hpool_retire(struct tn_hpool *p);
 int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r);
 
 /* Gives up a request: leaves the pending queue, or closes its connection
- * when an exchange is under way. No callback follows. */
+ * when an exchange is under way (a response whose head had end_stream set is
+ * read to its end first and the connection kept). No callback follows. */
 void tn_ureq_cancel(struct tn_ureq *r);
 
 /* Writes request bytes (see tn_outq_write); 0 or a negative uv error. */

@@ -11,7 +11,7 @@
 #include <strings.h>
 
 #include <arpa/inet.h>
-#include <http_parser.h>
+#include <llhttp.h> /* HTTP_HEAD: the same value as http_parser's, which the connection sets */
 #include <netinet/in.h>
 
 #include "dataplane/cluster.h"
@@ -74,6 +74,10 @@ static void respond(struct router *r, int status, const char *body, uint32_t fla
 
 static void release_try(struct router *r)
 {
+    /* an exchange given up before its response ended (timeout, retry, the
+     * client left, a local reply): Envoy's upstream_rq_tx_reset */
+    if (r->ureq.uc && !r->done)
+        tn_stat_inc(CS(r, upstream_rq_tx_reset));
     if (r->ureq.uc || r->ureq.pending)
         tn_ureq_cancel(&r->ureq);
     tn_timer_stop(&W(r)->timers, &r->try_timeout);
@@ -484,6 +488,7 @@ static void on_failure(struct tn_ureq *q, enum tn_pool_failure why)
 {
     struct router *r = (struct router *)((char *)q - offsetof(struct router, ureq));
     if (why == TN_POOL_OVERFLOW) {
+        tn_stat_inc(CS(r, upstream_rq_pending_overflow));
         fail(r, 503, RESET_BODY_PREFIX "overflow", TN_RF_UPSTREAM_OVERFLOW, "upstream_reset_before_response_started{overflow}");
         return;
     }
@@ -497,7 +502,12 @@ static void on_failure(struct tn_ureq *q, enum tn_pool_failure why)
 static void on_reset(struct tn_ureq *q, enum tn_reset_reason why)
 {
     struct router *r = (struct router *)((char *)q - offsetof(struct router, ureq));
-    tn_stat_inc(CS(r, upstream_rq_rx_reset));
+    /* the connection is gone: the origin closed it (reset remotely), or it
+     * broke the protocol and tern closed it (reset locally) */
+    if (why == TN_RESET_PROTOCOL_ERROR)
+        tn_stat_inc(CS(r, upstream_rq_tx_reset));
+    else
+        tn_stat_inc(CS(r, upstream_rq_rx_reset));
     report_outlier(r, 0, tn_worker_now(W(r)));
     if (!r->resp_started && maybe_retry(r, 0, false))
         return;
@@ -537,8 +547,8 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
         count_response(r, resp->status, now); /* the try's answer counts though it is not passed on */
         return;
     }
-    tn_timer_stop(&w->timers, &r->try_timeout);
-    tn_timer_stop(&w->timers, &r->timeout);
+    /* the route and per-try timeouts run on to the response's end (Envoy:
+     * they span until the response is completely processed) */
     r->resp_started = true;
     count_response(r, resp->status, now);
     struct tn_stream_info *si = tn_stream_info(r->s);
@@ -584,6 +594,7 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     if (resp->end_stream) {
         r->done = true;
         release_try(r);
+        tn_timer_stop(&w->timers, &r->timeout);
     }
     tn_stream_encode_headers(r->s, &down);
     tn_block_unref(b); /* the head was serialized from it already */
@@ -600,6 +611,7 @@ static void on_data(struct tn_ureq *q, struct tn_slice *data, bool end)
         r->done = true;
         r->ureq.uc = NULL;
         release_try(r);
+        tn_timer_stop(&W(r)->timers, &r->timeout);
     }
     tn_stream_encode_data(r->s, data, end);
     if (!end && r->ureq.uc && tn_stream_downstream_above(r->s))
@@ -651,6 +663,8 @@ static const struct tn_ureq_ops ureq_ops = {
 static void on_timeout(struct tn_timer *t)
 {
     struct router *r = (struct router *)((char *)t - offsetof(struct router, timeout));
+    if (r->done)
+        return;
     tn_stat_inc(CS(r, upstream_rq_timeout));
     if (r->host)
         report_outlier(r, 0, tn_worker_now(W(r)));
@@ -660,6 +674,8 @@ static void on_timeout(struct tn_timer *t)
 static void on_try_timeout(struct tn_timer *t)
 {
     struct router *r = (struct router *)((char *)t - offsetof(struct router, try_timeout));
+    if (r->done)
+        return;
     tn_stat_inc(CS(r, upstream_rq_per_try_timeout));
     if (r->host)
         report_outlier(r, 0, tn_worker_now(W(r)));
@@ -991,6 +1007,8 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     r->cluster = tn_cluster_ref(r->wc->c);
     si->upstream_cluster = r->cluster->name;
     if (atomic_load(&r->cluster->rc_rq) >= r->cluster->thresholds[0].max_requests) {
+        /* Envoy counts the requests breaker's overflow here too */
+        tn_stat_inc(CS(r, upstream_rq_pending_overflow));
         respond(r, 503, RESET_BODY_PREFIX "overflow", TN_RF_UPSTREAM_OVERFLOW,
                 "upstream_reset_before_response_started{overflow}");
         return TN_FILTER_STOP;
