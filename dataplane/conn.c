@@ -101,7 +101,7 @@ struct tn_dconn {
     struct tn_stream *s; /* the request in flight, NULL between requests */
     uint64_t n_streams;
     uint64_t last_activity; /* uv_now of the stream's last progress */
-    bool remote_closed, closing, reading, keepalive, in_parse, stream_ended_in_parse, drain, read_paused_by_filter, eof;
+    bool remote_closed, closing, reading, keepalive, in_parse, stream_ended_in_parse, drain, read_paused_by_filter;
     bool tunnel; /* upgraded: what the client sends is the request body, unparsed */
 };
 
@@ -235,15 +235,12 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
             conn_close(c);
             return;
         }
-        if (c->s && !c->s->req_done) {
+        /* a client that leaves (or half-closes: HTTP/1.1 cannot tell) while
+         * its request is in flight ends it, as Envoy and nginx do: the
+         * router lets the upstream connection go at once */
+        if (c->s && !c->s->resp_done) {
             c->s->si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
             tn_stat_inc(HS(c, downstream_rq_rx_reset));
-        }
-        if (n == UV_EOF && c->s && c->s->req_done && !c->s->resp_done) {
-            /* half-close after complete requests: answer them all first */
-            c->eof = true;
-            read_stop(c);
-            return;
         }
         conn_close(c);
         return;
@@ -273,7 +270,7 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
 
 static void read_start(struct tn_dconn *c)
 {
-    if (!c->reading && !c->closing && !c->eof && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    if (!c->reading && !c->closing && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = true;
 }
 
@@ -414,13 +411,7 @@ static void resume_after_stream(struct tn_dconn *c)
         parse(c, b, p, n);
         tn_block_unref(b);
     }
-    if (c->eof && !c->closing && c->s && !c->s->req_done) {
-        /* the client half-closed in the middle of a pipelined request */
-        c->s->si.response_flags |= TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
-        conn_close(c);
-    } else if (c->eof && c->s == NULL && !c->closing)
-        close_after_flush(c);
-    else if (c->s == NULL || !c->s->req_done)
+    if (c->s == NULL || !c->s->req_done)
         read_start(c);
 }
 

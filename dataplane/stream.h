@@ -26,7 +26,7 @@ struct tn_route_table;
 struct tn_request {
     const char *method;
     size_t method_len;
-    int method_id; /* http_parser's enum http_method */
+    int method_id; /* llhttp's enum llhttp_method (HTTP_GET, HTTP_HEAD, ...) */
     const char *path; /* origin-form target, query included */
     size_t path_len;
     const char *host; /* :authority */

@@ -11,7 +11,7 @@
 #include <strings.h>
 
 #include <arpa/inet.h>
-#include <llhttp.h> /* HTTP_HEAD: the same value as http_parser's, which the connection sets */
+#include <llhttp.h>
 #include <netinet/in.h>
 
 #include "dataplane/cluster.h"

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <http_parser.h>
+#include <llhttp.h>
 
 #include "dataplane/cluster.h"
 #include "dataplane/h1.h"
