@@ -11,18 +11,18 @@ tern=${TERN:-build/tern}
 ulimit -n $((n + 1024))
 tmp=$(mktemp -d)
 trap 'kill $opid $tpid 2>/dev/null; rm -rf "$tmp"' EXIT
-set -- $(python3 -c 'import socket
+set -- $("${PYTHON:-/usr/bin/python3}" -c 'import socket
 ss=[socket.socket() for _ in range(3)]
 [s.bind(("127.0.0.1",0)) for s in ss]
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 origin=$1 front=$2 admin=$3
 sed "s/port_value: 18000/port_value: $front/; s/port_value: 18001/port_value: $origin/; s/port_value: 18901/port_value: $admin/" \
     bench/tern.yaml >"$tmp/tern.yaml"
-python3 tests/origin/origin.py --port "$origin" --name origin >"$tmp/origin.log" 2>&1 &
+"${PYTHON:-/usr/bin/python3}" tests/origin/origin.py --port "$origin" --name origin >"$tmp/origin.log" 2>&1 &
 opid=$!
 "$tern" -c "$tmp/tern.yaml" --concurrency 1 -l warning 2>"$tmp/tern.log" &
 tpid=$!
-python3 - "$front" <<'PY'
+"${PYTHON:-/usr/bin/python3}" - "$front" <<'PY'
 import socket, sys, time
 for _ in range(100):
     try:
@@ -32,4 +32,4 @@ for _ in range(100):
 PY
 # a few requests first, so the pools, blocks and buffers of one request exist
 for i in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$front/"; done
-python3 bench/idle_conns.py "$tpid" "$front" "$n"
+"${PYTHON:-/usr/bin/python3}" bench/idle_conns.py "$tpid" "$front" "$n"

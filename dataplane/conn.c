@@ -124,6 +124,8 @@ static void on_closed(uv_handle_t *h)
     tn_stat_inc(HS(c, downstream_cx_destroy));
     tn_stat_inc(c->w->shard, c->remote_closed ? c->l->hcm.stats.downstream_cx_destroy_remote
                                               : c->l->hcm.stats.downstream_cx_destroy_local);
+    if (c->tunnel)
+        tn_stat_dec(HS(c, downstream_cx_upgrades_active));
     tn_listener_unref(c->l);
     free(c);
     w->n_freed++;
@@ -1360,6 +1362,8 @@ fail:
  * that follow, go to the filters as the request's body. */
 static void tunnel_start(struct tn_dconn *c)
 {
+    tn_stat_inc(HS(c, downstream_cx_upgrades_total));
+    tn_stat_inc(HS(c, downstream_cx_upgrades_active));
     if (c->pend_blk) {
         struct tn_block *b = c->pend_blk;
         struct tn_slice sl = tn_slice_of(b, c->pend_p, c->pend_len);

@@ -21,6 +21,8 @@ struct tn_cluster;
     X(downstream_cx_http1_active, GAUGE)                                                                               \
     X(downstream_cx_protocol_error, COUNTER)                                                                           \
     X(downstream_cx_idle_timeout, COUNTER)                                                                             \
+    X(downstream_cx_upgrades_total, COUNTER)                                                                           \
+    X(downstream_cx_upgrades_active, GAUGE)                                                                            \
     X(downstream_cx_rx_bytes_total, COUNTER)                                                                           \
     X(downstream_cx_tx_bytes_total, COUNTER)                                                                           \
     X(downstream_rq_total, COUNTER)                                                                                    \

@@ -44,6 +44,13 @@ struct tn_request_view {
     uint64_t random;
 };
 
+/* An upgrade_configs entry (the connection manager's or a route's): a
+ * protocol (lower case, "websocket") let through or turned off. */
+struct tn_upgrade {
+    const char *type;
+    bool enabled;
+};
+
 /* The first header named `name` (lower case, length n), or NULL. */
 static inline const struct tn_header *tn_headers_find(const struct tn_header *v, size_t count, const char *name,
                                                       size_t n)

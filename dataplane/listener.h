@@ -31,13 +31,6 @@ enum tn_codec {
     TN_CODEC_HTTP2,
 };
 
-/* An upgrade_configs entry: a protocol (lower case, "websocket") the
- * connection manager lets through, or turns off for a route. */
-struct tn_upgrade {
-    const char *type;
-    bool enabled;
-};
-
 /* One HttpConnectionManager. */
 struct tn_hcm {
     const char *stat_prefix;

@@ -50,6 +50,7 @@ struct tn_uconn {
     struct sockaddr_storage local; /* the connection's own address (%UPSTREAM_LOCAL_ADDRESS%) */
     bool remote_closed, reading, read_paused, req_written, resp_done, resp_started, in_1xx, counted, in_trailers,
         head_done, no_body, keep_alive, end_at_head;
+    bool tunnel; /* after a 101: the origin's bytes go to the request as they come */
 };
 
 static const llhttp_settings_t settings;
@@ -266,7 +267,7 @@ static void uc_begin(struct tn_uconn *uc, struct tn_ureq *r)
     r->uc = uc;
     uc->n_requests++;
     uc->req_written = uc->resp_done = uc->resp_started = uc->in_1xx = uc->in_trailers = false;
-    uc->head_done = uc->no_body = uc->keep_alive = uc->end_at_head = false;
+    uc->head_done = uc->no_body = uc->keep_alive = uc->end_at_head = uc->tunnel = false;
     uc->head_bytes = 0;
     llhttp_reset(&uc->parser);
     tn_timer_stop(&worker_of(uc->pool)->timers, &uc->timer);
@@ -378,19 +379,27 @@ static bool deliver_head(struct tn_uconn *uc)
         uc_protocol_error(uc, "response head over max_response_headers_kb");
         return false;
     }
-    if (uc->in_1xx)
-        return true; /* 100 Continue and other interim answers are dropped */
     if (head_finish(hd)) {
         uc_fail(uc, TN_RESET_CONNECTION_TERMINATION);
         return false;
     }
+    bool switching = p->status_code == 101; /* only ever accepted for an upgrade */
     const struct tn_header *conn = tn_headers_find(hd->h, hd->n, "connection", 10);
     size_t j = 0;
     for (size_t i = 0; i < hd->n; i++) {
         const struct tn_header *h = &hd->h[i];
-        if (tn_h1_hop_by_hop(h, conn) || (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0))
+        bool upgrade = h->name_len == 7 && memcmp(h->name, "upgrade", 7) == 0;
+        if ((tn_h1_hop_by_hop(h, conn) && !(switching && upgrade)) ||
+            (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0))
             continue;
         hd->h[j++] = *h;
+    }
+    if (uc->in_1xx) {
+        /* 100 Continue, 103 Early Hints: to the owner if it takes them */
+        struct tn_response interim = {.status = p->status_code, .headers = hd->h, .n_headers = j};
+        if (r->ops->on_interim)
+            r->ops->on_interim(r, &interim);
+        return uc->state == UC_BUSY && uc->req == r;
     }
     uc->resp_started = true;
     bool has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
@@ -404,6 +413,11 @@ static bool deliver_head(struct tn_uconn *uc)
     /* the owner may give the request up from on_headers: after a head that
      * ends the response, the connection still reads the response's end
      * (tn_ureq_cancel) */
+    if (switching) {
+        resp.end_stream = false;
+        resp.content_length = -1;
+        uc->tunnel = true;
+    }
     uc->end_at_head = resp.end_stream;
     r->ops->on_headers(r, &resp);
     return uc->state == UC_BUSY && (uc->req == r || uc->end_at_head);
@@ -439,6 +453,14 @@ static void parse(struct tn_uconn *uc, const char *at, const char *end)
         /* paused after a head */
         if (!deliver_head(uc))
             return;
+        if (uc->tunnel) {
+            /* what follows the 101 is the new protocol's */
+            if (at < end && uc->req) {
+                struct tn_slice sl = tn_slice_of(uc->cur_blk, at, (size_t)(end - at));
+                uc->req->ops->on_data(uc->req, &sl, false);
+            }
+            return;
+        }
         uc->head_done = !uc->in_1xx;
         uc->head_bytes = 0;
     }
@@ -452,6 +474,17 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
         return;
     if (n < 0) {
         uc->remote_closed = true;
+        if (uc->state == UC_BUSY && uc->tunnel && uc->req) {
+            /* the origin closed its side of the tunnel: the end of the
+             * response; the connection is not reusable */
+            struct tn_ureq *r = uc->req;
+            struct tn_slice none = {0};
+            r->uc = NULL;
+            uc->req = NULL;
+            uc_close(uc);
+            r->ops->on_data(r, &none, true);
+            return;
+        }
         if (uc->state == UC_BUSY && uc->resp_started && n == UV_EOF) {
             /* a close-delimited body ends here, anything else is cut short */
             llhttp_finish(&uc->parser); /* HPE_PAUSED when the body ended */
@@ -478,7 +511,15 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     uc->rblk = NULL;
     uc->cur_blk = blk;
     tn_stat_add(US(uc->pool, upstream_cx_rx_bytes_total), (uint64_t)n);
-    parse(uc, blk->data, blk->data + n);
+    if (uc->tunnel) {
+        struct tn_slice sl = tn_slice_of(blk, blk->data, (size_t)n);
+        if (uc->req)
+            uc->req->ops->on_data(uc->req, &sl, false);
+        else
+            tn_slice_release(&sl);
+    } else {
+        parse(uc, blk->data, blk->data + n);
+    }
     uc->cur_blk = NULL;
     tn_block_unref(blk);
 }
@@ -564,9 +605,13 @@ static int on_headers_complete(llhttp_t *p)
     struct tn_uconn *uc = uc_of(p);
     if (uc->req == NULL || p->http_major != 1 || p->status_code < 100 || p->status_code > 599)
         return -1; /* HTTP/1.x with a status in 100..599 only */
-    if (p->status_code == 101)
-        return -1; /* tern never asks to switch protocols */
-    uc->in_1xx = p->status_code < 200;
+    if (p->status_code == 101 && !uc->req->upgrade)
+        return -1; /* a switch nobody asked for */
+    if (p->status_code == 101) {
+        uc->no_body = true;
+        return HPE_PAUSED; /* the final answer to an upgrade: a tunnel from here */
+    }
+    uc->in_1xx = p->status_code < 200 && p->status_code != 101;
     uc->no_body = uc->req->head || p->status_code == 204 || p->status_code == 304;
     if (uc->no_body)
         p->flags |= F_SKIPBODY; /* what returning 1 would do; we return HPE_PAUSED */

@@ -51,6 +51,10 @@ struct tn_ureq_ops {
     void (*on_reset)(struct tn_ureq *r, enum tn_reset_reason why);
     /* The connection's write side drained below its low watermark. */
     void (*on_write_low)(struct tn_ureq *r);
+    /* An interim (1xx) answer before the final one (101 only for an
+     * upgrade, as its final answer, through on_headers); the headers live
+     * until the call returns. May be NULL (they are dropped). */
+    void (*on_interim)(struct tn_ureq *r, const struct tn_response *resp);
 };
 
 struct tn_ureq {
@@ -59,7 +63,9 @@ struct tn_ureq {
     struct tn_hpool *pool;
     struct tn_uconn *uc;
     bool pending;
-    bool head; /* a HEAD request: the response has no body */
+    bool head;    /* a HEAD request: the response has no body */
+    bool upgrade; /* asks for an upgrade: a 101 is its final answer, after which the connection is a tunnel
+                     (written with tn_uconn_write, read through on_data until either side closes) */
 };
 
 struct tn_hpool {

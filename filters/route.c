@@ -594,6 +594,24 @@ static int compile_action(struct ctx *c, const pb_action *pb, struct tn_route *r
         return -1;
     if (compile_hashes(c, pb, r))
         return -1;
+    if (pb->n_upgrade_configs) {
+        r->upgrades = tn_pool_alloc(&c->t->pool, pb->n_upgrade_configs * sizeof(*r->upgrades));
+        if (r->upgrades == NULL)
+            return tn_err_fail(c->err, "out of memory");
+        for (size_t i = 0; i < pb->n_upgrade_configs; i++) {
+            const char *t = pb->upgrade_configs[i]->upgrade_type;
+            if (*t == '\0' || strcasecmp(t, "connect") == 0) {
+                tn_err_push(c->err, ".upgrade_configs[%zu].upgrade_type", i);
+                return tn_err_fail(c->err, *t ? "CONNECT is not supported by tern yet" : "must not be empty");
+            }
+            char *lt = tn_pool_strdup(&c->t->pool, t);
+            for (char *q = lt; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+            r->upgrades[i] = (struct tn_upgrade){
+                .type = lt, .enabled = pb->upgrade_configs[i]->enabled == NULL || pb->upgrade_configs[i]->enabled->value};
+        }
+        r->n_upgrades = pb->n_upgrade_configs;
+    }
     tn_err_pop(c->err, mark);
     return 0;
 }

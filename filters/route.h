@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dataplane/err.h"
+#include "dataplane/http.h"
 #include "dataplane/matcher.h"
 #include "dataplane/pool.h"
 #include "envoy/config/route/v3/route.pb-c.h"
@@ -157,6 +158,8 @@ struct tn_route {
     bool mirrors_from_vhost;
     struct tn_hash_policy *hashes;
     size_t n_hashes;
+    struct tn_upgrade *upgrades; /* upgrade_configs: over the connection manager's */
+    size_t n_upgrades;
     /* redirect */
     const char *redirect_scheme, *redirect_host, *redirect_path, *redirect_prefix;
     uint32_t redirect_port, redirect_code;

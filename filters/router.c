@@ -56,6 +56,7 @@ struct router {
     uint64_t try_start;
     unsigned attempts;
     bool retry_counted, replayable, req_end, resp_started, done, counted_rq, chunked, head_written, paused_down;
+    bool upgrade; /* the client's upgrade is enabled and goes upstream */
     int64_t content_length;
 };
 
@@ -285,6 +286,8 @@ static int build_head(struct router *r, const char *host, size_t host_len)
             goto fail;
     }
     if (add_configured(r, b, &pos, true, rq->headers, rq->n_headers))
+        goto fail;
+    if (r->upgrade && tn_h1_put_header(b->data, b->cap, &pos, "connection", 10, "upgrade", 7))
         goto fail;
     if (rq->content_length >= 0) {
         char num[24];
@@ -548,8 +551,13 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
         return;
     }
     /* the route and per-try timeouts run on to the response's end (Envoy:
-     * they span until the response is completely processed) */
+     * they span until the response is completely processed), but for an
+     * upgrade only to its 101: the tunnel has the stream idle timeout */
     r->resp_started = true;
+    if (resp->status == 101) {
+        tn_timer_stop(&w->timers, &r->timeout);
+        tn_timer_stop(&w->timers, &r->try_timeout);
+    }
     count_response(r, resp->status, now);
     struct tn_stream_info *si = tn_stream_info(r->s);
     if (si->first_upstream_rx_ns == 0)
@@ -648,7 +656,15 @@ static void on_trailers(struct tn_ureq *q, const struct tn_header *h, size_t n)
     si->n_resp_trailers = n;
 }
 
+/* 103 Early Hints, 100 Continue: on to the client before the answer. */
+static void on_interim(struct tn_ureq *q, const struct tn_response *resp)
+{
+    struct router *r = (struct router *)((char *)q - offsetof(struct router, ureq));
+    tn_stream_encode_interim(r->s, resp);
+}
+
 static const struct tn_ureq_ops ureq_ops = {
+    .on_interim = on_interim,
     .on_trailers = on_trailers,
     .on_ready = on_ready,
     .on_failure = on_failure,
@@ -773,6 +789,7 @@ static void start_try(struct router *r)
     }
     r->ureq.ops = &ureq_ops;
     r->ureq.head = tn_stream_request(r->s)->method_id == HTTP_HEAD;
+    r->ureq.upgrade = r->upgrade;
     const struct tn_retry_policy *rp = &r->retry;
     if (rp->per_try_timeout_ms)
         tn_timer_start(&w->timers, &r->try_timeout, rp->per_try_timeout_ms);
@@ -874,6 +891,24 @@ static void remove_request_header(struct tn_request *rq, const char *name)
         if (!(rq->headers[i].name_len == n && memcmp(rq->headers[i].name, name, n) == 0))
             rq->headers[j++] = rq->headers[i];
     rq->n_headers = j;
+}
+
+/* Whether the client's upgrade (rq->upgrade) may go through: the route's
+ * upgrade_configs decide for the types they name, the connection
+ * manager's for the others; a type neither names is not enabled. */
+static bool upgrade_enabled(struct router *r, const struct tn_request *rq)
+{
+    const struct tn_route *rt = r->route;
+    const struct tn_hcm *hcm = tn_stream_hcm(r->s);
+    for (size_t i = 0; i < rt->n_upgrades; i++)
+        if (strlen(rt->upgrades[i].type) == rq->upgrade_len &&
+            strncasecmp(rt->upgrades[i].type, rq->upgrade, rq->upgrade_len) == 0)
+            return rt->upgrades[i].enabled;
+    for (size_t i = 0; i < hcm->n_upgrades; i++)
+        if (strlen(hcm->upgrades[i].type) == rq->upgrade_len &&
+            strncasecmp(hcm->upgrades[i].type, rq->upgrade, rq->upgrade_len) == 0)
+            return hcm->upgrades[i].enabled;
+    return false;
 }
 
 /* The route's timeout and retry policy, amended by Envoy's request headers
@@ -1019,7 +1054,18 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
         tn_stream_set_idle_timeout(s, r->route->idle_timeout_ms);
     if (rq->expect_continue)
         tn_stream_send_continue(s);
-    if (end_stream && r->timeout_ms)
+    if (rq->upgrade) {
+        r->upgrade = upgrade_enabled(r, rq);
+        if (!r->upgrade) {
+            /* not enabled: Envoy forwards the request without its Upgrade */
+            remove_request_header(rq, "upgrade");
+            rq->upgrade = NULL;
+            r->req_end = end_stream = true;
+        } else {
+            r->replayable = false; /* the tunnel's bytes are not kept for a retry */
+        }
+    }
+    if ((end_stream || r->upgrade) && r->timeout_ms)
         tn_timer_start(&w->timers, &r->timeout, r->timeout_ms);
     start_try(r);
     return TN_FILTER_STOP;

@@ -18,6 +18,9 @@ usage: bad_origin.py PORT
   /stall-head         nothing at all
   /headers/N          a 200 head of N header lines (Content-Length counted)
   /headsize/B         a 200 head of exactly B bytes, status line to the empty line
+  /early              103 Early Hints (a Link header), then 200 "ok"
+  /continue           an unasked-for 100 Continue, then 200 "ok"
+  /switch             101 Switching Protocols to a request that asked for none
   /__events           JSON list of ["closed", PATH, seconds from the request to
                       the peer's close] for stalled requests, and
                       ["conn", N] connections accepted so far
@@ -68,6 +71,12 @@ def answer(path):
         return b"HTTP/1.1 600 Nope\r\nContent-Length: 2\r\n\r\nok"
     if path.startswith("/status099"):
         return b"HTTP/1.1 099 Nope\r\nContent-Length: 2\r\n\r\nok"
+    if path.startswith("/early"):
+        return b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" + ok()
+    if path.startswith("/continue"):
+        return b"HTTP/1.1 100 Continue\r\n\r\n" + ok()
+    if path.startswith("/switch"):
+        return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
     if path.startswith("/extra"):
         return ok(b"XYZ")
     if path.startswith("/headers/"):
