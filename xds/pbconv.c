@@ -688,7 +688,7 @@ int tn_pbconv_yaml(const char *text, size_t len, const ProtobufCMessageDescripto
     struct conv c = {.doc = &doc, .err = err};
 
     tn_pool_init(&c.pool);
-    ProtobufCMessage *m;
+    ProtobufCMessage *m = NULL; /* set when conv_message returns 0; GCC -O3 cannot see that */
     int rc = -1;
 
     if (load_document(text, len, &doc, err))
