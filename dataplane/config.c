@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dataplane/log.h"
+#include "xds/unsupported.h"
 
 typedef Envoy__Config__Core__V3__ConfigSource pb_config_source;
 
@@ -221,6 +222,8 @@ static int compile_admin(struct tn_config *c, const Envoy__Config__Bootstrap__V3
 
 static int compile(struct tn_config *c, const tn_pb_bootstrap *b, struct tn_err *err)
 {
+    if (tn_unsupported_check(&b->base, err))
+        return -1;
     if (b->layered_runtime != NULL) {
         for (size_t i = 0; i < b->layered_runtime->n_layers; i++)
             if (b->layered_runtime->layers[i]->layer_specifier_case !=

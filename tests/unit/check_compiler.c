@@ -230,7 +230,7 @@ START_TEST(bootstrap_errors)
                  "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
                  "socket_address.address: 'localhost' is not an IP address");
     config_error("static_resources: {clusters: [{name: s, type: ORIGINAL_DST}]}\n",
-                 "static_resources.clusters[0].type: cluster type 4 is not supported");
+                 "static_resources.clusters[0].type: type ORIGINAL_DST is not supported by tern");
     config_error("dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: "
                  "[{envoy_grpc: {cluster_name: xds}}]}}\n",
                  "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster 'xds'");
