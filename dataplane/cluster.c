@@ -5,6 +5,7 @@
 
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "xds/types.h"
+#include "xds/unsupported.h"
 
 typedef Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions pb_http_options;
 
@@ -95,6 +96,13 @@ void tn_endpoint_set_unref(struct tn_endpoint_set *s)
 
 /* ---- cluster settings --------------------------------------------------- */
 
+/* An enum value as its name: errors name values, never numbers. */
+static const char *enum_name(const ProtobufCEnumDescriptor *d, int v)
+{
+    const ProtobufCEnumValue *e = protobuf_c_enum_descriptor_get_value(d, v);
+    return e ? e->name : "(unknown)";
+}
+
 static int compile_type(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn_err *err)
 {
     switch (pb->type) {
@@ -112,8 +120,8 @@ static int compile_type(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn
         break;
     default:
         tn_err_push(err, ".type");
-        return tn_err_fail(err, "cluster type %d is not supported (STATIC, STRICT_DNS, LOGICAL_DNS, EDS are)",
-                           pb->type);
+        return tn_err_fail(err, "type %s is not supported by tern (STATIC, STRICT_DNS, LOGICAL_DNS, EDS are)",
+                           enum_name(&envoy__config__cluster__v3__cluster__discovery_type__descriptor, pb->type));
     }
     switch (pb->lb_policy) {
     case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN:
@@ -133,7 +141,8 @@ static int compile_type(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn
         break;
     default:
         tn_err_push(err, ".lb_policy");
-        return tn_err_fail(err, "lb_policy %d is not supported", pb->lb_policy);
+        return tn_err_fail(err, "lb_policy %s is not supported by tern (ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV are)",
+                           enum_name(&envoy__config__cluster__v3__cluster__lb_policy__descriptor, pb->lb_policy));
     }
     c->least_request_choices = 2;
     c->ring_min = 1024;
@@ -207,7 +216,7 @@ static int compile_protocol_options(const tn_pb_cluster *pb, struct tn_cluster *
         const char *key = pb->typed_extension_protocol_options[i]->key;
         size_t mark = tn_err_push(err, ".typed_extension_protocol_options[\"%s\"]", key);
         if (strcmp(key, UPSTREAM_HTTP_OPTIONS) != 0)
-            return tn_err_fail(err, "unsupported protocol options (only %s is)", UPSTREAM_HTTP_OPTIONS);
+            return tn_err_fail(err, "unsupported extension %s (tern supports only %s)", key, UPSTREAM_HTTP_OPTIONS);
         const ProtobufCMessage *any = (const ProtobufCMessage *)pb->typed_extension_protocol_options[i]->value;
         if (any == NULL)
             return tn_err_fail(err, "value required");
@@ -346,6 +355,8 @@ struct tn_cluster *tn_cluster_compile(const tn_pb_cluster *pb, struct tn_err *er
     }
     c->refcnt = 1;
     tn_pool_init_small(&c->pool);
+    if (tn_unsupported_check(&pb->base, err)) /* a cluster from CDS is not in the bootstrap's walk */
+        goto err;
     if (*pb->name == '\0') {
         tn_err_push(err, ".name");
         tn_err_fail(err, "must not be empty");

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dataplane/log.h"
+#include "xds/unsupported.h"
 
 typedef Envoy__Config__Core__V3__ConfigSource pb_config_source;
 
@@ -27,21 +28,36 @@ static int compile_clusters(struct tn_config *c, const Envoy__Config__Bootstrap_
     return 0;
 }
 
+/* Writes a generated listener name into the bootstrap, so that
+ * /config_dump shows the name /listeners and the logs use. */
+static int name_in_bootstrap(Envoy__Config__Listener__V3__Listener *pb, const char *name)
+{
+    char *copy = strdup(name);
+    if (copy == NULL)
+        return -1;
+    if (pb->name != protobuf_c_empty_string)
+        free(pb->name);
+    pb->name = copy;
+    return 0;
+}
+
 static int compile_listeners(struct tn_config *c, const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr,
                              struct tn_err *err)
 {
     c->listeners = tn_pool_alloc(&c->pool, sr->n_listeners * sizeof(*c->listeners) + 1);
     for (size_t i = 0; i < sr->n_listeners; i++) {
         size_t mark = tn_err_push(err, ".listeners[%zu]", i);
-        struct tn_listener *l = tn_listener_compile(sr->listeners[i], err);
+        struct tn_listener *l = tn_listener_compile_static(sr->listeners[i], err);
         if (l == NULL)
             return -1;
         c->listeners[i] = l;
         c->n_listeners = i + 1;
         for (size_t j = 0; j < i; j++) {
             if (strcmp(c->listeners[j]->name, l->name) == 0) {
+                bool gen = l->name_generated || c->listeners[j]->name_generated;
                 tn_err_push(err, ".name");
-                return tn_err_fail(err, "duplicate listener name '%s' (also listeners[%zu])", l->name, j);
+                return tn_err_fail(err, "duplicate listener name '%s' (also listeners[%zu])%s", l->name, j,
+                                   gen ? "; tern names a listener without a name after its address" : "");
             }
             if (tn_address_same(&c->listeners[j]->addr, &l->addr)) {
                 tn_err_push(err, ".address");
@@ -54,6 +70,9 @@ static int compile_listeners(struct tn_config *c, const Envoy__Config__Bootstrap
             return -1;
         tn_err_pop(err, mark);
     }
+    for (size_t i = 0; i < c->n_listeners; i++)
+        if (c->listeners[i]->name_generated && name_in_bootstrap(sr->listeners[i], c->listeners[i]->name))
+            return tn_err_fail(err, "out of memory");
     return 0;
 }
 
@@ -221,6 +240,8 @@ static int compile_admin(struct tn_config *c, const Envoy__Config__Bootstrap__V3
 
 static int compile(struct tn_config *c, const tn_pb_bootstrap *b, struct tn_err *err)
 {
+    if (tn_unsupported_check(&b->base, err))
+        return -1;
     if (b->layered_runtime != NULL) {
         for (size_t i = 0; i < b->layered_runtime->n_layers; i++)
             if (b->layered_runtime->layers[i]->layer_specifier_case !=

@@ -8,6 +8,7 @@
 
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "xds/types.h"
+#include "xds/unsupported.h"
 
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager pb_hcm;
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter pb_http_filter;
@@ -40,7 +41,7 @@ static int compile_http_filters(struct tn_listener *l, const pb_hcm *pb, struct 
             o->factory = tn_filter_factory_by_type(url);
             if (o->factory == NULL && !f->is_optional) {
                 tn_err_push(err, ".typed_config");
-                return tn_err_fail(err, "no HTTP filter for type '%s'", url);
+                return tn_err_fail(err, "unsupported extension %s (%s)", f->name, url);
             }
             if (o->factory != NULL) {
                 tn_err_push(err, ".typed_config");
@@ -226,8 +227,8 @@ static int compile_chain(struct tn_listener *l, const Envoy__Config__Listener__V
     tn_err_push(err, ".typed_config");
     if (tn_type_find(f->typed_config->type_url) !=
         &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor)
-        return tn_err_fail(err, "network filter type '%s' is not supported (only %s is)", f->typed_config->type_url,
-                           HCM_NAME);
+        return tn_err_fail(err, "unsupported extension %s (%s): tern's only network filter is %s", f->name,
+                           f->typed_config->type_url, HCM_NAME);
     pb_hcm *hcm = (pb_hcm *)tn_any_unpack((const ProtobufCMessage *)f->typed_config, NULL, err);
     if (hcm == NULL)
         return -1;
@@ -236,24 +237,34 @@ static int compile_chain(struct tn_listener *l, const Envoy__Config__Listener__V
     return rc;
 }
 
-static int compile_listener(struct tn_listener *l, const tn_pb_listener *pb, struct tn_err *err)
+/* The address as Envoy names listener stats: "127.0.0.1_10000". */
+static const char *address_name(struct tn_listener *l)
+{
+    char *s = tn_pool_strdup(&l->pool, l->addr.text);
+    for (char *p = s; p && *p; p++)
+        if (*p == ':')
+            *p = '_';
+    return s;
+}
+
+static int compile_listener(struct tn_listener *l, const tn_pb_listener *pb, bool name_from_address,
+                            struct tn_err *err)
 {
     size_t mark = err->path_len;
-    if (*pb->name == '\0') {
+    if (tn_unsupported_check(&pb->base, err)) /* a listener from LDS is not in the bootstrap's walk */
+        return -1;
+    if (*pb->name == '\0' && !name_from_address) {
         tn_err_push(err, ".name");
-        return tn_err_fail(err, "must not be empty");
+        return tn_err_fail(err, "must not be empty (a listener from LDS is known by its name)");
     }
-    l->name = tn_pool_strdup(&l->pool, pb->name);
     tn_err_push(err, ".address");
     if (tn_address_from_pb(pb->address, true, &l->addr, err))
         return -1;
     l->addr.host = tn_pool_strdup(&l->pool, l->addr.host);
     tn_err_pop(err, mark);
-    l->stat_prefix = tn_pool_strdup(&l->pool, *pb->stat_prefix ? pb->stat_prefix : l->addr.text);
-    if (*pb->stat_prefix == '\0' && l->stat_prefix)
-        for (char *p = (char *)l->stat_prefix; *p; p++)
-            if (*p == ':')
-                *p = '_'; /* Envoy names listener stats "listener.127.0.0.1_10000." */
+    l->name_generated = *pb->name == '\0';
+    l->name = l->name_generated ? address_name(l) : tn_pool_strdup(&l->pool, pb->name);
+    l->stat_prefix = *pb->stat_prefix ? tn_pool_strdup(&l->pool, pb->stat_prefix) : address_name(l);
     l->per_connection_buffer_limit =
         pb->per_connection_buffer_limit_bytes ? pb->per_connection_buffer_limit_bytes->value : 1024 * 1024;
     l->reuse_port = pb->enable_reuse_port ? pb->enable_reuse_port->value : true;
@@ -286,7 +297,7 @@ static int compile_listener(struct tn_listener *l, const tn_pb_listener *pb, str
     return 0;
 }
 
-struct tn_listener *tn_listener_compile(const tn_pb_listener *pb, struct tn_err *err)
+static struct tn_listener *compile(const tn_pb_listener *pb, bool name_from_address, struct tn_err *err)
 {
     struct tn_listener *l = calloc(1, sizeof(*l));
     if (l == NULL) {
@@ -295,11 +306,21 @@ struct tn_listener *tn_listener_compile(const tn_pb_listener *pb, struct tn_err 
     }
     l->refcnt = 1;
     tn_pool_init(&l->pool);
-    if (compile_listener(l, pb, err)) {
+    if (compile_listener(l, pb, name_from_address, err)) {
         tn_listener_unref(l);
         return NULL;
     }
     return l;
+}
+
+struct tn_listener *tn_listener_compile(const tn_pb_listener *pb, struct tn_err *err)
+{
+    return compile(pb, false, err);
+}
+
+struct tn_listener *tn_listener_compile_static(const tn_pb_listener *pb, struct tn_err *err)
+{
+    return compile(pb, true, err);
 }
 
 struct tn_listener *tn_listener_ref(struct tn_listener *l)

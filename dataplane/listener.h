@@ -70,7 +70,8 @@ struct tn_hcm {
 struct tn_listener {
     atomic_uint refcnt; /* shared by the main thread and workers */
     struct tn_pool pool;
-    const char *name;
+    const char *name;        /* as configured; a static listener without one: "127.0.0.1_10000" */
+    bool name_generated;     /* the name is tern's: the listener has none */
     const char *stat_prefix; /* stat_prefix, or the address as Envoy names listener stats */
     struct tn_address addr;
     uint32_t per_connection_buffer_limit;
@@ -82,8 +83,15 @@ struct tn_listener {
 };
 
 /* Compiles one listener; err's path should point at it. A listener with one
- * reference, or NULL with err set. */
+ * reference, or NULL with err set. Its name is required (LDS: resources
+ * from a control plane are known by their names). */
 struct tn_listener *tn_listener_compile(const tn_pb_listener *pb, struct tn_err *err);
+
+/* Same for a bootstrap's static listener, which Envoy lets go unnamed (it
+ * names it with a UUID). tern names it after its address as Envoy names
+ * listener stats, "127.0.0.1_10000": stable across restarts, and unique
+ * since two listeners may not share an address; name_generated is set. */
+struct tn_listener *tn_listener_compile_static(const tn_pb_listener *pb, struct tn_err *err);
 struct tn_listener *tn_listener_ref(struct tn_listener *l);
 void tn_listener_unref(struct tn_listener *l);
 

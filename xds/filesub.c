@@ -10,6 +10,7 @@
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "xds/bootstrap.h"
 #include "xds/pbconv.h"
+#include "xds/unsupported.h"
 
 typedef Envoy__Service__Discovery__V3__DiscoveryResponse pb_response;
 
@@ -62,11 +63,20 @@ static pb_response *parse(const char *path, const char *text, size_t len, struct
     if (ends_with(path, ".pb")) {
         m = protobuf_c_message_unpack(&envoy__service__discovery__v3__discovery_response__descriptor, NULL, len,
                                       (const uint8_t *)text);
-        if (m == NULL)
+        if (m == NULL) {
             tn_err_fail(err, "%s: not a serialized envoy.service.discovery.v3.DiscoveryResponse", path);
+        } else if (tn_unsupported_check(m, &e)) {
+            tn_err_fail(err, "%s: %s", path, e.msg);
+            protobuf_c_message_free_unpacked(m, NULL);
+            m = NULL;
+        }
         return (pb_response *)m;
     }
     m = tn_pbconv_yaml_msg(text, len, &envoy__service__discovery__v3__discovery_response__descriptor, &e);
+    if (m != NULL && tn_unsupported_check(m, &e)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
     if (m == NULL) {
         if (e.line > 0)
             tn_err_fail(err, "%s: line %d: %s", path, e.line, e.msg);

@@ -5,12 +5,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include <openssl/evp.h>
 
 #include "dataplane/pool.h"
 #include "xds/types.h"
+#include "xds/unsupported.h"
 
 /* Deep nesting and alias bombs are refused rather than recursed into. */
 #define MAX_DEPTH 128
@@ -22,6 +24,7 @@ struct conv {
     struct tn_err *err;
     unsigned depth;
     size_t visits;
+    const char *ext_name; /* the `name` beside the Any being converted, for "unsupported extension NAME" */
 };
 
 static void *arena_alloc(struct conv *c, size_t n)
@@ -243,17 +246,14 @@ static int is_map_entry(const ProtobufCMessageDescriptor *d)
            strcmp(d->fields[0].name, "key") == 0 && d->fields[1].id == 2 && strcmp(d->fields[1].name, "value") == 0;
 }
 
-/* Looks a key up as the proto name, then as its lowerCamelCase JSON name. */
-static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d, const char *key)
+/* The proto name a lowerCamelCase JSON name stands for, in snake (256
+ * bytes); -1 when key is not such a name (it has an underscore). */
+static int json_to_snake(const char *key, char *snake)
 {
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, key);
-    if (f != NULL)
-        return f;
-    char snake[256];
     size_t j = 0;
     for (const char *p = key; *p; p++) {
-        if (j + 3 >= sizeof(snake) || *p == '_')
-            return NULL; /* a JSON name has no underscores */
+        if (j + 3 >= 256 || *p == '_')
+            return -1;
         if (isupper((unsigned char)*p)) {
             snake[j++] = '_';
             snake[j++] = (char)tolower((unsigned char)*p);
@@ -262,6 +262,18 @@ static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescript
         }
     }
     snake[j] = '\0';
+    return 0;
+}
+
+/* Looks a key up as the proto name, then as its lowerCamelCase JSON name. */
+static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d, const char *key)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, key);
+    if (f != NULL)
+        return f;
+    char snake[256];
+    if (json_to_snake(key, snake))
+        return NULL;
     return protobuf_c_message_descriptor_get_field_by_name(d, snake);
 }
 
@@ -273,6 +285,36 @@ static void *member(ProtobufCMessage *m, unsigned offset)
 static const ProtobufCFieldDescriptor *field_named(const ProtobufCMessageDescriptor *d, const char *name)
 {
     return protobuf_c_message_descriptor_get_field_by_name(d, name);
+}
+
+/* "unknown enum value 'X'", naming the closest value when X looks like a typo of it. */
+static int fail_enum(struct conv *c, yaml_node_t *n, const ProtobufCEnumDescriptor *ed, const char *s)
+{
+    char lower[128], name[128];
+    size_t len = strlen(s), best = len / 3 < 2 ? len / 3 + 1 : 3;
+    const char *found = NULL;
+
+    if (len >= sizeof(lower))
+        return fail(c, n, "unknown enum value '%s'", s);
+    for (size_t k = 0; k <= len; k++)
+        lower[k] = (char)tolower((unsigned char)s[k]);
+    for (unsigned k = 0; k < ed->n_values; k++) {
+        size_t m = strlen(ed->values[k].name);
+        if (m >= sizeof(name))
+            continue;
+        for (size_t j = 0; j <= m; j++)
+            name[j] = (char)tolower((unsigned char)ed->values[k].name[j]);
+        size_t e = tn_edit_distance(lower, name, best);
+        if (e < best) {
+            best = e;
+            found = ed->values[k].name;
+        }
+    }
+    if (found == NULL)
+        return fail(c, n, "unknown enum value '%s'", s);
+    char msg[300];
+    snprintf(msg, sizeof(msg), "unknown enum value '%.120s' (did you mean '%.120s'?)", s, found);
+    return fail(c, n, "%s", msg);
 }
 
 /* ---- the walk ----------------------------------------------------------- */
@@ -336,10 +378,13 @@ static int conv_scalar(struct conv *c, void *dst, const ProtobufCFieldDescriptor
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumDescriptor *ed = f->descriptor;
         const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(ed, s);
+        for (unsigned k = 0; v == NULL && k < ed->n_values; k++) /* Envoy matches enum names in any case */
+            if (strcasecmp(ed->values[k].name, s) == 0)
+                v = &ed->values[k];
         if (v == NULL && parse_i64(s, INT32_MIN, INT32_MAX, &i) == 0)
             v = protobuf_c_enum_descriptor_get_value(ed, (int)i);
         if (v == NULL)
-            return fail(c, n, "unknown enum value '%s'", s);
+            return fail_enum(c, n, ed, s);
         *(int *)dst = v->value;
         return 0;
     }
@@ -396,6 +441,7 @@ static int conv_map(struct conv *c, ProtobufCMessage *m, const ProtobufCFieldDes
         ed->message_init(e);
         if (conv_scalar(c, member(e, ed->fields[0].offset), &ed->fields[0], k))
             return -1;
+        c->ext_name = ed->fields[0].type == PROTOBUF_C_TYPE_STRING ? scalar(k) : NULL;
         if (is_null(v)) {
             if (ed->fields[1].type == PROTOBUF_C_TYPE_MESSAGE)
                 return fail(c, v, "map value must not be null%s", "");
@@ -414,16 +460,20 @@ static int conv_repeated(struct conv *c, ProtobufCMessage *m, const ProtobufCFie
 {
     if (n->type == YAML_MAPPING_NODE && f->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(f->descriptor))
         return conv_map(c, m, f, n);
-    if (n->type != YAML_SEQUENCE_NODE)
+    /* One mapping where a list of messages is expected is a list of one, as
+     * Envoy's loader takes it (dynamic-config-fs's lds.yaml: `filters:` holding
+     * one filter); the path stays the list's, with [0]. */
+    bool single = n->type == YAML_MAPPING_NODE && f->type == PROTOBUF_C_TYPE_MESSAGE;
+    if (n->type != YAML_SEQUENCE_NODE && !single)
         return fail(c, n, "expected a list, got %s", kind_name(n));
 
-    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    size_t count = single ? 1 : (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     size_t esz = type_size(f->type);
     char *arr = arena_alloc(c, count * esz + 1);
     if (arr == NULL)
         return fail(c, n, "out of memory%s", "");
     for (size_t i = 0; i < count; i++) {
-        yaml_node_t *item = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+        yaml_node_t *item = single ? n : yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
         size_t mark = tn_err_push(c->err, "[%zu]", i);
         if (is_null(item) && !(f->type == PROTOBUF_C_TYPE_MESSAGE &&
                                strcmp(((const ProtobufCMessageDescriptor *)f->descriptor)->name,
@@ -529,8 +579,11 @@ static int conv_any(struct conv *c, yaml_node_t *n, ProtobufCMessage *m)
     if (type == NULL || type->type != YAML_SCALAR_NODE || has_nul(type))
         return fail(c, n, "missing \"@type\"%s", "");
     const ProtobufCMessageDescriptor *d = tn_type_find(scalar(type));
-    if (d == NULL)
-        return fail(c, type, "unknown or unsupported type '%s'", scalar(type));
+    if (d == NULL) {
+        char msg[600];
+        tn_type_unsupported_msg(scalar(type), c->ext_name, msg, sizeof(msg));
+        return fail(c, type, "%s", msg);
+    }
 
     ProtobufCMessage *inner = arena_alloc(c, d->sizeof_message);
     if (inner == NULL)
@@ -588,6 +641,44 @@ static int conv_wkt(struct conv *c, yaml_node_t *n, ProtobufCMessage *m)
     return 1;
 }
 
+/* A key d does not have: a field of Envoy's that tern leaves out, said so,
+ * or an unknown one, with the closest name when it looks like a typo. */
+static int fail_field(struct conv *c, yaml_node_t *k, const ProtobufCMessageDescriptor *d, const char *key)
+{
+    char snake[256];
+    const char *name = json_to_snake(key, snake) == 0 ? snake : key;
+    size_t mark = tn_err_push(c->err, ".%s", key);
+    if (tn_unsupported_envoy_field(d, name)) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%.200s.%.100s is not supported by tern", d->name, name);
+        fail(c, k, "%s", msg);
+    } else {
+        const char *near = tn_unsupported_closest_field(d, name);
+        char msg[300];
+        snprintf(msg, sizeof(msg), "unknown field%s%.120s%s", near ? " (did you mean '" : "", near ? near : "",
+                 near ? "'?)" : "");
+        fail(c, k, "%s", msg);
+    }
+    tn_err_pop(c->err, mark);
+    return -1;
+}
+
+/* The `name` of mapping n (a message d with a string `name`), or NULL: an
+ * extension's name, beside its typed_config. */
+static const char *ext_name_of(struct conv *c, yaml_node_t *n, const ProtobufCMessageDescriptor *d)
+{
+    const ProtobufCFieldDescriptor *f = field_named(d, "name");
+    if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING)
+        return NULL;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+        if (k->type == YAML_SCALAR_NODE && strcmp(scalar(k), "name") == 0 && v->type == YAML_SCALAR_NODE && !has_nul(v))
+            return scalar(v);
+    }
+    return NULL;
+}
+
 static int conv_fields(struct conv *c, yaml_node_t *n, const ProtobufCMessageDescriptor *d, ProtobufCMessage *m,
                        int skip_type)
 {
@@ -609,15 +700,15 @@ static int conv_fields(struct conv *c, yaml_node_t *n, const ProtobufCMessageDes
         if (skip_type && strcmp(key, "@type") == 0)
             continue;
         const ProtobufCFieldDescriptor *f = find_field(d, key);
-        if (f == NULL) {
-            size_t mark = tn_err_push(c->err, ".%s", key);
-            fail(c, k, "unknown field%s", "");
-            tn_err_pop(c->err, mark);
-            return -1;
-        }
+        if (f == NULL)
+            return fail_field(c, k, d, key);
         size_t mark = tn_err_push(c->err, ".%s", f->name);
         if (seen[f - d->fields]++)
             return fail(c, k, "field given more than once%s", "");
+        c->ext_name = f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                              strcmp(((const ProtobufCMessageDescriptor *)f->descriptor)->name, "google.protobuf.Any") == 0
+                          ? ext_name_of(c, n, d)
+                          : NULL;
         if (conv_field(c, m, f, v))
             return -1;
         tn_err_pop(c->err, mark);
@@ -688,7 +779,7 @@ int tn_pbconv_yaml(const char *text, size_t len, const ProtobufCMessageDescripto
     struct conv c = {.doc = &doc, .err = err};
 
     tn_pool_init(&c.pool);
-    ProtobufCMessage *m;
+    ProtobufCMessage *m = NULL; /* set when conv_message returns 0; GCC -O3 cannot see that */
     int rc = -1;
 
     if (load_document(text, len, &doc, err))

@@ -343,10 +343,12 @@ static void print_duration(struct printer *p, const ProtobufCMessage *m)
     uint64_t as = s < 0 ? (uint64_t)0 - (uint64_t)s : (uint64_t)s;
     uint32_t ans = ns < 0 ? (uint32_t)0 - (uint32_t)ns : (uint32_t)ns;
     char frac[16] = "";
-    if (ans) {
-        snprintf(frac, sizeof(frac), ".%09" PRIu32, ans % 1000000000u);
-        for (size_t i = strlen(frac) - 1; frac[i] == '0'; i--)
-            frac[i] = '\0';
+    uint32_t f = ans % 1000000000u;
+    if (f) { /* trailing zeros dropped by arithmetic: GCC -O3 cannot bound a backwards string walk */
+        int digits = 9;
+        for (; f % 10 == 0; f /= 10)
+            digits--;
+        snprintf(frac, sizeof(frac), ".%0*" PRIu32, digits, f);
     }
     tn_buf_printf(p->out, "\"%s%" PRIu64 "%ss\"", neg ? "-" : "", as, frac);
 }

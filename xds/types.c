@@ -1,5 +1,6 @@
 #include "xds/types.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
@@ -17,6 +18,7 @@
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
 #include "tern/extensions/filters/http/cache/v1/cache.pb-c.h"
+#include "xds/unsupported.h"
 
 /* Every message type that may appear inside an Any. */
 #define TN_TYPES(X)                                                                                                    \
@@ -56,6 +58,26 @@ const ProtobufCMessageDescriptor *tn_type_find(const char *type_url)
         if (strcmp(types[i]->name, name) == 0)
             return types[i];
     return NULL;
+}
+
+void tn_type_unsupported_msg(const char *type_url, const char *ext_name, char *out, size_t size)
+{
+    const char *name = tn_type_name(type_url);
+    size_t len = strlen(name), cap = (len / 8 < 2 ? len / 8 : 2) + 1, best = cap;
+    const char *near = NULL;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        size_t e = tn_edit_distance(name, types[i]->name, best);
+        if (e < best) {
+            best = e;
+            near = types[i]->name;
+        }
+    }
+    if (near != NULL)
+        snprintf(out, size, "unknown type '%s' (did you mean 'type.googleapis.com/%s'?)", type_url, near);
+    else if (ext_name != NULL && *ext_name)
+        snprintf(out, size, "unsupported extension %s (%s)", ext_name, type_url);
+    else
+        snprintf(out, size, "unknown or unsupported type '%s'", type_url);
 }
 
 ProtobufCMessage *tn_any_unpack(const ProtobufCMessage *msg, const ProtobufCMessageDescriptor *expect,

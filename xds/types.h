@@ -6,6 +6,8 @@
 #ifndef TN_TYPES_H
 #define TN_TYPES_H
 
+#include <stddef.h>
+
 #include <protobuf-c/protobuf-c.h>
 
 #include "dataplane/err.h"
@@ -16,6 +18,12 @@ const ProtobufCMessageDescriptor *tn_type_find(const char *type_url);
 
 /* The full name part of a type URL (after the last '/'). */
 const char *tn_type_name(const char *type_url);
+
+/* Why a type URL tern does not know is refused, into out: "unknown type
+ * 'URL' (did you mean 'URL2'?)" when it is one edit or two away from a known
+ * type, "unsupported extension NAME (URL)" when the extension is named
+ * (ext_name may be NULL), else "unknown or unsupported type 'URL'". */
+void tn_type_unsupported_msg(const char *type_url, const char *ext_name, char *out, size_t size);
 
 /* Unpacks an Any (given as its type_url and value) into a message of the
  * expected descriptor; `expect` NULL accepts any registered type. Returns the

@@ -171,6 +171,52 @@ START_TEST(route_errors)
 }
 END_TEST
 
+START_TEST(unnamed_listeners)
+{
+    /* A static listener without a name is named after its address (stable,
+     * unique as addresses are), and the bootstrap /config_dump shows says so too. */
+    const char *l = "{address: {socket_address: {address: 127.0.0.1, port_value: %d}}, filter_chains: [{filters: "
+                    "[{name: hcm, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.network."
+                    "http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, route_config: {virtual_hosts: "
+                    "[{name: v, domains: ['*'], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}]}, "
+                    "http_filters: [{name: r, typed_config: {'@type': "
+                    "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]}}]}]}";
+    struct tn_buf y;
+    tn_buf_init(&y);
+    tn_buf_adds(&y, "static_resources: {listeners: [");
+    tn_buf_printf(&y, l, 10000);
+    tn_buf_adds(&y, ", ");
+    tn_buf_printf(&y, l, 10001);
+    tn_buf_adds(&y, "]}\n");
+    struct tn_config *c = config(y.data);
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    ck_assert_str_eq(c->listeners[0]->name, "127.0.0.1_10000");
+    ck_assert_str_eq(c->listeners[1]->name, "127.0.0.1_10001");
+    ck_assert(c->listeners[0]->name_generated);
+    ck_assert_str_eq(c->listeners[0]->stat_prefix, "127.0.0.1_10000");
+    ck_assert_str_eq(c->bootstrap->static_resources->listeners[1]->name, "127.0.0.1_10001");
+    /* the named bootstrap compiles as LDS would take it */
+    tn_err_init(&err);
+    struct tn_listener *named = tn_listener_compile(c->bootstrap->static_resources->listeners[0], &err);
+    ck_assert_msg(named != NULL, "%s", err.msg);
+    ck_assert(!named->name_generated);
+    tn_listener_unref(named);
+    tn_config_unref(c);
+    tn_buf_dispose(&y);
+
+    tn_buf_init(&y);
+    tn_buf_printf(&y, l, 10002);
+    tn_err_init(&err);
+    tn_pb_listener *pb = (tn_pb_listener *)tn_pbconv_yaml_msg(y.data, y.len,
+                                                              &envoy__config__listener__v3__listener__descriptor, &err);
+    ck_assert_msg(pb != NULL, "%s", err.msg);
+    ck_assert_ptr_null(tn_listener_compile(pb, &err));
+    ck_assert_str_eq(err.msg, "name: must not be empty (a listener from LDS is known by its name)");
+    protobuf_c_message_free_unpacked(&pb->base, NULL);
+    tn_buf_dispose(&y);
+}
+END_TEST
+
 static const char *listener_yaml = "static_resources:\n"
                                    "  listeners:\n"
                                    "  - name: l0\n"
@@ -230,7 +276,7 @@ START_TEST(bootstrap_errors)
                  "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
                  "socket_address.address: 'localhost' is not an IP address");
     config_error("static_resources: {clusters: [{name: s, type: ORIGINAL_DST}]}\n",
-                 "static_resources.clusters[0].type: cluster type 4 is not supported");
+                 "static_resources.clusters[0].type: type ORIGINAL_DST is not supported by tern");
     config_error("dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: "
                  "[{envoy_grpc: {cluster_name: xds}}]}}\n",
                  "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster 'xds'");
@@ -261,6 +307,7 @@ Suite *compiler_suite(void)
     tcase_add_test(tc, route_errors);
     tcase_add_test(tc, bootstrap_compiles);
     tcase_add_test(tc, bootstrap_errors);
+    tcase_add_test(tc, unnamed_listeners);
     tcase_add_test(tc, filter_registry);
     suite_add_tcase(s, tc);
     return s;

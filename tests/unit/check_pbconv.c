@@ -13,6 +13,7 @@
 #include "xds/pbconv.h"
 #include "xds/pbjson.h"
 #include "xds/types.h"
+#include "xds/unsupported.h"
 
 typedef Envoy__Config__Cluster__V3__Cluster pb_cluster;
 
@@ -57,6 +58,52 @@ START_TEST(scalars_enums_wrappers_durations)
     ck_assert_int_eq(c->dns_refresh_rate->seconds, 3);
     ck_assert_int_eq(c->dns_refresh_rate->nanos, 5);
     protobuf_c_message_free_unpacked(&c->base, NULL);
+}
+END_TEST
+
+START_TEST(enums_in_any_case_and_single_mappings)
+{
+    /* Envoy matches enum names in any case and takes one mapping where a
+     * list of messages is expected as a list of one. */
+    pb_cluster *c = cluster("name: web\n"
+                            "type: strict_dns\n"
+                            "lb_policy: Least_Request\n"
+                            "load_assignment: {cluster_name: web, endpoints: {lb_endpoints: {endpoint: {address: "
+                            "{socket_address: {address: a.example, port_value: 80}}}}}}\n");
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    ck_assert_int_eq(c->type, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STRICT_DNS);
+    ck_assert_int_eq(c->lb_policy, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST);
+    ck_assert_uint_eq(c->load_assignment->n_endpoints, 1);
+    ck_assert_uint_eq(c->load_assignment->endpoints[0]->n_lb_endpoints, 1);
+    ck_assert_str_eq(c->load_assignment->endpoints[0]->lb_endpoints[0]->endpoint->address->socket_address->address,
+                     "a.example");
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    const ProtobufCMessageDescriptor *cd = &envoy__config__cluster__v3__cluster__descriptor;
+    /* a typo inside a single mapping is reported at its [0] */
+    expect_error("name: a\nload_assignment: {endpoints: {lb_endpoints: {endpont: {}}}}\n", cd,
+                 "load_assignment.endpoints[0].lb_endpoints[0].endpont: unknown field (did you mean 'endpoint'?)");
+    expect_error("name: a\nlb_policy: round_robbin\n", cd,
+                 "lb_policy: unknown enum value 'round_robbin' (did you mean 'ROUND_ROBIN'?)");
+}
+END_TEST
+
+START_TEST(envoy_fields_tern_lacks)
+{
+    const ProtobufCMessageDescriptor *cd = &envoy__config__cluster__v3__cluster__descriptor;
+    /* a field of Envoy's that api/ leaves out, by its snake or JSON name */
+    expect_error("name: a\nlb_subset_config: {}\n", cd,
+                 "lb_subset_config: envoy.config.cluster.v3.Cluster.lb_subset_config is not supported by tern");
+    expect_error("name: a\nlbSubsetConfig: {}\n", cd,
+                 "lbSubsetConfig: envoy.config.cluster.v3.Cluster.lb_subset_config is not supported by tern");
+    /* close to one of Envoy's names tern lacks: suggested all the same */
+    expect_error("name: a\nlb_subset_confg: {}\n", cd, "lb_subset_confg: unknown field (did you mean 'lb_subset_config'?)");
+    /* far from every name: no suggestion */
+    expect_error("name: a\nzzzzzzzz: 1\n", cd, "zzzzzzzz: unknown field");
+    ProtobufCMessage *m = conv("name: a\nzzzzzzzz: 1\n", cd);
+    ck_assert_ptr_null(m);
+    ck_assert_ptr_null(strstr(err.msg, "did you mean"));
+    ck_assert_uint_eq(tn_edit_distance("clustr", "cluster", 5), 1);
+    ck_assert_uint_eq(tn_edit_distance("abc", "xyz", 2), 2);
 }
 END_TEST
 
@@ -126,7 +173,7 @@ START_TEST(errors_name_the_path)
     expect_error("name: a\nconnectTimeout: 1s\nconnect_timeout: 2s\n", cd, "connect_timeout: field given more than once");
     expect_error("respect_dns_ttl: yes\n", cd, "respect_dns_ttl: expected true or false, got 'yes'");
     expect_error("typed_extension_protocol_options: {k: {\"@type\": type.googleapis.com/no.Such}}\n", cd,
-                 "typed_extension_protocol_options[\"k\"]: unknown or unsupported type 'type.googleapis.com/no.Such'");
+                 "typed_extension_protocol_options[\"k\"]: unsupported extension k (type.googleapis.com/no.Such)");
     expect_error("typed_extension_protocol_options: {k: {explicit_http_config: {}}}\n", cd, "missing \"@type\"");
     expect_error("", cd, "empty configuration");
     expect_error("a: 1\n---\nb: 2\n", cd, "more than one YAML document");
@@ -263,6 +310,8 @@ Suite *pbconv_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, scalars_enums_wrappers_durations);
     tcase_add_test(tc, camel_case_repeated_and_maps);
+    tcase_add_test(tc, enums_in_any_case_and_single_mappings);
+    tcase_add_test(tc, envoy_fields_tern_lacks);
     tcase_add_test(tc, struct_values_and_ignore_tag);
     tcase_add_test(tc, errors_name_the_path);
     tcase_add_test(tc, alias_bombs_and_deep_nesting_are_refused);
