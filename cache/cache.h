@@ -61,12 +61,19 @@ struct tn_cache_config {
                                       (max-age, s-maxage, Expires); default off */
     uint64_t stale_ttl_ms; /* how long an expired entry is kept for revalidation
                               and stale serving; 0: dropped when it expires */
+    bool keep_stale;       /* Envoy's config: expired entries are kept (until
+                              evicted for room) for revalidation, not for stale
+                              serving; a per-route stale_ttl still wins */
     bool ignore_cache_control; /* Kong's cache_control: false: ignore the origin's
                                   Cache-Control/Expires, use default_ttl */
     bool ignore_request_cache_control; /* Envoy's ignore_request_cache_control_header */
     bool ignore_client_refresh;           /* a client's no-cache / max-age=0 does not
                                              force an upstream refresh */
     bool ignore_client_refresh_immutable; /* ... only for `immutable` responses */
+    const char **targeted_cc; /* targeted cache-control fields (RFC 9213), lower
+                                 case, most specific first; default
+                                 cdn-cache-control; none: only Cache-Control */
+    size_t n_targeted_cc;
 
     /* what is cached */
     uint32_t *response_codes; /* default 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cache/cache.h"
 #include "cache/cache_int.h"
@@ -21,6 +22,8 @@ typedef Tern__Extensions__Filters__Http__Cache__V1__CachePerRoute pb_per_route;
 /* RFC 9110 section 15.1: the statuses cacheable by default (heuristically). */
 static const uint32_t default_codes[] = {200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501};
 static const char *const default_methods[] = {"GET", "HEAD"};
+/* RFC 9213: the targeted field for a CDN, which tern is. */
+static const char *const default_targeted[] = {"cdn-cache-control"};
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -125,6 +128,8 @@ static struct tn_cache_config *new_config(struct tn_err *err)
     c->n_request_methods = sizeof(default_methods) / sizeof(default_methods[0]);
     c->request_methods = tn_pool_alloc(&c->pool, sizeof(default_methods));
     memcpy(c->request_methods, default_methods, sizeof(default_methods));
+    c->targeted_cc = (const char **)default_targeted;
+    c->n_targeted_cc = 1;
     return c;
 }
 
@@ -149,6 +154,8 @@ static int compile_envoy(struct tn_cache_config *c, const pb_envoy_config *pb, s
         c->max_entry_bytes = pb->max_body_bytes;
     c->ignore_request_cache_control = pb->ignore_request_cache_control_header;
     c->disabled = pb->disabled && pb->disabled->value;
+    /* Envoy keeps expired entries, until evicted for room, to revalidate them */
+    c->keep_stale = true;
     return 0;
 }
 
@@ -265,6 +272,31 @@ static int compile_sizes_and_ttls(struct tn_cache_config *c, const pb_tern_confi
     return 0;
 }
 
+static int compile_targeted(struct tn_cache_config *c, const pb_tern_config *pb, struct tn_err *err)
+{
+    if (pb->ignore_targeted_cache_control) {
+        if (pb->n_targeted_cache_control > 0) {
+            tn_err_push(err, ".ignore_targeted_cache_control");
+            return tn_err_fail(err, "targeted_cache_control is set too: ignore the list or drop it");
+        }
+        c->n_targeted_cc = 0;
+        return 0;
+    }
+    if (pb->n_targeted_cache_control == 0)
+        return 0;
+    c->targeted_cc = tn_pool_alloc(&c->pool, pb->n_targeted_cache_control * sizeof(char *));
+    for (size_t i = 0; i < pb->n_targeted_cache_control; i++) {
+        const char *name = pb->targeted_cache_control[i];
+        if (!is_token(name) || strcasecmp(name, "cache-control") == 0) {
+            tn_err_push(err, ".targeted_cache_control[%zu]", i);
+            return tn_err_fail(err, "'%s' is not a header name other than Cache-Control", name);
+        }
+        c->targeted_cc[i] = case_dup(&c->pool, name, tolower);
+    }
+    c->n_targeted_cc = pb->n_targeted_cache_control;
+    return 0;
+}
+
 static int compile_tern(struct tn_cache_config *c, const pb_tern_config *pb, struct tn_err *err)
 {
     c->tern = true;
@@ -297,7 +329,7 @@ static int compile_tern(struct tn_cache_config *c, const pb_tern_config *pb, str
     if (compile_allowed_vary(c, pb->allowed_vary_headers, pb->n_allowed_vary_headers, err))
         return -1;
     c->ignore_request_cache_control = pb->ignore_request_cache_control_header;
-    return 0;
+    return compile_targeted(c, pb, err);
 }
 
 static void *create_config(const ProtobufCMessage *msg, struct tn_err *err)

@@ -50,6 +50,8 @@ struct cache_ctx {
     struct tn_cache_entry *entry; /* the stale entry (revalidation, stale-if-error) */
     struct tn_cache_entry *serve; /* what a takeover answers with */
     const char *serve_word;
+    bool serve_validated; /* the origin's 304 validated what is served */
+    bool invalidate;      /* an unsafe method: a non-error response invalidates */
     /* the response being stored */
     bool storing;
     struct tn_cache_meta meta;
@@ -155,10 +157,10 @@ static void entry_block_release(struct tn_block *b)
     free(b);
 }
 
+/* Fields of a stored entry not replayed as they are (Age is computed). */
 static bool skip_stored(const struct tn_header *h)
 {
-    return name_is(h, "age") || name_is(h, "x-cache-status") || name_is(h, "x-cache-key") ||
-           name_is(h, "x-cache-hits") || name_is(h, "x-served-by") || name_is(h, "content-length");
+    return !tn_cache_header_stored(h);
 }
 
 /* The status headers Kong and CDNs send, appended to hv at *n (room for 4). */
@@ -190,8 +192,10 @@ static void add_status_headers(struct cache_ctx *c, struct tn_header *hv, size_t
 
 /* Answers the request from e (the caller keeps its reference): 304 to a
  * conditional request that matches, 206/416 to a satisfiable/unsatisfiable
- * single range, headers only to HEAD, else the stored response. */
-static void serve_entry(struct cache_ctx *c, struct tn_cache_entry *e, const char *word)
+ * single range, headers only to HEAD, else the stored response. validated:
+ * the origin has just said e is current (a 304 for this request), so it
+ * goes without Age (RFC 9111 5.1: Age says it was not validated). */
+static void serve_entry(struct cache_ctx *c, struct tn_cache_entry *e, const char *word, bool validated)
 {
     struct tn_request *rq = tn_stream_request(c->s);
     unsigned hits = atomic_fetch_add_explicit(&e->hits, 1, memory_order_relaxed) + 1;
@@ -244,8 +248,9 @@ static void serve_entry(struct cache_ctx *c, struct tn_cache_entry *e, const cha
     }
     char age[24];
     int al = snprintf(age, sizeof(age), "%lld", (long long)tn_cache_age(&e->meta, now_s(c)));
-    hv[n++] = (struct tn_header){.name = "age", .name_len = 3, .value = tn_stream_strdup(c->s, age, (size_t)al),
-                                 .value_len = (uint32_t)al};
+    if (!validated)
+        hv[n++] = (struct tn_header){.name = "age", .name_len = 3,
+                                     .value = tn_stream_strdup(c->s, age, (size_t)al), .value_len = (uint32_t)al};
     char hex[33];
     tn_cache_key_hex(e, hex);
     add_status_headers(c, hv, &n, word, hex, hits);
@@ -351,7 +356,6 @@ static enum tn_filter_status go_upstream(struct cache_ctx *c, enum state st, boo
 }
 
 static void on_wait(struct tn_timer *t);
-static uint64_t expire_ms(struct cache_ctx *c, const struct tn_cache_meta *m, uint64_t now_ms);
 
 /* A miss: fill it, or wait for the fill another request started. */
 static enum tn_filter_status miss(struct cache_ctx *c, bool from_wait)
@@ -407,7 +411,7 @@ static enum tn_filter_status decide(struct cache_ctx *c, bool from_wait)
             tn_cache_refresh_start(W(c), cfg, c->pr, c->cluster, e, rq->headers, rq->n_headers))
             count(c, c->f->stats.refresh);
         c->state = ST_HIT;
-        serve_entry(c, e, "Hit");
+        serve_entry(c, e, "Hit", false);
         tn_cache_entry_unref(e);
         return TN_FILTER_STOP;
     case TN_USE_REVALIDATE:
@@ -498,6 +502,9 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     tn_slices_init(&c->body);
     if (cfg->disabled || f->store == NULL)
         return TN_FILTER_CONTINUE;
+    /* whatever the route says: its response may invalidate entries that
+     * another route (another method, say) stored */
+    c->invalidate = !tn_cache_method_safe(rq->method, rq->method_len);
     c->pr = tn_cache_route_config(c->s, f, &c->cluster);
     if (c->pr && c->pr->disabled) {
         c->status_word = "Bypass"; /* the route says not to cache */
@@ -537,16 +544,17 @@ static void on_takeover(struct tn_timer *t)
     c->serve = NULL;
     if (e == NULL)
         return;
-    serve_entry(c, e, c->serve_word);
+    serve_entry(c, e, c->serve_word, c->serve_validated);
     tn_cache_entry_unref(e);
 }
 
-static void takeover(struct cache_ctx *c, struct tn_cache_entry *e, const char *word)
+static void takeover(struct cache_ctx *c, struct tn_cache_entry *e, const char *word, bool validated)
 {
     release_claim(c);
     c->state = ST_TAKEOVER;
     c->serve = e;
     c->serve_word = word;
+    c->serve_validated = validated;
     tn_timer_init(&c->timer, on_takeover);
     tn_timer_start(&W(c)->timers, &c->timer, 0);
 }
@@ -557,26 +565,21 @@ static void takeover(struct cache_ctx *c, struct tn_cache_entry *e, const char *
 static struct tn_cache_entry *refreshed(struct cache_ctx *c, struct tn_response *r)
 {
     struct tn_cache_entry *old = c->entry;
-    size_t n = 0, cap = old->n_headers + r->n_headers;
+    size_t n_meta, cap = old->n_headers + r->n_headers;
     struct tn_header *hv = tn_stream_alloc(c->s, (cap + 1) * sizeof(*hv));
     if (hv == NULL)
         return NULL;
-    for (size_t i = 0; i < old->n_headers; i++)
-        if (!tn_headers_find(r->headers, r->n_headers, old->headers[i].name, old->headers[i].name_len))
-            hv[n++] = old->headers[i];
-    for (size_t i = 0; i < r->n_headers; i++)
-        if (!skip_stored(&r->headers[i]) && !name_is(&r->headers[i], "content-type"))
-            hv[n++] = r->headers[i];
+    size_t n = tn_cache_merge_304(old->headers, old->n_headers, r->headers, r->n_headers, hv, &n_meta);
     struct tn_request *rq = tn_stream_request(c->s);
     struct tn_cache_meta meta;
-    if (tn_cache_storable(c->f, c->pr, "GET", 3, rq->headers, rq->n_headers, old->meta.status, hv, n,
+    if (tn_cache_storable(c->f, c->pr, "GET", 3, rq->headers, rq->n_headers, old->meta.status, hv, n_meta,
                           c->request_time, now_s(c), &meta) != TN_STORE_OK)
         return NULL;
     struct tn_cache_entry_spec sp = {
         .key = old->key, .key_len = old->key_len, .host = old->host, .host_len = old->host_len, .path = old->path,
         .path_len = old->path_len, .vary = old->vary, .n_vary = old->n_vary, .meta = &meta, .headers = hv,
         .n_headers = n, .body_len = old->body_len, .now_ms = tn_worker_wall_ms(W(c))};
-    sp.expire_ms = expire_ms(c, &meta, sp.now_ms);
+    sp.expire_ms = tn_cache_expire_ms(c->f, c->pr, &meta, sp.now_ms);
     struct tn_cache_entry *e = tn_cache_entry_new(c->f->store, &sp);
     if (e == NULL)
         return NULL;
@@ -640,15 +643,6 @@ static int vary_of(struct cache_ctx *c, const struct tn_response *r, struct tn_h
     return 0;
 }
 
-static uint64_t expire_ms(struct cache_ctx *c, const struct tn_cache_meta *m, uint64_t now_ms)
-{
-    uint64_t stale = c->pr && c->pr->stale_ttl_ms != TN_CACHE_UNSET ? c->pr->stale_ttl_ms : c->f->stale_ttl_ms;
-    int64_t age = tn_cache_age(m, (int64_t)(now_ms / 1000));
-    int64_t left = m->lifetime - age;
-    uint64_t ms = left > 0 ? (uint64_t)left * 1000 : 0;
-    return now_ms + ms + stale + 1;
-}
-
 /* Decides whether the upstream's response is stored, and adds the status
  * headers to it. */
 static void begin_store(struct cache_ctx *c, struct tn_response *r)
@@ -672,7 +666,7 @@ static void begin_store(struct cache_ctx *c, struct tn_response *r)
     c->n_resp_hdrs = 0;
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct tn_header *h = &r->headers[i];
-        if (skip_stored(h) || name_is(h, "x-envoy-upstream-service-time"))
+        if (skip_stored(h))
             continue;
         char *nm = tn_stream_strdup(c->s, h->name, h->name_len), *v = tn_stream_strdup(c->s, h->value, h->value_len);
         if (nm == NULL || v == NULL)
@@ -697,7 +691,7 @@ static void finish_store(struct cache_ctx *c)
         .key = c->key, .key_len = c->key_len, .host = rq->host, .host_len = rq->host_len, .path = rq->path,
         .path_len = rq->path_len, .vary = vary, .n_vary = n_vary, .meta = &c->meta, .headers = c->resp_hdrs,
         .n_headers = c->n_resp_hdrs, .body_len = c->body.bytes, .now_ms = tn_worker_wall_ms(W(c))};
-    sp.expire_ms = expire_ms(c, &c->meta, sp.now_ms);
+    sp.expire_ms = tn_cache_expire_ms(c->f, c->pr, &c->meta, sp.now_ms);
     struct tn_cache_entry *e = tn_cache_entry_new(c->f->store, &sp);
     if (e == NULL) {
         count(c, c->f->stats.insert_failed);
@@ -716,6 +710,46 @@ out:
     release_claim(c); /* after the insert: waiters find the entry */
 }
 
+/* Invalidates the entries for host and path (RFC 9111 4.4). When the key
+ * is made of host and path alone, only their bucket is walked. */
+static size_t invalidate_uri(struct cache_ctx *c, const char *host, size_t host_len, const char *path, size_t path_len)
+{
+    const struct tn_cache_config *cfg = c->f;
+    char *key = NULL;
+    size_t kl = 0;
+    if (cfg->n_vary_headers == 0 && cfg->n_vary_query_params == 0 &&
+        (key = tn_stream_alloc(c->s, host_len + path_len + 2)) != NULL) {
+        for (size_t i = 0; i < host_len; i++) /* as build_key writes it */
+            key[kl++] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
+        key[kl++] = '\n';
+        memcpy(key + kl, path, path_len);
+        kl += path_len;
+        key[kl++] = '\n';
+    }
+    return tn_cache_purge_uri(cfg->store, key, kl, host, host_len, path, path_len);
+}
+
+/* A non-error response to an unsafe method: the target URI's entries go,
+ * and those of Location and Content-Location when on the same origin. */
+static void invalidate(struct cache_ctx *c, const struct tn_response *r)
+{
+    static const char *const fields[] = {"location", "content-location"};
+    struct tn_request *rq = tn_stream_request(c->s);
+    size_t n = invalidate_uri(c, rq->host, rq->host_len, rq->path, rq->path_len);
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const struct tn_header *h = tn_headers_find(r->headers, r->n_headers, fields[i], strlen(fields[i]));
+        char path[2048];
+        size_t pl = h ? tn_cache_same_origin_path(h->value, h->value_len, rq->scheme, rq->host, rq->host_len,
+                                                  rq->path, rq->path_len, path, sizeof(path))
+                      : 0;
+        if (pl > 0 && !(pl == rq->path_len && memcmp(path, rq->path, pl) == 0))
+            n += invalidate_uri(c, rq->host, rq->host_len, path, pl);
+    }
+    if (n)
+        TN_LOG(TN_LOG_DEBUG, cache, "%.*s %.*s invalidated %zu entries", (int)rq->method_len, rq->method,
+               (int)rq->path_len, rq->path, n);
+}
+
 static bool upstream_failed(const struct tn_response *r, const struct tn_stream_info *si)
 {
     return r->status >= 500 || (si->response_flags & (TN_RF_UPSTREAM_CONNECTION_FAILURE | TN_RF_NO_HEALTHY_UPSTREAM |
@@ -729,6 +763,8 @@ static enum tn_filter_status on_response_headers(struct tn_stream *s, void *conf
     (void)config;
     if (c->f == NULL || c->state == ST_HIT || c->state == ST_TAKEOVER)
         return TN_FILTER_CONTINUE;
+    if (c->invalidate && r->status >= 200 && r->status < 400)
+        invalidate(c, r);
     /* the stale entry answers instead of an upstream error (stale-if-error) */
     if ((c->state == ST_REVALIDATE || c->state == ST_FILL) && upstream_failed(r, tn_stream_info(s))) {
         struct tn_cache_entry *e = c->entry;
@@ -741,7 +777,7 @@ static enum tn_filter_status on_response_headers(struct tn_stream *s, void *conf
                 c->entry = NULL;
             count(c, c->f->stats.stale_served);
             tn_stream_info(s)->response_code_details = "cache_stale_if_error";
-            takeover(c, e, "Hit");
+            takeover(c, e, "Hit", false);
             return TN_FILTER_STOP;
         }
         if (e && e != c->entry)
@@ -753,7 +789,7 @@ static enum tn_filter_status on_response_headers(struct tn_stream *s, void *conf
             e = c->entry;
             c->entry = NULL;
         }
-        takeover(c, e, "Refresh");
+        takeover(c, e, "Refresh", true);
         return TN_FILTER_STOP;
     }
     if (c->state == ST_REVALIDATE && c->entry && r->status == 404)

@@ -24,6 +24,17 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+static bool isalnum_ascii(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* RFC 9110 tchar */
+static bool is_tchar(char c)
+{
+    return isalnum_ascii(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 /* Whether s[0..n) equals the lower-case word w, ignoring case. */
 static bool ci_eq(const char *s, size_t n, const char *w)
 {
@@ -231,11 +242,11 @@ static bool pragma_no_cache(const char *s, size_t n)
     return false;
 }
 
+static void cc_init(struct tn_cc *cc);
+
 void tn_cc_parse(const struct tn_header *h, size_t n, bool pragma, struct tn_cc *out)
 {
-    memset(out, 0, sizeof(*out));
-    out->max_age = out->s_maxage = out->max_stale = out->min_fresh = TN_CC_ABSENT;
-    out->stale_while_revalidate = out->stale_if_error = TN_CC_ABSENT;
+    cc_init(out);
     for (size_t i = 0; i < n; i++)
         if (h[i].name_len == 13 && memcmp(h[i].name, "cache-control", 13) == 0) {
             out->present = true;
@@ -246,6 +257,197 @@ void tn_cc_parse(const struct tn_header *h, size_t n, bool pragma, struct tn_cc 
             if (h[i].name_len == 6 && memcmp(h[i].name, "pragma", 6) == 0 &&
                 pragma_no_cache(h[i].value, h[i].value_len))
                 out->no_cache = true;
+}
+
+/* --- targeted cache-control (RFC 9213) ------------------------------------- */
+
+/* RFC 8941 3.1.2 key: lcalpha or "*", then lcalpha, DIGIT, "_-.*". */
+static bool sf_key(struct directive *d, const char *s, size_t n, size_t *i)
+{
+    size_t start = *i;
+    if (*i >= n || !((s[*i] >= 'a' && s[*i] <= 'z') || s[*i] == '*'))
+        return false;
+    while (*i < n && ((s[*i] >= 'a' && s[*i] <= 'z') || is_digit(s[*i]) || strchr("_-.*", s[*i]) != NULL))
+        (*i)++;
+    if (d != NULL)
+        d->name = s + start, d->name_len = *i - start;
+    return true;
+}
+
+/* A bare item (RFC 8941 3.3); *kind: 'i' Integer (d->arg its digits, sign
+ * left out, *neg set), 'b' Boolean (*bval), 'o' any other type. */
+static bool sf_bare_item(const char *s, size_t n, size_t *i, struct directive *d, char *kind, bool *bval, bool *neg)
+{
+    size_t at = *i;
+    if (at >= n)
+        return false;
+    char c = s[at];
+    *kind = 'o';
+    if (c == '-' || is_digit(c)) {
+        *neg = c == '-';
+        at += *neg;
+        size_t digits = at, dot = 0;
+        while (at < n && (is_digit(s[at]) || (s[at] == '.' && !dot)))
+            dot = s[at] == '.' ? at : dot, at++;
+        size_t int_len = (dot ? dot : at) - digits;
+        if (int_len == 0 || (!dot && int_len > 15) || (dot && (int_len > 12 || at - dot - 1 < 1 || at - dot - 1 > 3)))
+            return false;
+        if (!dot) {
+            *kind = 'i';
+            d->arg = s + digits, d->arg_len = int_len;
+        }
+    } else if (c == '"') {
+        for (at++; at < n && s[at] != '"'; at++) {
+            if (s[at] == '\\' && (at + 1 >= n || (s[at + 1] != '"' && s[at + 1] != '\\')))
+                return false;
+            at += s[at] == '\\';
+            if ((unsigned char)s[at] < 0x20 || (unsigned char)s[at] > 0x7e)
+                return false;
+        }
+        if (at++ >= n)
+            return false;
+    } else if (c == '?') {
+        if (at + 1 >= n || (s[at + 1] != '0' && s[at + 1] != '1'))
+            return false;
+        *kind = 'b', *bval = s[at + 1] == '1';
+        at += 2;
+    } else if (c == ':') {
+        for (at++; at < n && s[at] != ':'; at++)
+            if (!(isalnum_ascii(s[at]) || s[at] == '+' || s[at] == '/' || s[at] == '='))
+                return false;
+        if (at++ >= n)
+            return false;
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '*') {
+        for (at++; at < n && (is_tchar(s[at]) || s[at] == ':' || s[at] == '/');)
+            at++;
+    } else {
+        return false;
+    }
+    *i = at;
+    return true;
+}
+
+/* Parameters (RFC 8941 3.1.2), read and dropped. */
+static bool sf_params(const char *s, size_t n, size_t *i)
+{
+    while (*i < n && s[*i] == ';') {
+        (*i)++;
+        while (*i < n && s[*i] == ' ')
+            (*i)++;
+        if (!sf_key(NULL, s, n, i))
+            return false;
+        if (*i < n && s[*i] == '=') {
+            struct directive d;
+            char kind;
+            bool b, neg;
+            (*i)++;
+            if (!sf_bare_item(s, n, i, &d, &kind, &b, &neg))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* An inner list (RFC 8941 3.1.1), read and dropped. */
+static bool sf_inner_list(const char *s, size_t n, size_t *i)
+{
+    (*i)++;
+    for (;;) {
+        while (*i < n && s[*i] == ' ')
+            (*i)++;
+        if (*i >= n)
+            return false;
+        if (s[*i] == ')') {
+            (*i)++;
+            return sf_params(s, n, i);
+        }
+        struct directive d;
+        char kind;
+        bool b, neg;
+        if (!sf_bare_item(s, n, i, &d, &kind, &b, &neg) || !sf_params(s, n, i))
+            return false;
+        if (*i < n && s[*i] != ' ' && s[*i] != ')')
+            return false;
+    }
+}
+
+/* One field line as a Dictionary (RFC 8941 4.2.2), its members applied to
+ * *cc; false when it does not parse (cc may then hold part of it). */
+static bool sf_dict_apply(const char *s, size_t n, struct tn_cc *cc)
+{
+    size_t i = 0;
+    while (i < n && s[i] == ' ')
+        i++;
+    while (n > i && s[n - 1] == ' ')
+        n--;
+    if (i >= n)
+        return false; /* empty: the field is ignored (RFC 9213 2.1) */
+    for (;;) {
+        struct directive d;
+        memset(&d, 0, sizeof(d));
+        bool apply = true;
+        if (!sf_key(&d, s, n, &i))
+            return false;
+        if (i < n && s[i] == '=') {
+            char kind;
+            bool b = false, neg = false;
+            i++;
+            if (i < n && s[i] == '(') {
+                if (!sf_inner_list(s, n, &i))
+                    return false;
+                kind = 'o';
+            } else if (!sf_bare_item(s, n, &i, &d, &kind, &b, &neg) || !sf_params(s, n, &i)) {
+                return false;
+            }
+            if (kind == 'b')
+                apply = b; /* ?0: absent; ?1: as bare */
+            else
+                d.has_arg = true, d.bad = kind != 'i' || neg;
+        } else if (!sf_params(s, n, &i)) {
+            return false;
+        }
+        if (apply)
+            apply_directive(cc, &d);
+        while (i < n && is_ows(s[i]))
+            i++;
+        if (i >= n)
+            return true;
+        if (s[i++] != ',')
+            return false;
+        while (i < n && is_ows(s[i]))
+            i++;
+        if (i >= n)
+            return false; /* a trailing comma */
+    }
+}
+
+static void cc_init(struct tn_cc *cc)
+{
+    memset(cc, 0, sizeof(*cc));
+    cc->max_age = cc->s_maxage = cc->max_stale = cc->min_fresh = TN_CC_ABSENT;
+    cc->stale_while_revalidate = cc->stale_if_error = TN_CC_ABSENT;
+}
+
+bool tn_cc_parse_targeted(const struct tn_header *h, size_t n, const char *const *names, size_t n_names,
+                          struct tn_cc *out)
+{
+    for (size_t k = 0; k < n_names; k++) {
+        size_t nl = strlen(names[k]), lines = 0;
+        struct tn_cc cc;
+        bool ok = true;
+        cc_init(&cc);
+        for (size_t i = 0; i < n && ok; i++)
+            if (h[i].name_len == nl && memcmp(h[i].name, names[k], nl) == 0) {
+                lines++;
+                ok = sf_dict_apply(h[i].value, h[i].value_len, &cc);
+            }
+        if (lines > 0 && ok) {
+            cc.present = true;
+            *out = cc;
+            return true;
+        }
+    }
+    return false;
 }
 
 /* --- HTTP dates ------------------------------------------------------------- */
@@ -438,8 +640,7 @@ static size_t count(const struct tn_header *h, size_t n, const char *name)
     return c;
 }
 
-/* Methods whose responses a cache may reuse at all (RFC 9110 9.2.1). */
-static bool method_safe(const char *m, size_t n)
+bool tn_cache_method_safe(const char *m, size_t n)
 {
     static const char *const safe[] = {"GET", "HEAD", "OPTIONS", "TRACE"};
     for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
@@ -453,7 +654,7 @@ static bool method_ok(const struct tn_cache_config *cfg, const char *m, size_t n
     static const char *const dflt[] = {"GET", "HEAD"};
     const char *const *list = cfg->n_request_methods ? cfg->request_methods : dflt;
     size_t nl = cfg->n_request_methods ? cfg->n_request_methods : 2;
-    if (!method_safe(m, n))
+    if (!tn_cache_method_safe(m, n))
         return false;
     for (size_t i = 0; i < nl; i++)
         if (strlen(list[i]) == n && memcmp(list[i], m, n) == 0)
@@ -558,12 +759,29 @@ static int64_t lifetime_of(const struct tn_cache_config *cfg, const struct tn_ca
             return m->expires > m->date ? m->expires - m->date : 0;
         if (cfg->only_if_origin_cacheable)
             return -1;
+        /* no-cache without freshness: stored, validated on every use (as
+         * Envoy stores it) */
+        if (cc->no_cache && dflt == TN_CACHE_UNSET)
+            return 0;
     }
     return dflt != TN_CACHE_UNSET ? ms_to_s(dflt) : -1;
 }
 
-/* The response's own fields of *m: dates, Age, validators. */
-static void meta_headers(const struct tn_header *resp, size_t n_resp, int64_t now_s, struct tn_cache_meta *m)
+int64_t tn_cache_age_value(const struct tn_header *h, size_t n)
+{
+    const struct tn_header *age = find(h, n, "age");
+    const char *v;
+    size_t vn, pos = 0;
+    int64_t t;
+    if (age == NULL || !tn_list_next(age->value, age->value_len, &pos, &v, &vn))
+        return 0;
+    return parse_delta(v, vn, &t) == 0 ? t : 0;
+}
+
+/* The response's own fields of *m: dates, Age, validators. A targeted
+ * cache-control field (RFC 9213) makes Expires count for nothing. */
+static void meta_headers(const struct tn_header *resp, size_t n_resp, bool targeted, int64_t now_s,
+                         struct tn_cache_meta *m)
 {
     const struct tn_header *h;
     int64_t t;
@@ -572,7 +790,7 @@ static void meta_headers(const struct tn_header *resp, size_t n_resp, int64_t no
     if ((h = find(resp, n_resp, "date")) != NULL && (t = tn_http_date_parse(h->value, h->value_len)) >= 0)
         m->date = t;
     m->expires = -1;
-    if ((h = find(resp, n_resp, "expires")) != NULL) {
+    if (!targeted && (h = find(resp, n_resp, "expires")) != NULL) {
         /* Two Expires disagree by definition: read as already expired (4.2.1). */
         t = count(resp, n_resp, "expires") == 1 ? tn_http_date_parse(h->value, h->value_len) : -1;
         m->expires = t > 0 ? t : 0;
@@ -580,14 +798,7 @@ static void meta_headers(const struct tn_header *resp, size_t n_resp, int64_t no
     m->last_modified = -1;
     if ((h = find(resp, n_resp, "last-modified")) != NULL)
         m->last_modified = tn_http_date_parse(h->value, h->value_len);
-    m->age_value = 0;
-    if ((h = find(resp, n_resp, "age")) != NULL) {
-        const char *v = h->value;
-        size_t vn = h->value_len;
-        trim(&v, &vn);
-        if (parse_delta(v, vn, &t) == 0)
-            m->age_value = t;
-    }
+    m->age_value = tn_cache_age_value(resp, n_resp);
     m->etag[0] = '\0';
     if ((h = find(resp, n_resp, "etag")) != NULL && h->value_len < sizeof(m->etag)) {
         memcpy(m->etag, h->value, h->value_len);
@@ -624,13 +835,17 @@ enum tn_storable tn_cache_storable(const struct tn_cache_config *cfg, const stru
         return TN_STORE_NO_STATUS;
     tn_cc_parse(cfg->ignore_request_cache_control ? NULL : req, cfg->ignore_request_cache_control ? 0 : n_req, true,
                 &req_cc);
-    tn_cc_parse(cfg->ignore_cache_control ? NULL : resp, cfg->ignore_cache_control ? 0 : n_resp, false, &cc);
+    bool targeted = false;
+    if (cfg->ignore_cache_control)
+        tn_cc_parse(NULL, 0, false, &cc);
+    else if (!(targeted = tn_cc_parse_targeted(resp, n_resp, cfg->targeted_cc, cfg->n_targeted_cc, &cc)))
+        tn_cc_parse(resp, n_resp, false, &cc);
     r = cc_storable(&req_cc, &cc, find(req, n_req, "authorization") != NULL, find(resp, n_resp, "set-cookie") != NULL);
     if (r != TN_STORE_OK)
         return r;
 
     memset(&m, 0, sizeof(m));
-    meta_headers(resp, n_resp, now_s, &m);
+    meta_headers(resp, n_resp, targeted, now_s, &m);
     if ((m.lifetime = lifetime_of(cfg, pr, &cc, &m)) < 0)
         return TN_STORE_NO_FRESHNESS;
     if (!content_type_ok(cfg, resp, n_resp))
@@ -669,6 +884,24 @@ static int64_t stale_ttl_s(const struct tn_cache_config *cfg, const struct tn_ca
     return ms_to_s(pick(pr, pr ? pr->stale_ttl_ms : 0, cfg->stale_ttl_ms));
 }
 
+/* Whether expired entries are kept until evicted (Envoy's config, unless
+ * the route sets its own stale_ttl). */
+static bool keeps_stale(const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr)
+{
+    return cfg->keep_stale && !(pr && pr->stale_ttl_ms != TN_CACHE_UNSET);
+}
+
+uint64_t tn_cache_expire_ms(const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr,
+                            const struct tn_cache_meta *m, uint64_t now_ms)
+{
+    if (keeps_stale(cfg, pr))
+        return UINT64_MAX;
+    uint64_t stale = pick(pr, pr ? pr->stale_ttl_ms : 0, cfg->stale_ttl_ms);
+    int64_t left = m->lifetime - tn_cache_age(m, (int64_t)(now_ms / 1000));
+    uint64_t ms = left > 0 ? (uint64_t)left * 1000 : 0;
+    return now_ms + ms + stale + 1;
+}
+
 /* Whether the entry is past what stale_ttl keeps: age > lifetime + stale_ttl. */
 static bool expired_for_good(int64_t age, int64_t lifetime, int64_t stale_ttl)
 {
@@ -696,7 +929,7 @@ enum tn_cache_use tn_cache_usable(const struct tn_cache_config *cfg, const struc
     int64_t age = tn_cache_age(m, now_s);
     const struct tn_cc *rc = cfg->ignore_request_cache_control ? NULL : req_cc;
 
-    if (expired_for_good(age, m->lifetime, stale_ttl_s(cfg, pr)))
+    if (!keeps_stale(cfg, pr) && expired_for_good(age, m->lifetime, stale_ttl_s(cfg, pr)))
         return TN_USE_UNUSABLE;
     if (rc != NULL && request_forces_revalidate(cfg, m, rc, age))
         return TN_USE_REVALIDATE;
@@ -722,7 +955,7 @@ bool tn_cache_stale_if_error(const struct tn_cache_config *cfg, const struct tn_
     const struct tn_cc *rc = cfg->ignore_request_cache_control ? NULL : req_cc;
     int64_t req_sie = rc ? rc->stale_if_error : TN_CC_ABSENT;
 
-    if (expired_for_good(age, m->lifetime, stale_ttl))
+    if (!keeps_stale(cfg, pr) && expired_for_good(age, m->lifetime, stale_ttl))
         return false;
     /* no-cache forbids any unvalidated use, unless the origin said stale-if-error too. */
     if (m->no_cache && m->stale_if_error == TN_CC_ABSENT)
@@ -804,6 +1037,174 @@ bool tn_cache_not_modified(const struct tn_cache_meta *m, const struct tn_header
         return false;
     int64_t changed = m->last_modified >= 0 ? m->last_modified : m->date;
     return changed <= since;
+}
+
+/* --- refreshing and invalidating ------------------------------------------- */
+
+static bool name_eq(const struct tn_header *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name_len == n && memcmp(h->name, name, n) == 0;
+}
+
+bool tn_cache_header_stored(const struct tn_header *h)
+{
+    static const char *const skip[] = {"age",         "content-length", "x-cache-status",
+                                       "x-cache-key", "x-cache-hits",   "x-served-by",
+                                       "x-envoy-upstream-service-time"};
+    for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+        if (name_eq(h, skip[i]))
+            return false;
+    return true;
+}
+
+size_t tn_cache_merge_304(const struct tn_header *stored, size_t n_stored, const struct tn_header *resp, size_t n_resp,
+                          struct tn_header *out, size_t *n_meta)
+{
+    size_t n = 0;
+    /* A 304 without Date gets the time it came as its Date (RFC 9110
+     * 6.6.1): the stored Date goes too, or the refreshed entry would be as
+     * old as the first response. */
+    bool resp_date = find(resp, n_resp, "date") != NULL;
+    for (size_t i = 0; i < n_stored; i++) {
+        const struct tn_header *h = &stored[i];
+        if (!tn_cache_header_stored(h) || (!resp_date && name_eq(h, "date")))
+            continue;
+        bool replaced = false;
+        for (size_t j = 0; j < n_resp && !replaced; j++)
+            replaced = resp[j].name_len == h->name_len && memcmp(resp[j].name, h->name, h->name_len) == 0 &&
+                       tn_cache_header_stored(&resp[j]);
+        if (!replaced)
+            out[n++] = *h;
+    }
+    for (size_t j = 0; j < n_resp; j++)
+        if (tn_cache_header_stored(&resp[j]))
+            out[n++] = resp[j];
+    const struct tn_header *age = find(resp, n_resp, "age");
+    *n_meta = n;
+    if (age != NULL)
+        out[(*n_meta)++] = *age;
+    return n;
+}
+
+static bool is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* An authority's host (lower case, into h) and port (the scheme's default
+ * when left out); false when it has userinfo or a bad port. */
+static bool split_authority(const char *a, size_t n, bool https, char *h, size_t hcap, size_t *hn, unsigned *port)
+{
+    size_t end = n;
+    if (memchr(a, '@', n) != NULL || n == 0)
+        return false;
+    const char *colon = NULL;
+    for (size_t i = n; i > 0; i--) {
+        if (a[i - 1] == ']')
+            break;
+        if (a[i - 1] == ':') {
+            colon = a + i - 1;
+            break;
+        }
+    }
+    *port = https ? 443 : 80;
+    if (colon != NULL) {
+        end = (size_t)(colon - a);
+        if (colon + 1 < a + n) {
+            unsigned v = 0;
+            for (const char *p = colon + 1; p < a + n; p++) {
+                if (!is_digit(*p) || v > 65535)
+                    return false;
+                v = v * 10 + (unsigned)(*p - '0');
+            }
+            if (v > 65535)
+                return false;
+            *port = v;
+        }
+    }
+    if (end == 0 || end >= hcap)
+        return false;
+    for (size_t i = 0; i < end; i++)
+        h[i] = lower(a[i]);
+    *hn = end;
+    return true;
+}
+
+static bool same_authority(const char *a, size_t an, const char *b, size_t bn, bool https)
+{
+    char ha[256], hb[256];
+    size_t han, hbn;
+    unsigned pa, pb;
+    return split_authority(a, an, https, ha, sizeof(ha), &han, &pa) &&
+           split_authority(b, bn, https, hb, sizeof(hb), &hbn, &pb) && han == hbn && memcmp(ha, hb, han) == 0 &&
+           pa == pb;
+}
+
+/* Appends s[0..n) to out at *at; false when it does not fit. */
+static bool put_out(char *out, size_t cap, size_t *at, const char *s, size_t n)
+{
+    if (*at + n > cap)
+        return false;
+    memcpy(out + *at, s, n);
+    *at += n;
+    return true;
+}
+
+size_t tn_cache_same_origin_path(const char *ref, size_t len, const char *scheme, const char *host, size_t host_len,
+                                 const char *base, size_t base_len, char *out, size_t cap)
+{
+    bool https = scheme != NULL && ci_eq(scheme, strlen(scheme), "https");
+    size_t at = 0, i = 0;
+    trim(&ref, &len);
+    const char *hash = memchr(ref, '#', len);
+    if (hash != NULL)
+        len = (size_t)(hash - ref);
+    for (size_t k = 0; k < len; k++)
+        if ((unsigned char)ref[k] <= 0x20 || ref[k] == 0x7f)
+            return 0; /* not a URI reference */
+    /* scheme ":" */
+    if (len > 0 && is_alpha(ref[0])) {
+        while (i < len && (isalnum_ascii(ref[i]) || ref[i] == '+' || ref[i] == '-' || ref[i] == '.'))
+            i++;
+        if (i < len && ref[i] == ':') {
+            if (!ci_eq(ref, i, https ? "https" : "http"))
+                return 0;
+            i++;
+            if (len - i < 2 || ref[i] != '/' || ref[i + 1] != '/')
+                return 0;
+        } else {
+            i = 0;
+        }
+    }
+    if (len - i >= 2 && ref[i] == '/' && ref[i + 1] == '/') {
+        size_t a = i + 2, e = a;
+        while (e < len && ref[e] != '/' && ref[e] != '?')
+            e++;
+        if (!same_authority(ref + a, e - a, host, host_len, https))
+            return 0;
+        if (e == len || ref[e] == '?')
+            if (!put_out(out, cap, &at, "/", 1))
+                return 0;
+        return put_out(out, cap, &at, ref + e, len - e) ? at : 0;
+    }
+    if (i != 0)
+        return 0;
+    const char *bq = memchr(base, '?', base_len);
+    size_t bpath = bq ? (size_t)(bq - base) : base_len;
+    if (len == 0) /* the base itself */
+        return put_out(out, cap, &at, base, base_len) ? at : 0;
+    if (ref[0] == '/')
+        return put_out(out, cap, &at, ref, len) ? at : 0;
+    if (ref[0] == '?')
+        return put_out(out, cap, &at, base, bpath) && put_out(out, cap, &at, ref, len) ? at : 0;
+    /* a relative path: the base's directory, then ref */
+    size_t dir = bpath;
+    while (dir > 0 && base[dir - 1] != '/')
+        dir--;
+    if (dir == 0 && !put_out(out, cap, &at, "/", 1))
+        return 0;
+    return put_out(out, cap, &at, base, dir) && put_out(out, cap, &at, ref, len) ? at : 0;
 }
 
 /* --- ranges and media types ------------------------------------------------- */

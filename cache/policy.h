@@ -40,6 +40,25 @@ void tn_cc_parse(const struct tn_header *h, size_t n, bool pragma, struct tn_cc 
  * 5.6.1) from *pos, trimmed of spaces and tabs; false at the end. */
 bool tn_list_next(const char *v, size_t len, size_t *pos, const char **item, size_t *n);
 
+/* Targeted cache-control fields (RFC 9213): the response's policy from the
+ * first of names[0..n_names) (lower case, in the config's order) that the
+ * response carries with a valid value, into *out; false, with *out left
+ * untouched, when none does (then Cache-Control and Expires count). A
+ * targeted field is a Structured Field Dictionary (RFC 8941): a field that
+ * does not parse as one (upper-case keys, junk, an empty value) is ignored
+ * whole. Its members are Cache-Control's directives; parameters are
+ * ignored, a Boolean false member counts as absent, and a member whose
+ * value is not of the directive's type counts as an invalid argument does
+ * in Cache-Control (max-age/s-maxage: 0, i.e. stale). */
+bool tn_cc_parse_targeted(const struct tn_header *h, size_t n, const char *const *names, size_t n_names,
+                          struct tn_cc *out);
+
+/* The Age field (RFC 9111 5.1) as delta-seconds: the first member of the
+ * first Age field (a list "7200, 0" counts as 7200), clamped to 2^31; 0
+ * when there is none or that member is not a non-negative integer (the
+ * field is then ignored, as 5.1 says). */
+int64_t tn_cache_age_value(const struct tn_header *h, size_t n);
+
 /* An HTTP-date (IMF-fixdate, RFC 850, asctime; RFC 9110 5.6.7) as seconds
  * since the epoch, or -1 when it does not parse. Dates before the epoch give
  * 0. An RFC 850 two-digit year more than 50 years ahead is read as the past
@@ -127,6 +146,46 @@ bool tn_cache_stale_if_error(const struct tn_cache_config *cfg, const struct tn_
  * Last-Modified, or with Date when there is none (RFC 9111 4.3.2). The
  * caller applies it to GET and HEAD only. */
 bool tn_cache_not_modified(const struct tn_cache_meta *m, const struct tn_header *req, size_t n_req);
+
+/* Merges the header fields of a 304 (resp) into a stored response's
+ * (RFC 9111 3.2, 4.3.4): each field the 304 carries replaces every stored
+ * field of that name (Content-Type included), the others are kept. Fields
+ * that are not stored are left out (Content-Length, Age, the cache's own
+ * status headers, x-envoy-upstream-service-time). out needs room for
+ * n_stored + n_resp fields; it points into stored and resp (nothing is
+ * copied). Returns how many fields to store, out[0..ret); when the 304
+ * carries an Age, out[ret] is that field and *n_meta is ret + 1, else
+ * ret: pass out[0..*n_meta) to tn_cache_storable, so the refreshed entry's
+ * age counts the 304's, and store out[0..ret). */
+size_t tn_cache_merge_304(const struct tn_header *stored, size_t n_stored, const struct tn_header *resp, size_t n_resp,
+                          struct tn_header *out, size_t *n_meta);
+
+/* Whether a response header field is kept with a stored response: not
+ * Age, Content-Length, the cache's status headers (X-Cache-Status,
+ * X-Cache-Key, X-Cache-Hits, X-Served-By) or x-envoy-upstream-service-time. */
+bool tn_cache_header_stored(const struct tn_header *h);
+
+/* When an entry stored at now_ms with meta m stops being of any use (wall
+ * ms): after its freshness and the stale window (stale_ttl, the
+ * per-route one first); UINT64_MAX when the config keeps expired entries
+ * until they are evicted (keep_stale, Envoy's). */
+uint64_t tn_cache_expire_ms(const struct tn_cache_config *cfg, const struct tn_cache_per_route *pr,
+                            const struct tn_cache_meta *m, uint64_t now_ms);
+
+/* Whether a method is known to be safe (RFC 9110 9.2.1: GET, HEAD,
+ * OPTIONS, TRACE); a non-error response to any other invalidates
+ * (RFC 9111 4.4). */
+bool tn_cache_method_safe(const char *m, size_t n);
+
+/* The path (with query, without fragment) that a Location or
+ * Content-Location value ref names, when it is on the same origin as the
+ * request (scheme, host, port; a default port may be left out), into out
+ * (cap bytes); returns its length, 0 when ref names another origin, does
+ * not parse or does not fit. A relative reference is resolved against the
+ * request's path (RFC 3986 5.2, without dot-segment removal: such a path
+ * never equals a stored one). scheme may be NULL (http). */
+size_t tn_cache_same_origin_path(const char *ref, size_t len, const char *scheme, const char *host, size_t host_len,
+                                 const char *base, size_t base_len, char *out, size_t cap);
 
 /* A Range request header against a body of `total` bytes (RFC 9110 14.2):
  * 0 with [*first, *last] for one satisfiable range (bytes=a-b, a-, -n;

@@ -100,13 +100,11 @@ static void store(struct refresh *f, const struct tn_header *hdrs, size_t n, con
 {
     struct tn_cache_entry *old = f->old;
     uint64_t now_ms = tn_worker_wall_ms(f->w);
-    uint64_t stale = f->has_pr && f->pr.stale_ttl_ms != TN_CACHE_UNSET ? f->pr.stale_ttl_ms : f->cfg->stale_ttl_ms;
-    int64_t left = f->meta.lifetime - tn_cache_age(&f->meta, (int64_t)(now_ms / 1000));
     struct tn_cache_entry_spec sp = {
         .key = old->key, .key_len = old->key_len, .host = old->host, .host_len = old->host_len, .path = old->path,
         .path_len = old->path_len, .vary = old->vary, .n_vary = old->n_vary, .meta = &f->meta, .headers = hdrs,
         .n_headers = n, .body_len = body_len, .now_ms = now_ms,
-        .expire_ms = now_ms + (left > 0 ? (uint64_t)left * 1000 : 0) + stale + 1};
+        .expire_ms = tn_cache_expire_ms(f->cfg, f->has_pr ? &f->pr : NULL, &f->meta, now_ms)};
     struct tn_cache_entry *e = tn_cache_entry_new(f->cfg->store, &sp);
     if (e == NULL)
         return;
@@ -121,15 +119,6 @@ static void store(struct refresh *f, const struct tn_header *hdrs, size_t n, con
         TN_LOG(TN_LOG_DEBUG, cache, "refreshed %.*s in the background", (int)old->path_len, old->path);
 }
 
-static bool keep_header(const struct tn_header *h)
-{
-    static const char *const skip[] = {"age", "content-length", "x-envoy-upstream-service-time"};
-    for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
-        if (h->name_len == strlen(skip[i]) && memcmp(h->name, skip[i], h->name_len) == 0)
-            return false;
-    return true;
-}
-
 static void on_headers(struct tn_ureq *q, struct tn_response *resp)
 {
     struct refresh *f = of(q);
@@ -139,16 +128,12 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     const struct tn_header *req = NULL; /* the request had no Authorization: it was stored */
     if (resp->status == 304) {
         /* the stored headers, updated by the 304's */
-        size_t n = 0;
+        size_t n = 0, n_meta = 0;
         struct tn_header *hv = tn_pool_alloc(&f->pool, (old->n_headers + resp->n_headers + 1) * sizeof(*hv));
-        for (size_t i = 0; hv && i < old->n_headers; i++)
-            if (!tn_headers_find(resp->headers, resp->n_headers, old->headers[i].name, old->headers[i].name_len))
-                hv[n++] = old->headers[i];
-        for (size_t i = 0; hv && i < resp->n_headers; i++)
-            if (keep_header(&resp->headers[i]))
-                hv[n++] = resp->headers[i];
-        if (hv && tn_cache_storable(f->cfg, f->has_pr ? &f->pr : NULL, "GET", 3, req, 0, old->meta.status, hv, n,
-                                    f->request_time, (int64_t)(tn_worker_wall_ms(f->w) / 1000),
+        if (hv)
+            n = tn_cache_merge_304(old->headers, old->n_headers, resp->headers, resp->n_headers, hv, &n_meta);
+        if (hv && tn_cache_storable(f->cfg, f->has_pr ? &f->pr : NULL, "GET", 3, req, 0, old->meta.status, hv,
+                                    n_meta, f->request_time, (int64_t)(tn_worker_wall_ms(f->w) / 1000),
                                     &f->meta) == TN_STORE_OK)
             store(f, hv, n, old->body, old->body_len, NULL);
         return;
@@ -166,7 +151,7 @@ static void on_headers(struct tn_ureq *q, struct tn_response *resp)
     f->hdrs = tn_pool_alloc(&f->pool, (resp->n_headers + 1) * sizeof(*f->hdrs));
     for (size_t i = 0; f->hdrs && i < resp->n_headers; i++) {
         const struct tn_header *h = &resp->headers[i];
-        if (!keep_header(h))
+        if (!tn_cache_header_stored(h))
             continue;
         f->hdrs[f->n_hdrs++] = (struct tn_header){.name = tn_pool_strndup(&f->pool, h->name, h->name_len),
                                                   .name_len = h->name_len,

@@ -434,8 +434,9 @@ void tn_cache_fill_release(struct tn_cache_store *st, uint64_t lo)
 /* --- purging ----------------------------------------------------------------------- */
 
 /* Announces a purge to fills under way (the ring), then marks the entries
- * it covers dead. */
-static size_t purge_run(struct tn_cache_store *st, const struct purge_match *m)
+ * it covers dead: in every bucket, or only in the bucket of key_hash when
+ * not NULL (all the entries it covers are there). */
+static size_t purge_run(struct tn_cache_store *st, const struct purge_match *m, const uint64_t *key_hash)
 {
     uint64_t gen = atomic_fetch_add(&st->purge_gen, 1) + 1;
     struct purge_rec *p = &st->ring[gen % PURGE_RING];
@@ -452,8 +453,9 @@ static size_t purge_run(struct tn_cache_store *st, const struct purge_match *m)
     }
     atomic_store_explicit(&p->gen, gen, memory_order_release);
 
-    size_t n = 0;
-    for (size_t b = 0; b <= st->mask; b++)
+    size_t n = 0, first = key_hash ? (size_t)(*key_hash & st->mask) : 0;
+    size_t last = key_hash ? first : st->mask;
+    for (size_t b = first; b <= last; b++)
         for (struct tn_cache_entry *e = atomic_load_explicit(&st->buckets[b], memory_order_acquire); e;
              e = atomic_load_explicit(&e->next, memory_order_acquire)) {
             if (atomic_load_explicit(&e->dead, memory_order_relaxed) || !purge_matches(m, e))
@@ -474,7 +476,18 @@ size_t tn_cache_purge(struct tn_cache_store *st, const char *host, size_t host_l
 {
     struct purge_match m = {.any_host = host == NULL, .prefix = prefix, .host = host, .host_len = host ? host_len : 0,
                             .path = path, .path_len = path_len};
-    return purge_run(st, &m);
+    return purge_run(st, &m, NULL);
+}
+
+size_t tn_cache_purge_uri(struct tn_cache_store *st, const char *key, size_t key_len, const char *host, size_t host_len,
+                          const char *path, size_t path_len)
+{
+    struct purge_match m = {.host = host, .host_len = host_len, .path = path, .path_len = path_len};
+    uint64_t lo, hi;
+    if (key == NULL)
+        return purge_run(st, &m, NULL);
+    tn_cache_hash(key, key_len, &lo, &hi);
+    return purge_run(st, &m, &lo);
 }
 
 size_t tn_cache_purge_key(struct tn_cache_store *st, const char *hex)
@@ -482,13 +495,13 @@ size_t tn_cache_purge_key(struct tn_cache_store *st, const char *hex)
     struct purge_match m = {.by_key = true};
     if (parse_hex(hex, &m.key_lo, &m.key_hi))
         return 0;
-    return purge_run(st, &m);
+    return purge_run(st, &m, NULL);
 }
 
 size_t tn_cache_purge_all(struct tn_cache_store *st)
 {
     struct purge_match m = {.all = true};
-    return purge_run(st, &m);
+    return purge_run(st, &m, NULL);
 }
 
 struct tn_cache_entry *tn_cache_find_key(struct tn_cache_store *st, const char *hex)

@@ -150,6 +150,11 @@ void tn_cache_fill_release(struct tn_cache_store *st, uint64_t hash_lo);
  * many. Walks the whole table. */
 size_t tn_cache_purge(struct tn_cache_store *st, const char *host, size_t host_len, const char *path, size_t path_len,
                       bool prefix);
+/* Invalidation (RFC 9111 4.4): tn_cache_purge of exactly host and path,
+ * walking only the bucket of `key` when it is not NULL: the key every
+ * entry for host and path has (when the key is made of them alone). */
+size_t tn_cache_purge_uri(struct tn_cache_store *st, const char *key, size_t key_len, const char *host, size_t host_len,
+                          const char *path, size_t path_len);
 /* Marks dead the entry whose X-Cache-Key is `hex` (32 hex digits); returns
  * 1 or 0. */
 size_t tn_cache_purge_key(struct tn_cache_store *st, const char *hex);

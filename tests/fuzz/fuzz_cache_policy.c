@@ -1,6 +1,7 @@
 /* libFuzzer target for the cache's HTTP rules (cache/policy.c): arbitrary
  * bytes as Cache-Control, Pragma, HTTP dates, Range, Content-Type, Vary,
- * Age, ETag and conditional headers. Beyond "no crash, no sanitizer
+ * Age, ETag and conditional headers, targeted cache-control fields
+ * (RFC 9213), 304 merges and Location / Content-Location references. Beyond "no crash, no sanitizer
  * report", each parser's promise is checked: delta-seconds within their
  * clamp, two Cache-Control headers reading as the most restrictive of each,
  * format -> parse round trips, ranges within the body, media types lower
@@ -110,6 +111,30 @@ static void fuzz_media_type(const uint8_t *d, size_t n)
         check(out[i] != ' ' && out[i] != '\t' && out[i] != ';' && !(out[i] >= 'A' && out[i] <= 'Z'));
 }
 
+/* Targeted fields: a valid one gives directives within the clamp; Age is
+ * 0..2^31; a merged 304 never holds more than both; a same-origin path
+ * fits, starts with "/" and holds no fragment. */
+static void fuzz_rfc(const uint8_t *d, size_t n)
+{
+    static const char *names[] = {"edge-cache-control", "cdn-cache-control"};
+    struct tn_header h[] = {hdr("cdn-cache-control", d, n), hdr("edge-cache-control", d, n / 2), hdr("age", d, n)};
+    struct tn_cc cc;
+    if (tn_cc_parse_targeted(h, 3, names, 2, &cc))
+        check(cc.present && delta_ok(cc.max_age, false) && delta_ok(cc.s_maxage, false));
+    int64_t age = tn_cache_age_value(h, 3);
+    check(age >= 0 && age <= DELTA_MAX);
+    struct tn_header out[6];
+    size_t n_meta, m = tn_cache_merge_304(h, 3, h, 3, out, &n_meta);
+    check(m <= 6 && n_meta >= m && n_meta <= m + 1);
+    char path[128];
+    size_t cap = n ? d[0] % sizeof(path) : sizeof(path);
+    size_t pl = tn_cache_same_origin_path((const char *)d, n, n && d[0] & 1 ? "https" : "http", "example.com:8080",
+                                          16, "/a/b?c", 6, path, cap);
+    check(pl <= cap);
+    if (pl > 0)
+        check(path[0] == '/' && memchr(path, '#', pl) == NULL);
+}
+
 /* The same bytes as every header a stored response and a request carry. */
 static void fuzz_entry(const uint8_t *d, size_t n)
 {
@@ -125,6 +150,7 @@ static void fuzz_entry(const uint8_t *d, size_t n)
     cfg.ignore_request_cache_control = f & 16;
     cfg.ignore_client_refresh = f & 32;
     cfg.only_if_origin_cacheable = f & 64;
+    cfg.keep_stale = f & 4 && f & 16;
     if (f & 128)
         cfg.vary_headers = vary, cfg.n_vary_headers = 2, cfg.content_types = types, cfg.n_content_types = 1;
 
@@ -165,5 +191,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_range(data, size);
     fuzz_media_type(data, size);
     fuzz_entry(data, size);
+    fuzz_rfc(data, size);
     return 0;
 }

@@ -124,11 +124,13 @@ check "Set-Cookie responses are not stored" 2 "$(hits_of /ck)"
 get "$base/auth?$CC" -H 'Authorization: Basic eDp5'
 get "$base/auth?$CC" -H 'Authorization: Basic eDp5'
 check "Authorization without public: not stored" 2 "$(hits_of /auth)"
+get "$base/a?$CC" -H 'Cache-Control: no-cache'
+check "a client's no-cache revalidates (Refresh)" refresh "$(hdr x-cache-status)"
 before=$(hits_of /a)
 tn_curl -o /dev/null -X POST -d x "$base/a?$CC"
 check "POST is not cached (bypass)" $((before + 1)) "$(hits_of /a)"
-get "$base/a?$CC" -H 'Cache-Control: no-cache'
-check "a client's no-cache revalidates (Refresh)" refresh "$(hdr x-cache-status)"
+get "$base/a?$CC"
+check "the POST's 200 invalidated the GET's entry (RFC 9111 4.4)" miss "$(hdr x-cache-status)"
 get "$base/oic-none" -H 'Cache-Control: only-if-cached'
 check "only-if-cached with nothing stored: 504" 504 "$(status)"
 check "only-if-cached never goes upstream" 0 "$(hits_of /oic-none)"

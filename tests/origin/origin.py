@@ -53,6 +53,9 @@ Behaviour (PATH is the request target; knobs are query parameters, combinable):
                   whose heads or bodies this origin could not parse)
                   since start or the last reset (/__ paths not counted)
   /__reset        zeroes the counters and the fail_first state; {"reset": true}
+  /__last?path=P  {"method", "target", "headers"} of the last request for
+                  path P (without query; /__ paths not recorded), {} if none:
+                  what reached the origin even when it answered 304
 
   ?status=N       answer with status N (204, 304 and 1xx-free: no body for
                   204/304; HEAD never gets a body)
@@ -86,6 +89,14 @@ Behaviour (PATH is the request target; knobs are query parameters, combinable):
   ?echo=1         the response body is the request body, verbatim (buffered;
                   capped at 64 MiB)
   ?ctype=T        content-type of the response
+  ?date=1         send Date: now (IMF-fixdate), on 304s too
+  ?hdr304=name:value
+                  add a header to 304 answers only (repeatable)
+
+A request header "X-Origin-Query: k=v&k2=v2" adds knobs as if they were in
+the query (after it, so they win where one value counts): the same URL can
+be answered differently per request, e.g. a POST to a cached URL with
+"X-Origin-Query: status=500".
 """
 
 import argparse
@@ -172,6 +183,7 @@ class Origin:
         self.bad = 0
         self.paths = {}
         self.failures = {}
+        self.last = {}
 
     def log_line(self, method, target, host):
         self.log.write("[%s] %s %s Host: %s\n" % (self.name, method, target, host or "-"))
@@ -314,6 +326,10 @@ class Origin:
         url = urllib.parse.urlsplit(target)
         path = url.path
         q = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        xq = hmap.get("x-origin-query")
+        for v in (xq if isinstance(xq, list) else [xq] if xq else []):
+            for k, vs in urllib.parse.parse_qs(v, keep_blank_values=True).items():
+                q.setdefault(k, []).extend(vs)
 
         def qget(name, default=None):
             v = q.get(name)
@@ -328,6 +344,7 @@ class Origin:
         if not path.startswith("/__"):
             self.count += 1
             self.paths[path] = self.paths.get(path, 0) + 1
+            self.last[path] = {"method": method, "target": target, "headers": hmap}
 
         # The body: 100-continue first, then hash (and keep a small prefix).
         has_body = any(k in ("content-length", "transfer-encoding") for k, _ in headers)
@@ -367,6 +384,14 @@ class Origin:
             if sep and k.strip():
                 extra.append((k.strip(), v.strip()))
 
+        if qget("date") == "1":
+            extra.append(("date", email.utils.formatdate(usegmt=True)))
+        extra304 = []
+        for h in q.get("hdr304", []):
+            k, sep, v = h.partition(":")
+            if sep and k.strip():
+                extra304.append((k.strip(), v.strip()))
+
         etag = qget("etag")
         if etag is not None:
             extra.append(("etag", '"%s"' % etag))
@@ -375,7 +400,7 @@ class Origin:
             if inm is not None:
                 tags = [t.strip() for t in inm.split(",")]
                 if "*" in tags or ('"%s"' % etag) in tags or ('W/"%s"' % etag) in tags:
-                    return await self.send_body(writer, method, 304, extra, [], 0, keep, q)
+                    return await self.send_body(writer, method, 304, extra + extra304, [], 0, keep, q)
         if qget("lm") == "1":
             extra.append(("last-modified", LAST_MODIFIED))
             ims = hmap.get("if-modified-since")
@@ -385,16 +410,19 @@ class Origin:
                 except (TypeError, ValueError, IndexError):
                     when = None
                 if when is not None and when >= LAST_MODIFIED_TS:
-                    return await self.send_body(writer, method, 304, extra, [], 0, keep, q)
+                    return await self.send_body(writer, method, 304, extra + extra304, [], 0, keep, q)
 
         # Internal endpoints.
         if path == "/__count":
             return await self.send_json(writer, method, 200, {"count": self.count, "paths": self.paths, "bad": self.bad}, [], keep, q)
+        if path == "/__last":
+            return await self.send_json(writer, method, 200, self.last.get(qget("path", ""), {}), [], keep, q)
         if path == "/__reset":
             self.count = 0
             self.bad = 0
             self.paths = {}
             self.failures = {}
+            self.last = {}
             return await self.send_json(writer, method, 200, {"reset": True}, [], keep, q)
 
         fail_first = qint("fail_first")

@@ -74,7 +74,37 @@ START_TEST(envoy_defaults)
     ck_assert(!c->tern);
     assert_common_defaults(c);
     ck_assert(!c->status_headers); /* Envoy sends Age only */
+    ck_assert(c->keep_stale);         /* expired entries kept to be revalidated */
+    ck_assert_uint_eq(c->n_targeted_cc, 1);
+    ck_assert_str_eq(c->targeted_cc[0], "cdn-cache-control");
     tn_cache_factory.destroy_config(c);
+}
+END_TEST
+
+START_TEST(tern_targeted)
+{
+    struct tn_cache_config *c = compile(TERN_CFG, "{}");
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    ck_assert(!c->keep_stale); /* tern's stale_ttl says how long */
+    ck_assert_uint_eq(c->n_targeted_cc, 1);
+    ck_assert_str_eq(c->targeted_cc[0], "cdn-cache-control");
+    tn_cache_factory.destroy_config(c);
+    c = compile(TERN_CFG, "targeted_cache_control: [Edge-Cache-Control, cdn-cache-control]");
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    ck_assert_uint_eq(c->n_targeted_cc, 2);
+    ck_assert_str_eq(c->targeted_cc[0], "edge-cache-control");
+    ck_assert_str_eq(c->targeted_cc[1], "cdn-cache-control");
+    tn_cache_factory.destroy_config(c);
+    c = compile(TERN_CFG, "ignore_targeted_cache_control: true");
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    ck_assert_uint_eq(c->n_targeted_cc, 0);
+    tn_cache_factory.destroy_config(c);
+    compile_error(TERN_CFG, "targeted_cache_control: [a, 'b c']",
+                  "targeted_cache_control[1]: 'b c' is not a header name other than Cache-Control");
+    compile_error(TERN_CFG, "targeted_cache_control: [Cache-Control]",
+                  "targeted_cache_control[0]: 'Cache-Control' is not a header name other than Cache-Control");
+    compile_error(TERN_CFG, "targeted_cache_control: [x]\nignore_targeted_cache_control: true",
+                  "ignore_targeted_cache_control: targeted_cache_control is set too: ignore the list or drop it");
 }
 END_TEST
 
@@ -427,6 +457,7 @@ Suite *cache_config_suite(void)
     TCase *tc = tcase_create("cache_config");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, envoy_defaults);
+    tcase_add_test(tc, tern_targeted);
     tcase_add_test(tc, envoy_fields);
     tcase_add_test(tc, envoy_errors);
     tcase_add_test(tc, tern_defaults);

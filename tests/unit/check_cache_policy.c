@@ -249,7 +249,10 @@ enum {
     P_OVERRIDE = 1 << 12, /* per-route ttl_override 7 s */
     P_DEFAULT = 1 << 13,  /* per-route default_ttl 9 s */
     P_UNSET = 1 << 14,    /* a per-route config that overrides nothing */
+    C_CDN = 1 << 15,      /* targeted field cdn-cache-control (RFC 9213) */
 };
+
+static const char *cdn_only[] = {"cdn-cache-control"};
 
 static void config(int f, struct tn_cache_config *cfg, struct tn_cache_per_route *pr)
 {
@@ -281,6 +284,8 @@ static void config(int f, struct tn_cache_config *cfg, struct tn_cache_per_route
         pr->ttl_override_ms = 7000;
     if (f & P_DEFAULT)
         pr->default_ttl_ms = 9000;
+    if (f & C_CDN)
+        cfg->targeted_cc = cdn_only, cfg->n_targeted_cc = 1;
 }
 
 static const struct store_case {
@@ -348,6 +353,28 @@ static const struct store_case {
     {0, "GET", "", 200, "cache-control: max-age=99999999999", TN_STORE_OK, CLAMP},
     {0, "GET", "", 200, "cache-control: max-age=junk", TN_STORE_OK, 0},
     {0, "GET", "", 200, "cache-control: no-cache, max-age=60", TN_STORE_OK, 60},
+    /* no-cache without freshness: stored to be validated on every use (Envoy's) */
+    {0, "GET", "", 200, "cache-control: no-cache", TN_STORE_OK, 0},
+    {0, "GET", "", 200, "cache-control: no-cache=\"set-cookie\"", TN_STORE_OK, 0},
+    {C_DEFAULT_TTL, "GET", "", 200, "cache-control: no-cache", TN_STORE_OK, 5},
+    {C_DEFAULT_TTL | C_ONLY_ORIGIN, "GET", "", 200, "cache-control: no-cache", TN_STORE_NO_FRESHNESS, 0},
+    {0, "GET", "", 200, "cache-control: no-cache, no-store", TN_STORE_NO_STORE, 0},
+    /* targeted fields (RFC 9213) */
+    {C_CDN, "GET", "", 200, "cdn-cache-control: max-age=30\ncache-control: no-store", TN_STORE_OK, 30},
+    {C_CDN, "GET", "", 200, "cdn-cache-control: no-store\ncache-control: max-age=30", TN_STORE_NO_STORE, 0},
+    {C_CDN, "GET", "", 200, "cdn-cache-control: private\ncache-control: public, max-age=30", TN_STORE_PRIVATE, 0},
+    {0, "GET", "", 200, "cdn-cache-control: max-age=30\ncache-control: no-store", TN_STORE_NO_STORE, 0},
+    {C_CDN, "GET", "", 200, "cdn-cache-control: Max-Age=30\ncache-control: max-age=7", TN_STORE_OK, 7},
+    {C_CDN, "GET", "", 200, "cdn-cache-control: \ncache-control: max-age=7", TN_STORE_OK, 7},
+    {C_CDN, "GET", "", 200, "cdn-cache-control: max-age=30\ndate: " DATE_NOW "\nexpires: Sun, 09 Sep 2001 01:40:00 GMT",
+     TN_STORE_OK, 30},
+    {C_CDN, "GET", "", 200, "cdn-cache-control: public\ndate: " DATE_NOW "\nexpires: Sun, 09 Sep 2001 01:48:20 GMT",
+     TN_STORE_NO_FRESHNESS, 0}, /* Expires counts for nothing beside a targeted field */
+    {C_CDN, "GET", "", 200, "cdn-cache-control: no-cache\ncache-control: max-age=60", TN_STORE_OK, 0},
+    {C_CDN, "GET", "", 200, "cdn-cache-control: max-age=\"30\"\ncache-control: max-age=60", TN_STORE_OK, 0},
+    {C_CDN | C_IGNORE_CC | C_DEFAULT_TTL, "GET", "", 200, "cdn-cache-control: no-store", TN_STORE_OK, 5},
+    {C_CDN, "GET", "authorization: x", 200, "cdn-cache-control: s-maxage=9\ncache-control: max-age=60",
+     TN_STORE_OK, 9},
     {C_OVERRIDE, "GET", "", 200, "cache-control: max-age=60", TN_STORE_OK, 3},
     {C_OVERRIDE, "GET", "", 200, "", TN_STORE_OK, 3},
     {C_OVERRIDE | P_OVERRIDE, "GET", "", 200, "cache-control: max-age=60", TN_STORE_OK, 7},
@@ -459,6 +486,8 @@ START_TEST(storable_fills_meta)
     ck_assert(m.must_revalidate && !m.authorization_ok);
     ck_assert_int_eq(m.age_value, 0);
     ck_assert_int_eq(m.last_modified, -1);
+    ck_assert_int_eq(store(0, "", "cache-control: max-age=5\nage: 7200, 0", &m), TN_STORE_OK);
+    ck_assert_int_eq(m.age_value, 7200); /* the first member (RFC 9111 5.1) */
     ck_assert_int_eq(store(0, "", "cache-control: s-maxage=5\nage: 99999999999999", &m), TN_STORE_OK);
     ck_assert(m.must_revalidate && m.authorization_ok); /* s-maxage implies proxy-revalidate */
     ck_assert_int_eq(m.age_value, CLAMP);
@@ -529,6 +558,7 @@ enum {
     M_SIE_20 = 1 << 10,
     M_SIE_5 = 1 << 11,
     U_STALE_HALF = 1 << 12, /* stale_ttl 500 ms */
+    U_KEEP = 1 << 13,       /* keep_stale (Envoy's config) */
 };
 
 static const struct use_case {
@@ -599,6 +629,18 @@ static const struct use_case {
     {U_STALE_60, 60, 70, "cache-control: stale-if-error=5", TN_USE_REVALIDATE, false},
     {U_STALE_60, 60, 70, "cache-control: stale-if-error=10", TN_USE_REVALIDATE, true},
     {U_STALE_5 | M_SIE_20, 60, 70, "", TN_USE_UNUSABLE, false},
+    /* keep_stale: kept to be revalidated, never served stale unless the response says so */
+    {U_KEEP, 60, 10, "", TN_USE_FRESH, true},
+    {U_KEEP, 60, 61, "", TN_USE_REVALIDATE, false},
+    {U_KEEP, 60, 100000000, "", TN_USE_REVALIDATE, false},
+    {U_KEEP, 0, 0, "", TN_USE_REVALIDATE, false},
+    {U_KEEP | M_NO_CACHE, 0, 500, "", TN_USE_REVALIDATE, false},
+    {U_KEEP | M_SWR_30, 60, 70, "", TN_USE_STALE_WHILE_REVALIDATE, false},
+    {U_KEEP | M_SIE_20, 60, 70, "", TN_USE_REVALIDATE, true},
+    {U_KEEP | M_SIE_20, 60, 90, "", TN_USE_REVALIDATE, false},
+    {U_KEEP, 60, 1000, "cache-control: max-stale", TN_USE_STALE_OK, false},
+    {U_KEEP | U_PR_STALE_10, 60, 70, "", TN_USE_REVALIDATE, true}, /* the route's stale_ttl wins */
+    {U_KEEP | U_PR_STALE_10, 60, 71, "", TN_USE_UNUSABLE, false},
 };
 
 static void use_setup(const struct use_case *c, struct tn_cache_config *cfg, struct tn_cache_per_route *pr,
@@ -613,6 +655,7 @@ static void use_setup(const struct use_case *c, struct tn_cache_config *cfg, str
     cfg->ignore_client_refresh = c->f & U_IGNORE_REFRESH;
     cfg->ignore_client_refresh_immutable = c->f & U_IGNORE_REFRESH_IMM;
     cfg->ignore_request_cache_control = c->f & U_IGNORE_REQ_CC;
+    cfg->keep_stale = c->f & U_KEEP;
     *m = (struct tn_cache_meta){.status = 200,
                                 .date = NOW,
                                 .request_time = NOW,
@@ -779,6 +822,267 @@ START_TEST(range_table)
 }
 END_TEST
 
+/* --- Age, targeted fields, 304 merges, invalidation ------------------------- */
+
+static const struct agev_case {
+    const char *h;
+    int64_t want;
+} agev_cases[] = {
+    {"age: 7200, 0", 7200},
+    {"age: 7200,0", 7200},
+    {"age: 0, 7200", 0},
+    {"age: , 5", 5},
+    {"age:  12 ", 12},
+    {"age: 7\nage: 9", 7},
+    {"x-age: 9", 0},
+    {"age: ", 0},
+    {"age: abc", 0},
+    {"age: 10abc", 0},
+    {"age: 10 20", 0},
+    {"age: -5", 0},
+    {"age: 1.5", 0},
+    {"age: \"5\"", 0},
+    {"age: abc, 5", 0}, /* the first member is invalid: the field is ignored, not the next member used */
+    {"age: 2147483648", CLAMP},
+    {"age: 99999999999999999999", CLAMP},
+};
+
+START_TEST(age_value_table)
+{
+    struct tn_header h[4];
+    size_t n = headers(agev_cases[_i].h, h, N(h));
+    ck_assert_msg(tn_cache_age_value(h, n) == agev_cases[_i].want, "%s: %lld", agev_cases[_i].h,
+                  (long long)tn_cache_age_value(h, n));
+}
+END_TEST
+
+static const struct tgt_case {
+    const char *v;
+    bool valid;
+    int64_t max_age, s_maxage;
+    int flags;
+} tgt_cases[] = {
+    {"max-age=60", true, 60, A, 0},
+    {"  max-age=60  ", true, 60, A, 0},
+    {"max-age=60, no-store", true, 60, A, NS},
+    {"max-age=60,\tno-store", true, 60, A, NS},
+    {"max-age=60;foo=bar, private", true, 60, A, PRIV},
+    {"private;a;b=?0, max-age=1", true, 1, A, PRIV},
+    {"no-store=?0, max-age=5", true, 5, A, 0},
+    {"no-store=?1", true, A, A, NS},
+    {"public=?1, immutable", true, A, A, PUB | IMM},
+    {"private=\"set-cookie\"", true, A, A, PRIV},
+    {"public=\"x\"", true, A, A, 0}, /* the wrong type: not public */
+    {"max-age=\"60\"", true, 0, A, 0},
+    {"max-age=-1", true, 0, A, 0},
+    {"max-age=1.5", true, 0, A, 0},
+    {"max-age=tok", true, 0, A, 0},
+    {"max-age=?1", true, 0, A, 0}, /* a Boolean max-age: a bare "max-age", stale */
+    {"max-age=(1 2), public", true, 0, A, PUB},
+    {"s-maxage=30, must-revalidate", true, A, 30, MR},
+    {"max-age=60,max-age=30", true, 30, A, 0},
+    {"a=:aGVsbG8=:, max-age=3", true, 3, A, 0},
+    {"a=tok/en:x, b=*x, c=-12.345, max-age=3", true, 3, A, 0},
+    {"a=(\"x\" y;p=1);q, max-age=3", true, 3, A, 0},
+    {"max-age=999999999999999", true, CLAMP, A, 0},
+    {"max-age=9999999999999999", false, A, A, 0}, /* 16 digits: not an Integer */
+    {"Max-Age=60", false, A, A, 0},
+    {"", false, A, A, 0},
+    {"   ", false, A, A, 0},
+    {"max-age=60,", false, A, A, 0},
+    {",max-age=60", false, A, A, 0},
+    {"max-age=60 no-store", false, A, A, 0},
+    {"max-age=60;", false, A, A, 0},
+    {"max-age=", false, A, A, 0},
+    {"max-age=1e3", false, A, A, 0},
+    {"max-age=1.2345", false, A, A, 0},
+    {"a=\"bad\\x\"", false, A, A, 0},
+    {"a=\"open", false, A, A, 0},
+    {"a=(1 2", false, A, A, 0},
+    {"a=:abc", false, A, A, 0},
+    {"a=?2", false, A, A, 0},
+    {"a=@", false, A, A, 0},
+};
+
+START_TEST(targeted_table)
+{
+    const struct tgt_case *c = &tgt_cases[_i];
+    struct tn_header h = {"cdn-cache-control", c->v, 17, (uint32_t)strlen(c->v)};
+    struct tn_cc cc;
+    memset(&cc, 0xa5, sizeof(cc));
+    bool ok = tn_cc_parse_targeted(&h, 1, cdn_only, 1, &cc);
+    ck_assert_msg(ok == c->valid, "%s: %d", c->v, ok);
+    if (!ok) {
+        unsigned char *p = (unsigned char *)&cc; /* left untouched */
+        for (size_t i = 0; i < sizeof(cc); i++)
+            ck_assert_int_eq(p[i], 0xa5);
+        return;
+    }
+    ck_assert(cc.present);
+    ck_assert_msg(cc.max_age == c->max_age, "%s: max-age %lld", c->v, (long long)cc.max_age);
+    ck_assert_msg(cc.s_maxage == c->s_maxage, "%s: s-maxage %lld", c->v, (long long)cc.s_maxage);
+    int flags = (cc.no_store ? NS : 0) | (cc.no_cache ? NC : 0) | (cc.is_private ? PRIV : 0) |
+                (cc.is_public ? PUB : 0) | (cc.must_revalidate ? MR : 0) | (cc.immutable ? IMM : 0);
+    ck_assert_msg(flags == c->flags, "%s: flags %d, want %d", c->v, flags, c->flags);
+}
+END_TEST
+
+START_TEST(targeted_lists)
+{
+    static const char *both[] = {"edge-cache-control", "cdn-cache-control"};
+    struct tn_header h[8];
+    struct tn_cc cc;
+    /* several lines of one field combine; one bad line spoils the field */
+    size_t n = headers("cdn-cache-control: max-age=60\ncache-control: no-store\ncdn-cache-control: private", h, N(h));
+    ck_assert(tn_cc_parse_targeted(h, n, cdn_only, 1, &cc));
+    ck_assert(cc.max_age == 60 && cc.is_private && !cc.no_store);
+    n = headers("cdn-cache-control: max-age=60\ncdn-cache-control: Bad", h, N(h));
+    ck_assert(!tn_cc_parse_targeted(h, n, cdn_only, 1, &cc));
+    /* the first listed field with a valid value wins; an invalid one is skipped */
+    n = headers("cdn-cache-control: max-age=60\nedge-cache-control: max-age=5", h, N(h));
+    ck_assert(tn_cc_parse_targeted(h, n, both, 2, &cc) && cc.max_age == 5);
+    n = headers("cdn-cache-control: max-age=60\nedge-cache-control: MAX-AGE=5", h, N(h));
+    ck_assert(tn_cc_parse_targeted(h, n, both, 2, &cc) && cc.max_age == 60);
+    n = headers("cache-control: max-age=60", h, N(h));
+    ck_assert(!tn_cc_parse_targeted(h, n, both, 2, &cc));
+    ck_assert(!tn_cc_parse_targeted(h, n, NULL, 0, &cc));
+}
+END_TEST
+
+static bool hdr_is(const struct tn_header *h, const char *name, const char *value)
+{
+    return h->name_len == strlen(name) && memcmp(h->name, name, h->name_len) == 0 &&
+           h->value_len == strlen(value) && memcmp(h->value, value, h->value_len) == 0;
+}
+
+START_TEST(merge_304)
+{
+    struct tn_header st[8], rs[8], out[16];
+    size_t n_meta;
+    size_t ns = headers("cache-control: max-age=5\ncontent-type: text/a\netag: \"1\"\nx-a: 1\nx-a: 2\n"
+                        "date: Sun, 09 Sep 2001 01:46:30 GMT",
+                        st, N(st));
+    size_t nr = headers("content-type: text/b\netag: \"2\"\nx-a: 3\nage: 4\ncontent-length: 0\nx-cache-status: Hit\n"
+                        "x-envoy-upstream-service-time: 3",
+                        rs, N(rs));
+    size_t n = tn_cache_merge_304(st, ns, rs, nr, out, &n_meta);
+    ck_assert_uint_eq(n, 4);
+    ck_assert(hdr_is(&out[0], "cache-control", "max-age=5"));
+    ck_assert(hdr_is(&out[1], "content-type", "text/b")); /* the 304's Content-Type replaces the stored one */
+    ck_assert(hdr_is(&out[2], "etag", "\"2\""));
+    ck_assert(hdr_is(&out[3], "x-a", "3")); /* every stored x-a replaced */
+    ck_assert_uint_eq(n_meta, 5);          /* the 304's Age counts for the age, is not stored */
+    ck_assert(hdr_is(&out[4], "age", "4"));
+    /* the stored Date went with the 304 that had none: it is as new as the 304 */
+
+    nr = headers("date: Sun, 09 Sep 2001 01:46:40 GMT", rs, N(rs));
+    n = tn_cache_merge_304(st, ns, rs, nr, out, &n_meta);
+    ck_assert_uint_eq(n, 6);
+    ck_assert_uint_eq(n_meta, 6);
+    ck_assert(hdr_is(&out[1], "content-type", "text/a")); /* kept when the 304 has none */
+    ck_assert(hdr_is(&out[5], "date", "Sun, 09 Sep 2001 01:46:40 GMT"));
+    n = tn_cache_merge_304(st, ns, NULL, 0, out, &n_meta);
+    ck_assert_uint_eq(n, 5);
+
+    /* the refreshed entry's age counts the 304's Age */
+    struct tn_cache_config cfg;
+    struct tn_cache_per_route pr;
+    struct tn_cache_meta m;
+    config(0, &cfg, &pr);
+    nr = headers("age: 3000, 0\ndate: " DATE_NOW, rs, N(rs));
+    n = tn_cache_merge_304(st, ns, rs, nr, out, &n_meta);
+    ck_assert_int_eq(tn_cache_storable(&cfg, NULL, "GET", 3, NULL, 0, 200, out, n_meta, NOW, NOW, &m), TN_STORE_OK);
+    ck_assert_int_eq(m.age_value, 3000);
+    ck_assert_int_eq(m.lifetime, 5);
+}
+END_TEST
+
+START_TEST(expire_and_methods)
+{
+    struct tn_cache_config cfg;
+    struct tn_cache_per_route pr;
+    struct tn_cache_meta m = {.date = NOW, .request_time = NOW, .response_time = NOW, .lifetime = 60};
+    config(0, &cfg, &pr);
+    ck_assert_uint_eq(tn_cache_expire_ms(&cfg, NULL, &m, NOW * 1000ull), NOW * 1000ull + 60000 + 1);
+    cfg.stale_ttl_ms = 5000;
+    ck_assert_uint_eq(tn_cache_expire_ms(&cfg, NULL, &m, NOW * 1000ull + 10000), NOW * 1000ull + 65000 + 1);
+    ck_assert_uint_eq(tn_cache_expire_ms(&cfg, NULL, &m, NOW * 1000ull + 90000), NOW * 1000ull + 95000 + 1);
+    cfg.keep_stale = true;
+    ck_assert_uint_eq(tn_cache_expire_ms(&cfg, NULL, &m, NOW * 1000ull), UINT64_MAX);
+    ck_assert_uint_eq(tn_cache_expire_ms(&cfg, &pr, &m, NOW * 1000ull), UINT64_MAX);
+    pr.stale_ttl_ms = 1000; /* the route's stale_ttl wins over keeping */
+    ck_assert_uint_eq(tn_cache_expire_ms(&cfg, &pr, &m, NOW * 1000ull), NOW * 1000ull + 61000 + 1);
+
+    static const char *const safe[] = {"GET", "HEAD", "OPTIONS", "TRACE"};
+    static const char *const unsafe[] = {"POST", "PUT", "DELETE", "PATCH", "PURGE", "MKCOL", "get", "", "GETX"};
+    for (size_t i = 0; i < N(safe); i++)
+        ck_assert(tn_cache_method_safe(safe[i], strlen(safe[i])));
+    for (size_t i = 0; i < N(unsafe); i++)
+        ck_assert_msg(!tn_cache_method_safe(unsafe[i], strlen(unsafe[i])), "%s", unsafe[i]);
+}
+END_TEST
+
+static const struct origin_case {
+    const char *scheme, *host, *base, *ref, *want; /* want "": not same-origin */
+} origin_cases[] = {
+    {"http", "example.com:8080", "/a/b/c?x=1", "/p?q", "/p?q"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "  /p  ", "/p"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "/p#frag", "/p"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://example.com:8080/p", "/p"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "HTTP://EXAMPLE.com:8080/p?z#f", "/p?z"},
+    {"http", "Example.COM:8080", "/a/b/c?x=1", "http://example.com:8080/p", "/p"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "//example.com:8080/p", "/p"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://example.com:8080", "/"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://example.com:8080?x", "/?x"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "d", "/a/b/d"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "d/e?f", "/a/b/d/e?f"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "?y", "/a/b/c?y"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "", "/a/b/c?x=1"},
+    {"http", "example.com:8080", "c", "d", "/d"},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://example.com/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "https://example.com:8080/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://other.com:8080/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "//other.com:8080/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://example.com.evil:8080/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "mailto:x@example.com", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://u@example.com:8080/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http:/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "/p q", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://example.com:99999/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://example.com:8o8o/p", ""},
+    {"http", "example.com:8080", "/a/b/c?x=1", "http://:8080/p", ""},
+    {"http", "example.com", "/", "http://example.com:80/x", "/x"},
+    {"http", "example.com", "/", "http://example.com:/x", "/x"},
+    {"http", "example.com:80", "/", "http://example.com/x", "/x"},
+    {NULL, "example.com", "/", "http://example.com/x", "/x"},
+    {"https", "example.com", "/", "https://example.com:443/x", "/x"},
+    {"https", "example.com", "/", "http://example.com/x", ""},
+    {"https", "example.com", "/", "//example.com/x", "/x"},
+    {"http", "[::1]:8080", "/", "http://[::1]:8080/v", "/v"},
+    {"http", "[::1]:8080", "/", "http://[::1]/v", ""},
+    {"http", "[::1]", "/", "http://[::1]/v", "/v"},
+};
+
+START_TEST(same_origin_table)
+{
+    const struct origin_case *c = &origin_cases[_i];
+    char out[64];
+    size_t n = tn_cache_same_origin_path(c->ref, strlen(c->ref), c->scheme, c->host, strlen(c->host), c->base,
+                                         strlen(c->base), out, sizeof(out));
+    ck_assert_msg(n == strlen(c->want) && memcmp(out, c->want, n) == 0, "%s against %s%s: '%.*s', want '%s'", c->ref,
+                  c->host, c->base, (int)n, out, c->want);
+}
+END_TEST
+
+START_TEST(same_origin_room)
+{
+    char out[4];
+    ck_assert_uint_eq(tn_cache_same_origin_path("/abcd", 5, "http", "h", 1, "/", 1, out, 4), 0);
+    ck_assert_uint_eq(tn_cache_same_origin_path("/abc", 4, "http", "h", 1, "/", 1, out, 4), 4);
+    ck_assert_uint_eq(tn_cache_same_origin_path("abcd", 4, "http", "h", 1, "/", 1, out, 4), 0);
+}
+END_TEST
+
 static const struct mt_case {
     const char *v;
     size_t cap;
@@ -827,6 +1131,13 @@ Suite *cache_policy_suite(void)
     tcase_add_loop_test(tc, not_modified_table, 0, N(cond_cases));
     tcase_add_loop_test(tc, range_table, 0, N(range_cases));
     tcase_add_loop_test(tc, media_type_table, 0, N(mt_cases));
+    tcase_add_loop_test(tc, age_value_table, 0, N(agev_cases));
+    tcase_add_loop_test(tc, targeted_table, 0, N(tgt_cases));
+    tcase_add_test(tc, targeted_lists);
+    tcase_add_test(tc, merge_304);
+    tcase_add_test(tc, expire_and_methods);
+    tcase_add_loop_test(tc, same_origin_table, 0, N(origin_cases));
+    tcase_add_test(tc, same_origin_room);
     tcase_set_timeout(tc, 20);
     suite_add_tcase(s, tc);
     return s;
