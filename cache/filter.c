@@ -514,7 +514,7 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     if (cfg->purge && rq->method_len == 5 && memcmp(rq->method, "PURGE", 5) == 0)
         return purge(c, rq);
     c->head = rq->method_len == 4 && memcmp(rq->method, "HEAD", 4) == 0;
-    if (!method_cached(cfg, rq)) {
+    if (!method_cached(cfg, rq) || rq->upgrade) { /* an upgrade (WebSocket) is a tunnel, never stored */
         c->status_word = "Bypass";
         count(c, f->stats.bypass);
         return TN_FILTER_CONTINUE;

@@ -2,7 +2,8 @@
 # HTTP/1.1 upgrades and interim answers through tern: a real WebSocket client
 # (Debian's python3-websockets) talks to a real WebSocket echo server through
 # HCM upgrade_configs (text, a 5 MB binary message, a close from each side);
-# a route that turns the upgrade off, and a listener without upgrade_configs,
+# through the cache filter, which never stores one; a route that turns the
+# upgrade off, and a listener without upgrade_configs,
 # send the origin a plain request without Upgrade (Envoy's behaviour); the
 # upgrade stats and access log; 103 Early Hints reaching curl before the
 # answer, an unasked-for 100 dropped, a 101 nobody asked for a 503 UPE.
@@ -33,8 +34,15 @@ routes="
     $(rt /off web 'upgrade_configs: [{upgrade_type: websocket, enabled: false}],'),
     $(rt /bad/ bad 'timeout: 2s, prefix_rewrite: "/",'),
     $(rt / web)"
+# the front listener runs the cache before the router: an upgrade passes it
+# untouched (never stored)
+cache='{name: envoy.filters.http.cache, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.cache.v3.CacheConfig,
+  typed_config: {"@type": type.googleapis.com/envoy.extensions.http.cache.simple_http_cache.v3.SimpleHttpCacheConfig}}}'
+router_only=$IT_ROUTER
+IT_ROUTER="$cache, $IT_ROUTER"
 L1=$(it_listener front "$f" "$(it_rc "$(it_vhost all '"*"' "$routes")")" \
     "upgrade_configs: [{upgrade_type: WebSocket}], stream_idle_timeout: 30s, $(it_alog "$alog" '%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT%')")
+IT_ROUTER=$router_only
 L2=$(it_listener noupg "$f2" "$(it_rc "$(it_vhost all '"*"' "$(rt / web)")")")
 C="$(it_cluster ws "127.0.0.1:$ws"), $(it_cluster web "127.0.0.1:$web"), $(it_cluster bad "127.0.0.1:$bad")"
 printf '{admin: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}, static_resources: {listeners: [%s, %s], clusters: [%s]}}\n' \
@@ -51,6 +59,8 @@ check_match "WebSocket: text and a 5 MB binary message echoed unchanged" '^echo 
 sleep 0.3
 check_contains "the echo server saw the upgrade" '["open", "/ws/echo", "websocket"]' "$(wslog)"
 check_contains "the client's close reached the server (1000)" '["closed", "/ws/echo", 1000]' "$(wslog)"
+out=$(client "ws://127.0.0.1:$f/ws/echo" echo)
+check_match "WebSocket: the same URL again is a tunnel again (nothing cached)" '^echo ok [0-9a-f]{16}$' "$out"
 out=$(client "ws://127.0.0.1:$f/ws/bye" server-close)
 check "the server's close reached the client (1000 bye)" "closed by server 1000 bye" "$out"
 sleep 0.3
@@ -58,7 +68,7 @@ check_contains "access log: the upgrade as 101, 5 MB each way" "/ws/echo 101 - "
 big=$(grep '^/ws/echo 101' "$alog" | awk '{print ($4 > 5000000 && $5 > 5000000) ? "yes" : "no: " $0}')
 check "access log: bytes received and sent counted in the tunnel" yes "$big"
 stats=$(tn_curl "http://127.0.0.1:$adm/stats")
-check "http.front.downstream_cx_upgrades_total" 2 "$(echo "$stats" | sed -n 's/^http\.front\.downstream_cx_upgrades_total: //p')"
+check "http.front.downstream_cx_upgrades_total" 3 "$(echo "$stats" | sed -n 's/^http\.front\.downstream_cx_upgrades_total: //p')"
 check "http.front.downstream_cx_upgrades_active back to 0" 0 "$(echo "$stats" | sed -n 's/^http\.front\.downstream_cx_upgrades_active: //p')"
 
 # ---- upgrades not enabled go as plain requests ----------------------------------
