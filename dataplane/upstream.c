@@ -17,21 +17,6 @@ enum uc_state {
     UC_CLOSED,
 };
 
-struct uhead_entry {
-    uint32_t no, nl, vo, vl; /* name and value: offset and length in buf */
-};
-
-/* A response head or trailers, one buffer reused for every response. */
-struct uhead {
-    char *buf;
-    size_t len, cap;
-    struct uhead_entry *e;
-    size_t n, ecap;
-    struct tn_header *h; /* built by head_finish */
-    size_t hcap;
-    bool in_name;
-};
-
 struct tn_uconn {
     uv_tcp_t tcp;
     uv_connect_t connect;
@@ -40,7 +25,7 @@ struct tn_uconn {
     enum uc_state state;
     struct tn_ureq *req;
     llhttp_t parser;
-    struct uhead head;
+    struct tn_h1_head head; /* the response head, then its trailers */
     size_t head_bytes; /* of the head being read: status line, header lines, CRLFs */
     struct tn_outq out;
     struct tn_timer timer; /* connect timeout, then idle timeout */
@@ -54,62 +39,6 @@ struct tn_uconn {
 };
 
 static const llhttp_settings_t settings;
-
-/* A response head (or trailers) collected from llhttp's spans, which may
- * split any token across reads. Names are lower-cased; entries are offsets
- * into buf, which may move while it grows. */
-static int head_append(struct uhead *hd, const char *p, size_t n, bool lower)
-{
-    if (hd->len + n > hd->cap) {
-        size_t cap = hd->cap ? hd->cap : 1024;
-        while (cap < hd->len + n)
-            cap *= 2;
-        char *b = realloc(hd->buf, cap);
-        if (b == NULL)
-            return -1;
-        hd->buf = b;
-        hd->cap = cap;
-    }
-    char *d = hd->buf + hd->len;
-    if (lower)
-        for (size_t i = 0; i < n; i++)
-            d[i] = (p[i] >= 'A' && p[i] <= 'Z') ? (char)(p[i] | 0x20) : p[i];
-    else
-        memcpy(d, p, n);
-    hd->len += n;
-    return 0;
-}
-
-static void head_reset(struct uhead *hd)
-{
-    hd->len = hd->n = 0;
-    hd->in_name = false;
-}
-
-static void head_dispose(struct uhead *hd)
-{
-    free(hd->buf);
-    free(hd->e);
-    free(hd->h);
-    memset(hd, 0, sizeof(*hd));
-}
-
-/* Fills hd->h (pointers into hd->buf, valid until the next reset); 0 or -1. */
-static int head_finish(struct uhead *hd)
-{
-    if (hd->hcap < hd->n || hd->h == NULL) {
-        size_t cap = hd->n ? hd->n : 1;
-        struct tn_header *h = realloc(hd->h, cap * sizeof(*h));
-        if (h == NULL)
-            return -1;
-        hd->h = h;
-        hd->hcap = cap;
-    }
-    for (size_t i = 0; i < hd->n; i++)
-        hd->h[i] = (struct tn_header){.name = hd->buf + hd->e[i].no, .name_len = hd->e[i].nl,
-                                      .value = hd->buf + hd->e[i].vo, .value_len = hd->e[i].vl};
-    return 0;
-}
 
 /* Cluster stats on the worker's shard. */
 #define US(p, f) (p)->wc->w->shard, (p)->wc->c->stats.f
@@ -146,7 +75,7 @@ static void on_closed(uv_handle_t *h)
 {
     struct tn_uconn *uc = h->data;
     struct tn_hpool *p = uc->pool;
-    head_dispose(&uc->head);
+    tn_h1_head_dispose(&uc->head);
     free(uc);
     pool_unref(p);
 }
@@ -339,7 +268,7 @@ static void finish_response(struct tn_uconn *uc, bool extra)
     struct tn_ureq *r = uc->req; /* NULL: given up after a head that ended the response */
     if (uc->in_trailers && r) {
         uc->in_trailers = false;
-        if (head_finish(&uc->head)) {
+        if (tn_h1_head_finish(&uc->head)) {
             uc_fail(uc, TN_RESET_CONNECTION_TERMINATION);
             return;
         }
@@ -371,7 +300,7 @@ static void finish_response(struct tn_uconn *uc, bool extra)
  * the exchange is over (failed, or given up by its owner). */
 static bool deliver_head(struct tn_uconn *uc)
 {
-    struct uhead *hd = &uc->head;
+    struct tn_h1_head *hd = &uc->head;
     struct tn_ureq *r = uc->req;
     llhttp_t *p = &uc->parser;
     const struct tn_cluster *c = uc->pool->wc->c;
@@ -379,7 +308,7 @@ static bool deliver_head(struct tn_uconn *uc)
         uc_protocol_error(uc, "response head over max_response_headers_kb");
         return false;
     }
-    if (head_finish(hd)) {
+    if (tn_h1_head_finish(hd)) {
         uc_fail(uc, TN_RESET_CONNECTION_TERMINATION);
         return false;
     }
@@ -539,65 +468,28 @@ static struct tn_uconn *uc_of(llhttp_t *p)
 static int on_message_begin(llhttp_t *p)
 {
     struct tn_uconn *uc = uc_of(p);
-    head_reset(&uc->head);
+    tn_h1_head_reset(&uc->head);
     uc->in_1xx = uc->in_trailers = uc->no_body = false;
     return 0;
 }
 
+/* Names and values go to the head collector, which enforces the cluster's
+ * max_headers_count and (as a memory bound; parse() counts the raw head)
+ * max_response_headers_kb: over them the response is a protocol error. */
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     struct tn_uconn *uc = uc_of(p);
-    struct uhead *hd = &uc->head;
     if (uc->resp_started && !uc->in_trailers) {
         /* a chunked body's trailers: the head was handed over long ago */
         uc->in_trailers = true;
-        head_reset(hd);
+        tn_h1_head_reset(&uc->head);
     }
-    if (!hd->in_name) {
-        if (hd->n >= uc->pool->wc->c->max_headers_count)
-            return HPE_USER; /* max_headers_count */
-        if (hd->n == hd->ecap) {
-            size_t cap = hd->ecap ? hd->ecap * 2 : 32;
-            void *e = realloc(hd->e, cap * sizeof(*hd->e));
-            if (e == NULL)
-                return -1;
-            hd->e = e;
-            hd->ecap = cap;
-        }
-        hd->e[hd->n++] = (struct uhead_entry){.no = (uint32_t)hd->len};
-        hd->in_name = true;
-    }
-    if (uc->in_trailers && hd->len + n > (size_t)uc->pool->wc->c->max_response_headers_kb * 1024)
-        return HPE_USER;
-    hd->e[hd->n - 1].nl += (uint32_t)n;
-    return head_append(hd, at, n, true);
-}
-
-static int on_header_field_complete(llhttp_t *p)
-{
-    struct uhead *hd = &uc_of(p)->head;
-    hd->in_name = false;
-    hd->e[hd->n - 1].vo = (uint32_t)hd->len;
-    return 0;
+    return tn_h1_head_field(&uc->head, at, n) ? HPE_USER : 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
-    struct tn_uconn *uc = uc_of(p);
-    struct uhead *hd = &uc->head;
-    if (uc->in_trailers && hd->len + n > (size_t)uc->pool->wc->c->max_response_headers_kb * 1024)
-        return HPE_USER;
-    hd->e[hd->n - 1].vl += (uint32_t)n;
-    return head_append(hd, at, n, false);
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    struct uhead *hd = &uc_of(p)->head;
-    struct uhead_entry *e = &hd->e[hd->n - 1];
-    while (e->vl && (hd->buf[e->vo + e->vl - 1] == ' ' || hd->buf[e->vo + e->vl - 1] == '\t'))
-        e->vl--;
-    return 0;
+    return tn_h1_head_value(&uc_of(p)->head, at, n) ? HPE_USER : 0;
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -710,6 +602,8 @@ static struct tn_uconn *uc_open(struct tn_hpool *p)
     uc->state = UC_CONNECTING;
     llhttp_init(&uc->parser, HTTP_RESPONSE, &settings);
     uc->parser.data = uc;
+    tn_h1_head_init(&uc->head, (size_t)c->max_response_headers_kb * 1024);
+    uc->head.max_headers = c->max_headers_count;
     tn_outq_init(&uc->out, (uv_stream_t *)&uc->tcp, c->per_connection_buffer_limit, uc);
     uc->out.on_error = on_out_error;
     uc->out.on_low = on_out_low;
@@ -846,9 +740,7 @@ void tn_uconn_read_pause(struct tn_uconn *uc, bool pause)
 static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_header_field = on_header_field,
-    .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
