@@ -141,16 +141,12 @@ static int compile_hcm(struct tn_listener *l, const pb_hcm *pb, struct tn_err *e
         for (size_t i = 0; i < pb->n_upgrade_configs; i++) {
             const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig
                 *u = pb->upgrade_configs[i];
-            char path[64];
-            snprintf(path, sizeof(path), ".upgrade_configs[%zu]", i);
             if (u->n_filters) {
-                tn_err_push(err, path);
-                tn_err_push(err, ".filters");
+                tn_err_push(err, ".upgrade_configs[%zu].filters", i);
                 return tn_err_fail(err, "a filter chain of its own for an upgrade is not supported by tern yet");
             }
             if (u->upgrade_type[0] == '\0' || strcasecmp(u->upgrade_type, "connect") == 0) {
-                tn_err_push(err, path);
-                tn_err_push(err, ".upgrade_type");
+                tn_err_push(err, ".upgrade_configs[%zu].upgrade_type", i);
                 return tn_err_fail(err, u->upgrade_type[0] ? "CONNECT is not supported by tern yet" : "must not be empty");
             }
             char *t = tn_pool_strdup(&l->pool, u->upgrade_type);
