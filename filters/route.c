@@ -11,6 +11,7 @@
 #include "filters/filter.h"
 #include "xds/bootstrap.h"
 #include "xds/types.h"
+#include "xds/unsupported.h"
 
 typedef Envoy__Config__Route__V3__VirtualHost pb_vhost;
 typedef Envoy__Config__Route__V3__Route pb_route;
@@ -910,6 +911,8 @@ struct tn_route_table *tn_route_table_compile(const tn_pb_route_config *pb, stru
     }
     t->refcnt = 1;
     tn_pool_init(&t->pool);
+    if (tn_unsupported_check(&pb->base, err)) /* a route configuration from RDS is not in the bootstrap's walk */
+        goto err;
     t->name = tn_pool_strdup(&t->pool, pb->name);
     uint32_t max_body = pb->max_direct_response_body_size_bytes ? pb->max_direct_response_body_size_bytes->value
                                                                 : DEFAULT_MAX_DIRECT_BODY;
