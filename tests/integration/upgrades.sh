@@ -65,7 +65,7 @@ out=$(client "ws://127.0.0.1:$f/ws/bye" server-close)
 check "the server's close reached the client (1000 bye)" "closed by server 1000 bye" "$out"
 sleep 0.3
 check_contains "access log: the upgrade as 101, 5 MB each way" "/ws/echo 101 - " "$(cat "$alog")"
-big=$(grep '^/ws/echo 101' "$alog" | awk '{print ($4 > 5000000 && $5 > 5000000) ? "yes" : "no: " $0}')
+big=$(grep -m1 '^/ws/echo 101' "$alog" | awk '{print ($4 > 5000000 && $5 > 5000000) ? "yes" : "no: " $0}')
 check "access log: bytes received and sent counted in the tunnel" yes "$big"
 stats=$(tn_curl "http://127.0.0.1:$adm/stats")
 check "http.front.downstream_cx_upgrades_total" 3 "$(echo "$stats" | sed -n 's/^http\.front\.downstream_cx_upgrades_total: //p')"
