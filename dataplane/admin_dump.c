@@ -12,7 +12,7 @@
 #include "dataplane/admin_int.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "xds/pbjson.h"
-#include "xds/subscription.h"
+#include "dataplane/xds.h"
 #include "xds/types.h"
 
 #define ADMIN_TYPE "type.googleapis.com/envoy.admin.v3."

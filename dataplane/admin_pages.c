@@ -7,7 +7,7 @@
 #include "dataplane/admin_int.h"
 #include "dataplane/log.h"
 #include "xds/pbjson.h"
-#include "xds/subscription.h"
+#include "dataplane/xds.h"
 
 /* --- query decoding ---------------------------------------------------------- */
 

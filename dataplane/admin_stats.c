@@ -6,7 +6,7 @@
 #include "dataplane/matcher.h"
 #include "dataplane/pool.h"
 #include "xds/pbjson.h"
-#include "xds/subscription.h"
+#include "dataplane/xds.h"
 
 /* Envoy's text readouts: the versions the control plane gave. */
 struct text {

@@ -1,7 +1,8 @@
 /* A configuration snapshot: everything compiled from one bootstrap.
  *
  * The snapshot is immutable and reference-counted; workers get it by message
- * and requests keep the objects they started with. xDS replaces single
+ * and requests keep the objects they started with. xDS (dataplane/xds.c,
+ * fed decoded messages by the sources of xds/) replaces single
  * listeners, route tables and clusters with the per-resource compilers
  * (tn_listener_compile, tn_route_table_compile, tn_cluster_compile) and the
  * same cross-checks (tn_config_check_routes). */

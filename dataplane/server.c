@@ -27,7 +27,7 @@
 #include "filters/filter.h"
 #include "filters/health_check.h"
 #include "cache/store.h"
-#include "xds/subscription.h"
+#include "dataplane/xds.h"
 
 /* A listener from LDS: its sockets, one per worker (dups of one with
  * reuse_port off), bound on the main thread; each worker gets a dup of its
