@@ -385,4 +385,5 @@ const struct tn_filter_factory tn_cache_factory = {
     .ops = &tn_cache_ops,
     .register_stats = tn_cache_register_stats,
     .refresh_stats = tn_cache_refresh_stats,
+    .admin_endpoints = tn_cache_admin_endpoints,
 };
