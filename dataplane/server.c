@@ -25,7 +25,6 @@
 #include "dataplane/log.h"
 #include "dataplane/worker.h"
 #include "filters/filter.h"
-#include "filters/health_check.h"
 #include "cache/store.h"
 #include "xds/subscription.h"
 
@@ -85,8 +84,14 @@ struct tn_server {
     struct tn_admin *admin;
     bool draining;          /* listeners closed (signal or POST /drain_listeners) */
     bool exit_when_drained; /* a signal asked for the drain: exit when it ends */
-    bool hc_failed;         /* POST /healthcheck/fail */
 };
+
+static atomic_bool health_failing; /* POST /healthcheck/fail (tn_server_health_failing) */
+
+bool tn_server_health_failing(void)
+{
+    return atomic_load_explicit(&health_failing, memory_order_relaxed);
+}
 
 /* SO_REUSEPORT would let a second process share a port it finds in use
  * (any process of the same user may join the group), so first check with a
@@ -769,7 +774,7 @@ static const char *admin_state(void *arg)
     struct tn_server *srv = arg;
     /* a failed health check is Envoy's DRAINING state: /ready answers 503,
      * which takes the proxy out of a Kubernetes Service before it stops */
-    if (srv->draining || srv->stopping || srv->hc_failed)
+    if (srv->draining || srv->stopping || tn_server_health_failing())
         return "DRAINING";
     return srv->started ? "LIVE" : "INITIALIZING";
 }
@@ -794,9 +799,8 @@ static void admin_drain_listeners(void *arg, bool graceful)
 
 static void admin_healthcheck(void *arg, bool fail)
 {
-    struct tn_server *srv = arg;
-    srv->hc_failed = fail;
-    tn_health_check_set_failing(fail);
+    (void)arg;
+    atomic_store_explicit(&health_failing, fail, memory_order_relaxed);
     TN_LOG(TN_LOG_INFO, main, "admin: health check %s", fail ? "failing" : "passing");
 }
 
