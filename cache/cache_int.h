@@ -1,5 +1,5 @@
 /* Shared by the cache's files: the filter ops, the store attachment, the
- * stats and admin hooks its factory lists, and the per-route
+ * stats, server and admin hooks its factory lists, and the per-route
  * lookup. */
 #ifndef TN_CACHE_INT_H
 #define TN_CACHE_INT_H
@@ -18,6 +18,17 @@ int tn_cache_attach_store(struct tn_cache_config *cfg, struct tn_err *err);
 /* The factory's stats hooks (filters/filter.h). */
 int tn_cache_register_stats(void *config, struct tn_stats *st, const char *stat_prefix);
 void tn_cache_refresh_stats(void *config, _Atomic uint64_t *main_shard);
+
+/* The factory's server hooks (cache_server.c); filters/filter.h says when
+ * each runs. Worker state: the worker's reader slot (an int). */
+struct tn_worker;
+void tn_cache_worker_start(struct tn_worker *w, void *state);
+void tn_cache_worker_quiescent(struct tn_worker *w, void *state);
+void tn_cache_worker_stop(struct tn_worker *w, void *state);
+void tn_cache_main_start(const struct tn_filter_server *srv);
+unsigned tn_cache_main_tick(void);
+void tn_cache_main_stop(void);
+void tn_cache_main_exit(void);
 
 /* GET /cache, POST /purge, /proxy-cache[/<key>] (cache_admin.c), ended by
  * a NULL path. */
