@@ -1,15 +1,18 @@
-/* The cache's admin pages: GET /cache (totals per store), POST /purge
+/* The cache's admin endpoints: GET /cache (totals per store), POST /purge
  * (?path=, ?hostname=), and Kong's proxy-cache API: GET/DELETE
- * /proxy-cache/<key>, DELETE /proxy-cache. Main thread. */
+ * /proxy-cache/<key>, DELETE /proxy-cache. Listed in the cache's factory
+ * (tn_cache_admin_endpoints); the admin calls them through
+ * dataplane/admin_handler.h, all of the admin they see. Main thread. */
 #include <string.h>
 
+#include "cache/cache_int.h"
 #include "cache/store.h"
-#include "dataplane/admin_int.h"
+#include "dataplane/admin_handler.h"
 #include "xds/pbjson.h"
 
 static void totals(void *arg, const char *name, struct tn_cache_store *st)
 {
-    struct tn__admin_req *r = arg;
+    struct tn_admin_response *r = arg;
     struct tn_cache_totals t;
     tn_cache_store_totals(st, &t);
     if (r->body->len > 1)
@@ -24,9 +27,10 @@ static void totals(void *arg, const char *name, struct tn_cache_store *st)
                   (unsigned long long)t.expired, (unsigned long long)t.insert_failed);
 }
 
-int tn__admin_cache(struct tn__admin_req *r)
+static int page_cache(const struct tn_admin_request *req, struct tn_admin_response *r)
 {
-    r->ctype = TN__ADMIN_JSON;
+    (void)req;
+    r->ctype = TN_ADMIN_JSON;
     tn_buf_adds(r->body, "[");
     tn_cache_stores_each(totals, r);
     tn_buf_adds(r->body, "]\n");
@@ -49,10 +53,10 @@ static void purge_one(void *arg, const char *name, struct tn_cache_store *st)
 
 /* POST /purge?hostname=H&path=P: P as the client sent it (query included),
  * a trailing '*' purges the prefix; no hostname: every host. */
-int tn__admin_purge(struct tn__admin_req *r)
+static int page_purge(const struct tn_admin_request *req, struct tn_admin_response *r)
 {
-    struct purge_args a = {.host = tn__admin_param(r, "hostname"), .path = tn__admin_param(r, "path")};
-    r->ctype = TN__ADMIN_JSON;
+    struct purge_args a = {.host = tn_admin_param(req, "hostname"), .path = tn_admin_param(req, "path")};
+    r->ctype = TN_ADMIN_JSON;
     if (a.path == NULL || a.path[0] != '/') {
         tn_buf_adds(r->body, "{\"message\":\"path=/... is required\"}\n");
         return 400;
@@ -71,7 +75,7 @@ int tn__admin_purge(struct tn__admin_req *r)
 
 struct key_args {
     const char *hex;
-    struct tn__admin_req *r;
+    struct tn_admin_response *r;
     bool del;
     size_t n;
 };
@@ -121,11 +125,13 @@ static void purge_everything(void *arg, const char *name, struct tn_cache_store 
     tn_cache_purge_all(st);
 }
 
-int tn__admin_proxy_cache(struct tn__admin_req *r, const char *path)
+/* Kong's API: GET and DELETE */
+static int page_proxy_cache(const struct tn_admin_request *req, struct tn_admin_response *r)
 {
-    r->ctype = TN__ADMIN_JSON;
+    const char *path = req->path;
+    r->ctype = TN_ADMIN_JSON;
     if (strcmp(path, "/proxy-cache") == 0) {
-        if (!r->del) {
+        if (!req->del) {
             tn_buf_adds(r->body, "{\"message\":\"DELETE /proxy-cache empties the cache; "
                                  "GET /proxy-cache/<key> shows an entry\"}\n");
             return 405;
@@ -133,8 +139,8 @@ int tn__admin_proxy_cache(struct tn__admin_req *r, const char *path)
         tn_cache_stores_each(purge_everything, NULL);
         return 204;
     }
-    struct key_args a = {.hex = path + 13, .r = r, .del = r->del};
-    if (!r->del && r->post) {
+    struct key_args a = {.hex = path + 13, .r = r, .del = req->del};
+    if (!req->del && req->post) {
         tn_buf_adds(r->body, "{\"message\":\"GET or DELETE\"}\n");
         return 405;
     }
@@ -143,5 +149,13 @@ int tn__admin_proxy_cache(struct tn__admin_req *r, const char *path)
         tn_buf_adds(r->body, "{\"message\":\"Not found\"}\n");
         return 404;
     }
-    return r->del ? 204 : 200;
+    return req->del ? 204 : 200;
 }
+
+const struct tn_admin_endpoint tn_cache_admin_endpoints[] = {
+    {.path = "/cache", .handler = page_cache, .help = "response cache totals per store (JSON)"},
+    {.path = "/purge", .mutating = true, .handler = page_purge,
+     .help = "purge cached responses (?path=P[*], ?hostname=H)"},
+    {.path = "/proxy-cache", .prefix = true, .handler = page_proxy_cache}, /* Kong's: not in /help */
+    {.path = NULL},
+};

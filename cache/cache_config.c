@@ -385,4 +385,13 @@ const struct tn_filter_factory tn_cache_factory = {
     .ops = &tn_cache_ops,
     .register_stats = tn_cache_register_stats,
     .refresh_stats = tn_cache_refresh_stats,
+    .worker_state_size = sizeof(int),
+    .worker_start = tn_cache_worker_start,
+    .worker_quiescent = tn_cache_worker_quiescent,
+    .worker_stop = tn_cache_worker_stop,
+    .main_start = tn_cache_main_start,
+    .main_tick = tn_cache_main_tick,
+    .main_stop = tn_cache_main_stop,
+    .main_exit = tn_cache_main_exit,
+    .admin_endpoints = tn_cache_admin_endpoints,
 };

@@ -85,7 +85,7 @@ void tn_cache_quiescent(int slot);
 /* The thread stops reading for good (its slot no longer holds back frees). */
 void tn_cache_reader_unregister(int slot);
 /* Called (on the main thread) when frees wait on idle readers: wake them so
- * they announce. */
+ * they announce. Set by the cache's main_start hook (cache_server.c). */
 void tn_cache_set_waker(void (*wake)(void *arg), void *arg);
 
 /* The key's 128-bit hash. */
@@ -173,8 +173,8 @@ void tn_cache_maintain(uint64_t now_ms);
 /* Whether unlinked entries wait for the workers to move on (then call
  * tn_cache_maintain again soon: they are freed once all have). */
 bool tn_cache_frees_waiting(void);
-/* Set by the server: called (from any thread) when a store wants
- * maintenance soon (it is over its size). */
+/* Called (from any thread) when a store wants maintenance soon (it is over
+ * its size). Set by the cache's main_start hook (cache_server.c). */
 void tn_cache_set_kicker(void (*kick)(void *arg), void *arg);
 
 /* --- numbers (any thread; cache.* stats and GET /cache) --------------------------- */

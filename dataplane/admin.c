@@ -226,7 +226,7 @@ static void serve(struct aconn *c)
     memset(&r, 0, sizeof(r));
     r.ctx = &c->a->ctx;
     r.body = &body;
-    r.ctype = TN__ADMIN_TEXT;
+    r.ctype = TN_ADMIN_TEXT;
     r.post = c->parser.method == HTTP_POST;
     r.del = c->parser.method == HTTP_DELETE;
     if (c->url_too_long) {
@@ -245,7 +245,7 @@ static void bad_request(struct aconn *c)
     struct tn_buf body;
     tn_buf_init(&body);
     tn_buf_printf(&body, "bad request: %s\n", llhttp_get_error_reason(&c->parser));
-    respond(c, 400, TN__ADMIN_TEXT, &body);
+    respond(c, 400, TN_ADMIN_TEXT, &body);
     tn_buf_dispose(&body);
 }
 

@@ -502,7 +502,7 @@ int tn__admin_config_dump(struct tn__admin_req *r)
     }
     parse_masks(tn__admin_param(r, "mask"), &m);
     find_routes(&d);
-    r->ctype = TN__ADMIN_JSON;
+    r->ctype = TN_ADMIN_JSON;
     tn_buf_adds(r->body, "{\"configs\":[");
     status = l ? resource_dump(&d, l, &m) : full_dump(&d, &m);
     tn_buf_adds(r->body, "]}\n");

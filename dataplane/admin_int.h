@@ -1,14 +1,14 @@
-/* Shared by the admin server (admin.c) and its pages (admin_*.c). */
+/* Shared by the admin server (admin.c) and its own pages (admin_*.c).
+ * Endpoints served by filters see only admin_handler.h. */
 #ifndef TN_ADMIN_INT_H
 #define TN_ADMIN_INT_H
 
 #include <stdbool.h>
 
 #include "dataplane/admin.h"
+#include "dataplane/admin_handler.h"
 #include "dataplane/buf.h"
 
-#define TN__ADMIN_TEXT       "text/plain; charset=UTF-8"
-#define TN__ADMIN_JSON       "application/json"
 #define TN__ADMIN_MAX_PARAMS 32
 
 /* What every page may read. */
@@ -26,12 +26,10 @@ struct tn__admin_ctx {
 struct tn__admin_req {
     struct tn__admin_ctx *ctx;
     bool post, del; /* POST, DELETE */
-    struct {
-        const char *key, *value; /* decoded; value "" when the parameter has no '=' */
-    } q[TN__ADMIN_MAX_PARAMS];
+    struct tn_admin_param q[TN__ADMIN_MAX_PARAMS]; /* decoded */
     size_t n_q;
     struct tn_buf *body;
-    const char *ctype; /* TN__ADMIN_TEXT unless a page says otherwise */
+    const char *ctype; /* TN_ADMIN_TEXT unless a page says otherwise */
     bool quit;         /* call ops->quit once the response is written */
 };
 
@@ -46,11 +44,6 @@ const char *tn__admin_param(const struct tn__admin_req *r, const char *key);
 int tn__admin_stats(struct tn__admin_req *r);
 int tn__admin_prometheus(struct tn__admin_req *r);
 int tn__admin_config_dump(struct tn__admin_req *r);
-/* The cache's pages (cache/cache_admin.c): GET /cache, POST /purge,
- * Kong's /proxy-cache[/<key>]; path is the URL path without the query. */
-int tn__admin_cache(struct tn__admin_req *r);
-int tn__admin_purge(struct tn__admin_req *r);
-int tn__admin_proxy_cache(struct tn__admin_req *r, const char *path);
 
 /* Appends the wall clock at ms as RFC 3339 ("2024-05-01T10:00:00.123Z"). */
 void tn__admin_rfc3339(struct tn_buf *out, uint64_t ms);

@@ -1,4 +1,7 @@
-/* Admin endpoints: the table, query decoding, and the small pages. */
+/* Admin endpoints: the table, query decoding, and the small pages. Filters'
+ * endpoints (the cache's /cache, /purge, /proxy-cache) are found through the
+ * filter registry and called through admin_handler.h: the admin names no
+ * filter. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +9,7 @@
 
 #include "dataplane/admin_int.h"
 #include "dataplane/log.h"
+#include "filters/filter.h"
 #include "xds/pbjson.h"
 #include "dataplane/xds.h"
 
@@ -56,12 +60,22 @@ static void parse_query(struct tn__admin_req *r, char *query)
     }
 }
 
+static const char *param_in(const struct tn_admin_param *q, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(q[i].key, key) == 0)
+            return q[i].value;
+    return NULL;
+}
+
 const char *tn__admin_param(const struct tn__admin_req *r, const char *key)
 {
-    for (size_t i = 0; i < r->n_q; i++)
-        if (strcmp(r->q[i].key, key) == 0)
-            return r->q[i].value;
-    return NULL;
+    return param_in(r->q, r->n_q, key);
+}
+
+const char *tn_admin_param(const struct tn_admin_request *req, const char *key)
+{
+    return param_in(req->params, req->n_params, key);
 }
 
 void tn__admin_rfc3339(struct tn_buf *out, uint64_t ms)
@@ -132,7 +146,7 @@ static int page_server_info(struct tn__admin_req *r)
     struct tn_buf *b = r->body;
     uint64_t now = wall_ms();
     uint64_t up = info->start_ms && now > info->start_ms ? (now - info->start_ms) / 1000 : 0;
-    r->ctype = TN__ADMIN_JSON;
+    r->ctype = TN_ADMIN_JSON;
     tn_buf_addc(b, '{');
     json_kv_str(b, "version", info->version ? info->version : "unknown", false);
     json_kv_str(b, "state", state(r), true);
@@ -393,7 +407,7 @@ static int page_clusters(struct tn__admin_req *r)
             cluster_text(r, cluster_at(r, i));
         return 200;
     }
-    r->ctype = TN__ADMIN_JSON;
+    r->ctype = TN_ADMIN_JSON;
     tn_buf_adds(r->body, "{\"cluster_statuses\":[");
     for (size_t i = 0; i < n_clusters(r); i++) {
         if (i)
@@ -449,7 +463,7 @@ static int page_listeners(struct tn__admin_req *r)
         free(v);
         return 200;
     }
-    r->ctype = TN__ADMIN_JSON;
+    r->ctype = TN_ADMIN_JSON;
     tn_buf_adds(r->body, "{\"listener_statuses\":[");
     for (size_t i = 0; i < n; i++) {
         if (i)
@@ -472,8 +486,6 @@ static const struct endpoint {
     const char *help;
 } endpoints[] = {
     {"/", false, page_help, "this list"},
-    {"/cache", false, tn__admin_cache, "response cache totals per store (JSON)"},
-    {"/purge", true, tn__admin_purge, "purge cached responses (?path=P[*], ?hostname=H)"},
     {"/clusters", false, page_clusters, "upstream cluster status (?format=json)"},
     {"/config_dump", false, tn__admin_config_dump, "dump current Envoy configs (?resource=, ?mask=)"},
     {"/drain_listeners", true, page_drain, "drain listeners (?graceful, ?inboundonly)"},
@@ -493,9 +505,48 @@ static const struct endpoint {
 
 #define N_ENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
 
+/* --- endpoints filters serve (filters/filter.h, admin_handler.h) ------------------ */
+
+static bool filter_path_matches(const struct tn_admin_endpoint *e, const char *path)
+{
+    size_t n = strlen(e->path);
+    return strncmp(path, e->path, n) == 0 && (path[n] == '\0' || (e->prefix && path[n] == '/'));
+}
+
+static const struct tn_admin_endpoint *filter_endpoint(const char *path)
+{
+    size_t n;
+    const struct tn_filter_factory *const *fs = tn_filter_factories(&n);
+    for (size_t i = 0; i < n; i++)
+        for (const struct tn_admin_endpoint *e = fs[i]->admin_endpoints; e && e->path; e++)
+            if (filter_path_matches(e, path))
+                return e;
+    return NULL;
+}
+
+static void filter_help(struct tn_buf *b)
+{
+    size_t n;
+    const struct tn_filter_factory *const *fs = tn_filter_factories(&n);
+    for (size_t i = 0; i < n; i++)
+        for (const struct tn_admin_endpoint *e = fs[i]->admin_endpoints; e && e->path; e++)
+            if (e->help)
+                tn_buf_printf(b, "  %s%s: %s\n", e->path, e->mutating ? " (POST)" : "", e->help);
+}
+
+static int filter_serve(struct tn__admin_req *r, const struct tn_admin_endpoint *e, const char *path)
+{
+    struct tn_admin_request req = {.path = path, .post = r->post, .del = r->del, .params = r->q, .n_params = r->n_q};
+    struct tn_admin_response resp = {.body = r->body, .ctype = r->ctype};
+    int status = e->handler(&req, &resp);
+    r->ctype = resp.ctype;
+    return status;
+}
+
 static int page_help(struct tn__admin_req *r)
 {
     tn_buf_adds(r->body, "admin commands are:\n");
+    filter_help(r->body);
     for (size_t i = 1; i < N_ENDPOINTS; i++)
         tn_buf_printf(r->body, "  %s%s: %s\n", endpoints[i].path, endpoints[i].post ? " (POST)" : "",
                       endpoints[i].help);
@@ -514,22 +565,20 @@ int tn__admin_dispatch(struct tn__admin_req *r, const char *url)
         parse_query(r, q + 1);
     }
     const struct endpoint *e = NULL;
-    if (strcmp(copy, "/proxy-cache") == 0 || strncmp(copy, "/proxy-cache/", 13) == 0) {
-        status = tn__admin_proxy_cache(r, copy); /* Kong's API: GET and DELETE */
-        free(copy);
-        return status;
-    }
+    const struct tn_admin_endpoint *fe = NULL;
     for (size_t i = 0; i < N_ENDPOINTS && e == NULL; i++)
         if (strcmp(copy, endpoints[i].path) == 0)
             e = &endpoints[i];
-    if (e == NULL) {
+    if (e == NULL)
+        fe = filter_endpoint(copy);
+    if (e == NULL && fe == NULL) {
         tn_buf_adds(r->body, "invalid path. ");
         page_help(r);
-    } else if (e->post && !r->post) {
+    } else if ((e ? e->post : fe->mutating) && !r->post) {
         tn_buf_adds(r->body, "This endpoint requires POST.\n");
         status = 405;
     } else {
-        status = e->fn(r);
+        status = e ? e->fn(r) : filter_serve(r, fe, copy);
     }
     free(copy); /* the query strings point into it: pages are done */
     return status;

@@ -284,7 +284,7 @@ int tn__admin_stats(struct tn__admin_req *r)
     if ((rc = select_stats(r, &sel, by_name)) == 0) {
         rc = 200;
         if (fmt && strcmp(fmt, "json") == 0) {
-            r->ctype = TN__ADMIN_JSON;
+            r->ctype = TN_ADMIN_JSON;
             stats_json(r, &sel);
         } else {
             stats_text(r, &sel);

@@ -1,7 +1,10 @@
 /* The main thread: binds every listener once per worker (SO_REUSEPORT, so a
  * port in use is found before anything starts), lets the cluster manager
  * resolve the clusters, starts the workers, forwards host-set changes to
- * them, and runs the drain on SIGTERM/SIGINT. */
+ * them, and runs the drain on SIGTERM/SIGINT. Filters are reached only
+ * through the registry (filters/filter.h): their main-thread hooks start
+ * before the cluster manager, tick every 100 ms (or when kicked), stop once
+ * the workers are joined and exit last. */
 #include "dataplane/server.h"
 
 #include <errno.h>
@@ -25,8 +28,6 @@
 #include "dataplane/log.h"
 #include "dataplane/worker.h"
 #include "filters/filter.h"
-#include "filters/health_check.h"
-#include "cache/store.h"
 #include "dataplane/xds.h"
 
 /* A listener from LDS: its sockets, one per worker (dups of one with
@@ -77,16 +78,23 @@ struct tn_server {
     _Atomic uint64_t *main_shard;
     _Atomic uint64_t **worker_shards;
     uv_timer_t stats_timer;
-    uv_timer_t cache_timer;  /* cache maintenance, every 100 ms */
-    uv_timer_t cache_soon;   /* again in a moment while frees wait on workers */
-    uv_async_t cache_async;  /* a store is full: maintain now */
+    uv_timer_t filters_timer;            /* filters' main_tick, every 100 ms */
+    uv_timer_t filters_soon;             /* again in a moment when a tick asks */
+    uv_async_t filters_async;            /* a filter's kick (any thread): tick now */
+    struct tn_filter_server filters_srv; /* what the main_start hooks got */
     uint64_t start_ms;
     uint64_t start_wall_ms;
     struct tn_admin *admin;
     bool draining;          /* listeners closed (signal or POST /drain_listeners) */
     bool exit_when_drained; /* a signal asked for the drain: exit when it ends */
-    bool hc_failed;         /* POST /healthcheck/fail */
 };
+
+static atomic_bool health_failing; /* POST /healthcheck/fail (tn_server_health_failing) */
+
+bool tn_server_health_failing(void)
+{
+    return atomic_load_explicit(&health_failing, memory_order_relaxed);
+}
 
 /* SO_REUSEPORT would let a second process share a port it finds in use
  * (any process of the same user may join the group), so first check with a
@@ -333,43 +341,44 @@ static void on_stats_timer(uv_timer_t *t)
     stats_refresh(t->data);
 }
 
-/* The cache's stores are maintained here: dead and expired entries
- * unlinked, eviction, frees once every worker has moved on. */
-static uint64_t wall_ms(void)
+/* --- filters' main-thread hooks (filters/filter.h) ------------------------------ */
+
+/* Every factory's main_tick (the cache's maintenance); one that asks to run
+ * again in a moment (frees waiting on the workers it just woke) gets it
+ * before the next 100 ms tick. */
+static void on_filters_soon(uv_timer_t *t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    size_t n;
+    const struct tn_filter_factory *const *fs = tn_filter_factories(&n);
+    unsigned soon = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned ms = fs[i]->main_tick ? fs[i]->main_tick() : 0;
+        if (ms && (soon == 0 || ms < soon))
+            soon = ms;
+    }
+    if (soon)
+        uv_timer_start(t, on_filters_soon, soon, 0);
 }
 
-static void on_cache_soon(uv_timer_t *t)
-{
-    tn_cache_maintain(wall_ms());
-    /* entries wait for the workers, whom maintenance just woke: look again
-     * in a moment rather than at the next 100 ms tick */
-    if (tn_cache_frees_waiting())
-        uv_timer_start(t, on_cache_soon, 2, 0);
-}
-
-static void on_cache_timer(uv_timer_t *t)
+static void on_filters_timer(uv_timer_t *t)
 {
     struct tn_server *srv = t->data;
-    on_cache_soon(&srv->cache_soon);
+    on_filters_soon(&srv->filters_soon);
 }
 
-static void on_cache_async(uv_async_t *a)
+static void on_filters_async(uv_async_t *a)
 {
     struct tn_server *srv = a->data;
-    on_cache_soon(&srv->cache_soon);
+    on_filters_soon(&srv->filters_soon);
 }
 
-static void cache_kick(void *arg)
+static void filters_kick(void *arg)
 {
     struct tn_server *srv = arg;
-    uv_async_send(&srv->cache_async);
+    uv_async_send(&srv->filters_async);
 }
 
-static void cache_wake_workers(void *arg)
+static void filters_wake_workers(void *arg)
 {
     struct tn_server *srv = arg;
     if (srv->stopping || !srv->started)
@@ -377,6 +386,47 @@ static void cache_wake_workers(void *arg)
     for (unsigned w = 0; w < srv->opts.concurrency; w++)
         if (srv->workers[w])
             tn__worker_wake(srv->workers[w]);
+}
+
+/* The tick's handles and main_start: before the cluster manager. */
+static void filters_main_start(struct tn_server *srv)
+{
+    uv_timer_init(srv->loop, &srv->filters_timer);
+    srv->filters_timer.data = srv;
+    uv_timer_start(&srv->filters_timer, on_filters_timer, 100, 100);
+    uv_timer_init(srv->loop, &srv->filters_soon);
+    uv_async_init(srv->loop, &srv->filters_async, on_filters_async);
+    srv->filters_async.data = srv;
+    uv_unref((uv_handle_t *)&srv->filters_async); /* closed once the workers, who kick it, are gone */
+    srv->filters_srv =
+        (struct tn_filter_server){.kick = filters_kick, .wake_workers = filters_wake_workers, .arg = srv};
+    size_t n;
+    const struct tn_filter_factory *const *fs = tn_filter_factories(&n);
+    for (size_t i = 0; i < n; i++)
+        if (fs[i]->main_start)
+            fs[i]->main_start(&srv->filters_srv);
+}
+
+/* The workers are joined: nothing kicks any more (main_stop, in reverse
+ * registry order); the async closes (run the loop once more). */
+static void filters_main_stop(struct tn_server *srv)
+{
+    size_t n;
+    const struct tn_filter_factory *const *fs = tn_filter_factories(&n);
+    for (size_t i = n; i-- > 0;)
+        if (fs[i]->main_stop)
+            fs[i]->main_stop();
+    uv_close((uv_handle_t *)&srv->filters_async, NULL);
+}
+
+/* Last of all, after the loop and the configuration are gone. */
+static void filters_main_exit(void)
+{
+    size_t n;
+    const struct tn_filter_factory *const *fs = tn_filter_factories(&n);
+    for (size_t i = n; i-- > 0;)
+        if (fs[i]->main_exit)
+            fs[i]->main_exit();
 }
 
 static void on_routes(void *arg, size_t rds_index, struct tn_route_table *t)
@@ -676,8 +726,8 @@ static void stop(struct tn_server *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->drained_async, NULL);
     uv_close((uv_handle_t *)&srv->stats_timer, NULL);
-    uv_close((uv_handle_t *)&srv->cache_timer, NULL);
-    uv_close((uv_handle_t *)&srv->cache_soon, NULL);
+    uv_close((uv_handle_t *)&srv->filters_timer, NULL);
+    uv_close((uv_handle_t *)&srv->filters_soon, NULL);
     uv_close((uv_handle_t *)&srv->warm_timer, NULL);
     for (size_t i = 0; i < srv->n_warm; i++)
         tn_cluster_unref(srv->warm[i].c);
@@ -685,7 +735,6 @@ static void stop(struct tn_server *srv)
     for (struct ldrain *d = srv->drains; d; d = d->next)
         uv_close((uv_handle_t *)&d->timer, on_ldrain_closed);
     srv->drains = NULL;
-    tn_cache_set_waker(NULL, NULL);
     if (srv->admin)
         tn_admin_close(srv->admin);
     srv->admin = NULL;
@@ -769,7 +818,7 @@ static const char *admin_state(void *arg)
     struct tn_server *srv = arg;
     /* a failed health check is Envoy's DRAINING state: /ready answers 503,
      * which takes the proxy out of a Kubernetes Service before it stops */
-    if (srv->draining || srv->stopping || srv->hc_failed)
+    if (srv->draining || srv->stopping || tn_server_health_failing())
         return "DRAINING";
     return srv->started ? "LIVE" : "INITIALIZING";
 }
@@ -794,9 +843,8 @@ static void admin_drain_listeners(void *arg, bool graceful)
 
 static void admin_healthcheck(void *arg, bool fail)
 {
-    struct tn_server *srv = arg;
-    srv->hc_failed = fail;
-    tn_health_check_set_failing(fail);
+    (void)arg;
+    atomic_store_explicit(&health_failing, fail, memory_order_relaxed);
     TN_LOG(TN_LOG_INFO, main, "admin: health check %s", fail ? "failing" : "passing");
 }
 
@@ -891,17 +939,9 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     uv_timer_init(srv.loop, &srv.stats_timer);
     srv.stats_timer.data = &srv;
     uv_timer_start(&srv.stats_timer, on_stats_timer, 1000, 1000);
-    uv_timer_init(srv.loop, &srv.cache_timer);
-    srv.cache_timer.data = &srv;
-    uv_timer_start(&srv.cache_timer, on_cache_timer, 100, 100);
-    uv_timer_init(srv.loop, &srv.cache_soon);
     uv_timer_init(srv.loop, &srv.warm_timer);
     srv.warm_timer.data = &srv;
-    uv_async_init(srv.loop, &srv.cache_async, on_cache_async);
-    srv.cache_async.data = &srv;
-    uv_unref((uv_handle_t *)&srv.cache_async); /* closed once the workers, who kick it, are gone */
-    tn_cache_set_kicker(cache_kick, &srv);
-    tn_cache_set_waker(cache_wake_workers, &srv);
+    filters_main_start(&srv);
     srv.cm = tn_cm_new(srv.loop, cfg, on_hosts, on_clusters_ready, &srv);
     if (srv.cm == NULL) {
         TN_LOG(TN_LOG_CRITICAL, main, "cannot start the cluster manager");
@@ -941,8 +981,7 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
     for (unsigned w = 0; w < nw; w++)
         if (srv.workers[w])
             tn__worker_join(srv.workers[w]);
-    tn_cache_set_kicker(NULL, NULL);
-    uv_close((uv_handle_t *)&srv.cache_async, NULL);
+    filters_main_stop(&srv);
     uv_run(srv.loop, UV_RUN_DEFAULT);
 out:
     for (size_t i = 0; i < nw * cfg->n_listeners; i++)
@@ -960,6 +999,6 @@ out:
     free(srv.workers);
     uv_loop_close(srv.loop);
     tn_config_unref(srv.cfg);
-    tn_cache_stores_free();
+    filters_main_exit();
     return srv.exit_code;
 }

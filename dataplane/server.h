@@ -1,9 +1,11 @@
 /* The serving process: the main loop (cluster manager, signals) and the
- * workers, from start to drained exit. */
+ * workers, from start to drained exit; and the server-wide state filters
+ * may read (tn_server_health_failing). */
 #ifndef TN_SERVER_H
 #define TN_SERVER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dataplane/config.h"
@@ -20,6 +22,10 @@ struct tn_server_options {
  * drain, 1 when it could not start (a port in use, ...) with the reason
  * logged. */
 int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts);
+
+/* Whether the admin's POST /healthcheck/fail is in force (until
+ * /healthcheck/ok): health check answers fail. Any thread, no lock. */
+bool tn_server_health_failing(void);
 
 /* --- worker side (worker.c) ------------------------------------------------ */
 

@@ -1,3 +1,9 @@
+/* A worker: its mailbox, its view of the clusters, its listeners and its
+ * thread. Filters' per-worker hooks run here through the registry
+ * (filters/filter.h): worker_start before the loop runs, worker_quiescent
+ * once per iteration, worker_close when told to exit (before the pools and
+ * timers go), worker_stop once the loop has run out; their state is
+ * allocated with the worker and freed when it is joined. */
 #include "dataplane/worker.h"
 
 #include <stdlib.h>
@@ -7,7 +13,6 @@
 
 #include <sys/prctl.h>
 
-#include "cache/store.h"
 #include "dataplane/accesslog.h"
 #include "dataplane/conn.h"
 #include "dataplane/log.h"
@@ -15,7 +20,6 @@
 #include "dataplane/server.h"
 #include "dataplane/slice.h"
 #include "dataplane/upstream.h"
-#include "mirror/mirror.h"
 
 enum msg_type {
     MSG_HOSTS = 0,
@@ -411,11 +415,58 @@ static void post(struct tn_worker *w, struct tn_msg *m)
     uv_async_send(&w->async);
 }
 
+/* --- filters' per-worker hooks (filters/filter.h) ------------------------------ */
+
+enum filter_hook {
+    HOOK_START = 0,
+    HOOK_QUIESCENT,
+    HOOK_CLOSE,
+    HOOK_STOP,
+};
+
+/* Runs one hook of every factory that has it: starting in registry order,
+ * closing and stopping in reverse. */
+static void run_filter_hooks(struct tn_worker *w, enum filter_hook hook)
+{
+    size_t n;
+    const struct tn_filter_factory *const *fs = tn_filter_factories(&n);
+    bool reverse = hook == HOOK_CLOSE || hook == HOOK_STOP;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = reverse ? n - 1 - k : k;
+        const struct tn_filter_factory *f = fs[i];
+        void (*fn)(struct tn_worker *, void *) = hook == HOOK_START       ? f->worker_start
+                                                 : hook == HOOK_QUIESCENT ? f->worker_quiescent
+                                                 : hook == HOOK_CLOSE     ? f->worker_close
+                                                                          : f->worker_stop;
+        if (fn)
+            fn(w, w->filter_state[i]);
+    }
+}
+
+/* Each factory's worker_state_size zeroed bytes; -1 when out of memory. */
+static int filter_state_alloc(struct tn_worker *w)
+{
+    size_t n;
+    const struct tn_filter_factory *const *fs = tn_filter_factories(&n);
+    for (size_t i = 0; i < n; i++)
+        if (fs[i]->worker_state_size && (w->filter_state[i] = calloc(1, fs[i]->worker_state_size)) == NULL)
+            return -1;
+    return 0;
+}
+
+static void filter_state_free(struct tn_worker *w)
+{
+    for (size_t i = 0; i < TN_FILTER_FACTORIES_MAX; i++) {
+        free(w->filter_state[i]);
+        w->filter_state[i] = NULL;
+    }
+}
+
 static void shutdown_worker(struct tn_worker *w)
 {
     close_listeners(w);
     tn_conn_close_all(w);
-    tn_mirror_worker_close(w); /* before the pools and timers go */
+    run_filter_hooks(w, HOOK_CLOSE); /* before the pools and timers go (shadow requests) */
     for (size_t i = 0; i < w->n_clusters; i++)
         tn__worker_set_hosts(w->clusters[i], NULL);
     if (w->alog)
@@ -570,7 +621,7 @@ void tn__worker_post_exit(struct tn_worker *w)
 static void on_quiescent(uv_check_t *h)
 {
     struct tn_worker *w = h->data;
-    tn_cache_quiescent(w->cache_slot);
+    run_filter_hooks(w, HOOK_QUIESCENT);
     tn_conn_quiescent(w);
 }
 
@@ -594,13 +645,13 @@ static void run(void *arg)
     /* "top -H" and tools/lockcount tell workers apart by name */
     snprintf(name, sizeof(name), "tern-worker-%u", w->id);
     prctl(PR_SET_NAME, name, 0, 0, 0);
-    w->cache_slot = tn_cache_reader_register();
+    run_filter_hooks(w, HOOK_START);
     uv_check_init(&w->loop, &w->quiescent);
     w->quiescent.data = w;
     uv_check_start(&w->quiescent, on_quiescent);
     uv_unref((uv_handle_t *)&w->quiescent);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    tn_cache_reader_unregister(w->cache_slot);
+    run_filter_hooks(w, HOOK_STOP);
     /* the pools and requests are gone with the loop: the map's references
      * are the last */
     for (size_t i = 0; i < w->n_clusters; i++)
@@ -633,6 +684,12 @@ struct tn_worker *tn__worker_start(struct tn_server *srv, unsigned id, struct tn
     w->server = srv;
     w->cfg = tn_config_ref(cfg);
     w->rng = seed(id);
+    if (filter_state_alloc(w)) {
+        filter_state_free(w);
+        tn_config_unref(w->cfg);
+        free(w);
+        return NULL;
+    }
     uv_loop_init(&w->loop);
     uv_mutex_init(&w->mu);
     uv_async_init(&w->loop, &w->async, on_mail);
@@ -676,5 +733,6 @@ void tn__worker_join(struct tn_worker *w)
     tn_config_unref(w->cfg);
     free(w->clusters);
     free(w->listeners);
+    filter_state_free(w);
     free(w);
 }

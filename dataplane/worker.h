@@ -1,7 +1,9 @@
 /* A worker thread: one uv loop with its own listener sockets, downstream
  * connections, upstream pools and timers. Nothing here is shared with other
  * threads except through the mailbox (config, host sets, drain) and the
- * atomics of hosts and clusters. */
+ * atomics of hosts and clusters. Filters keep per-worker state in a slot
+ * each (filter_state, by registry index) and run per-worker hooks
+ * (filters/filter.h); the worker names no filter. */
 #ifndef TN_WORKER_H
 #define TN_WORKER_H
 
@@ -15,7 +17,7 @@
 #include "dataplane/outq.h"
 #include "dataplane/stats.h"
 #include "dataplane/timer.h"
-#include "mirror/mirror-t.h"
+#include "filters/filter.h"
 
 struct tn_hpool;
 struct tn_alog_writer;
@@ -83,9 +85,8 @@ struct tn_worker {
     struct tn_timer trim_timer; /* a trim that was due too soon after the last */
     bool draining;
     _Atomic uint64_t *shard; /* this worker's stats values (dataplane/stats.h) */
-    uv_check_t quiescent; /* once per loop iteration: the cache may free what it unlinked */
-    int cache_slot;
-    struct tn_mirror_worker mirror; /* shadow requests, which outlive their streams */
+    uv_check_t quiescent;    /* once per loop iteration: filters' worker_quiescent hooks, free list trims */
+    void *filter_state[TN_FILTER_FACTORIES_MAX]; /* by registry index: worker_state_size bytes, or NULL */
 };
 
 /* The pool of host h in wc's current host set, NULL when h is not in it. */
@@ -93,6 +94,13 @@ struct tn_hpool *tn_wcluster_pool(struct tn_wcluster *wc, struct tn_host *h);
 
 /* The worker's view of a cluster by name, NULL when the config has none. */
 struct tn_wcluster *tn_worker_cluster(struct tn_worker *w, const char *name);
+
+/* Factory f's per-worker state on w (its worker_state_size zeroed bytes at
+ * the start), NULL when it declares none. Worker thread. */
+static inline void *tn_worker_filter_state(struct tn_worker *w, const struct tn_filter_factory *f)
+{
+    return w->filter_state[tn_filter_factory_index(f)];
+}
 
 /* A 64-bit random number from the worker's generator. */
 uint64_t tn_worker_random(struct tn_worker *w);

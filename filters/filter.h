@@ -1,10 +1,17 @@
-/* HTTP filter factories, looked up by their config's type URL.
+/* HTTP filter factories, looked up by their config's type URL, and the one
+ * registry of them (filter.c).
  *
  * Envoy's model in C: a factory turns a filter's typed_config into a config
  * object once per filter chain, on the main thread; the data plane later runs
  * per-stream instances from it. The `name` in the config is only a label; the
  * type URL picks the factory (a config without typed_config falls back to the
- * well-known name, as older Envoy configs are written). */
+ * well-known name, as older Envoy configs are written).
+ *
+ * Beside its per-stream ops a factory declares what it needs from the server:
+ * per-worker state and hooks, main-thread hooks (start, a periodic tick,
+ * stop), and admin endpoints. The server, the workers and the admin reach
+ * filters only through this registry and never name one: adding a filter is
+ * its folder and one line in filter.c's list. */
 #ifndef TN_FILTER_H
 #define TN_FILTER_H
 
@@ -19,6 +26,12 @@
 struct tn_stream;
 struct tn_response;
 struct tn_stats;
+struct tn_worker;
+struct tn_admin_endpoint;
+
+/* Room for factories in per-worker arrays (struct tn_worker's filter_state);
+ * the registry checks its list fits at compile time. */
+#define TN_FILTER_FACTORIES_MAX 16
 
 enum tn_filter_status {
     TN_FILTER_CONTINUE = 0, /* go on to the next filter */
@@ -48,6 +61,17 @@ struct tn_filter_ops {
     void (*on_destroy)(struct tn_stream *s, void *config, void *ctx);
 };
 
+/* What the server offers filters' main-thread hooks (main_start). */
+struct tn_filter_server {
+    /* Runs every main_tick soon, on the main thread. Any thread. */
+    void (*kick)(void *arg);
+    /* Wakes every worker's loop for one iteration (so each passes its
+     * worker_quiescent hooks). Main thread; nothing happens before the
+     * workers start or once the server stops. */
+    void (*wake_workers)(void *arg);
+    void *arg;
+};
+
 struct tn_filter_factory {
     const char *name;                              /* Envoy's canonical filter name */
     const ProtobufCMessageDescriptor *config_type; /* typed_config's message */
@@ -74,6 +98,48 @@ struct tn_filter_factory {
     int (*register_stats)(void *config, struct tn_stats *st, const char *stat_prefix);
     /* Optional: refreshes gauges the main thread keeps (every second). */
     void (*refresh_stats)(void *config, _Atomic uint64_t *main_shard);
+
+    /* --- server hooks: all optional, run whether or not a listener uses the
+     * filter. Several factories' start hooks (and ticks) run in registry
+     * order, their close, stop and exit hooks in reverse. --- */
+
+    /* per worker */
+    /* Bytes of per-worker state: zeroed, allocated before the worker's thread
+     * starts, freed after it is joined; each worker hook gets it, and the
+     * filter finds it with tn_worker_filter_state (dataplane/worker.h). 0: none
+     * (hooks then get NULL). */
+    size_t worker_state_size;
+    /* On the worker's thread, before its loop runs. */
+    void (*worker_start)(struct tn_worker *w, void *state);
+    /* Once per loop iteration, between iterations (a uv_check): the thread
+     * holds no pointer it got without a reference (the cache's QSBR). */
+    void (*worker_quiescent)(struct tn_worker *w, void *state);
+    /* On the worker's thread when it is told to exit: its connections are
+     * closed, its pools, timers and clusters are still there. End work that
+     * outlives streams (shadow requests) before they go. */
+    void (*worker_close)(struct tn_worker *w, void *state);
+    /* On the worker's thread once its loop has run out, before the loop is
+     * closed: release what is bound to the thread (a reader slot). */
+    void (*worker_stop)(struct tn_worker *w, void *state);
+
+    /* the main thread */
+    /* Before the cluster manager and the workers start; srv stays valid
+     * until main_stop. */
+    void (*main_start)(const struct tn_filter_server *srv);
+    /* Every 100 ms until the server stops, and soon after srv->kick until
+     * main_stop: periodic work (the cache's maintenance). Returns 0, or in
+     * how many ms it wants to run again before the next tick. */
+    unsigned (*main_tick)(void);
+    /* Every worker has been joined: srv's callbacks must not be called any more. */
+    void (*main_stop)(void);
+    /* Last, after the main loop and the configuration are gone: free what
+     * lives as long as the process (the cache's stores). */
+    void (*main_exit)(void);
+
+    /* Admin endpoints the filter serves (dataplane/admin_handler.h), ended
+     * by one with a NULL path; NULL: none. The admin lists them in /help
+     * before its own and finds them by path after its own. */
+    const struct tn_admin_endpoint *admin_endpoints;
 };
 
 /* The factory for a type URL or full message name, NULL if none. As Envoy's
@@ -88,5 +154,13 @@ const ProtobufCMessageDescriptor *tn_filter_factory_config_type(const struct tn_
 
 /* The factory for a canonical filter name, NULL if none. */
 const struct tn_filter_factory *tn_filter_factory_by_name(const char *name);
+
+/* Every factory, in registry order (*n of them, at most
+ * TN_FILTER_FACTORIES_MAX): what the server, workers and admin walk to run
+ * hooks. */
+const struct tn_filter_factory *const *tn_filter_factories(size_t *n);
+
+/* f's position in tn_filter_factories; f must be registered. */
+size_t tn_filter_factory_index(const struct tn_filter_factory *f);
 
 #endif

@@ -1,3 +1,8 @@
+/* The health check filter (health_check.h): matches the configured
+ * requests and answers them itself, or passes them on; whether the admin
+ * failed the health check is server-wide state it reads through the
+ * server's interface (tn_server_health_failing), never a flag the server
+ * pushes into it. */
 #include "filters/health_check.h"
 
 #include <stdatomic.h>
@@ -6,6 +11,7 @@
 
 #include "dataplane/host.h"
 #include "dataplane/pool.h"
+#include "dataplane/server.h"
 #include "dataplane/stream.h"
 #include "dataplane/worker.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb-c.h"
@@ -13,18 +19,6 @@
 #include "filters/route_match.h"
 
 typedef Envoy__Extensions__Filters__Http__HealthCheck__V3__HealthCheck pb_hc;
-
-static atomic_bool failing;
-
-void tn_health_check_set_failing(bool f)
-{
-    atomic_store_explicit(&failing, f, memory_order_relaxed);
-}
-
-bool tn_health_check_failing(void)
-{
-    return atomic_load_explicit(&failing, memory_order_relaxed);
-}
 
 struct min_healthy {
     const char *cluster;
@@ -81,7 +75,7 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     if (!is_health_check(c, tn_stream_request(s)))
         return TN_FILTER_CONTINUE;
     tn_stream_info(s)->health_check = true;
-    if (tn_health_check_failing()) {
+    if (tn_server_health_failing()) {
         tn_stream_local_reply(s, 503, NULL, TN_RF_FAILED_LOCAL_HEALTHCHECK, "health_check_failed");
         return TN_FILTER_STOP;
     }

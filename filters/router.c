@@ -1,7 +1,8 @@
 /* envoy.filters.http.router: picks the route, the cluster and a host, sends
  * the request upstream through the host's pool, retries what its policy
  * allows while the request body can be replayed, enforces the route and
- * per-try timeouts, and streams the response back. */
+ * per-try timeouts, and streams the response back. Mirroring runs through
+ * mirror/, whose per-worker shadows are this factory's worker state. */
 #include "filters/router.h"
 
 #include <inttypes.h>
@@ -1144,6 +1145,14 @@ static void *create_config(const ProtobufCMessage *msg, struct tn_err *err)
     return c;
 }
 
+/* A worker's shadows live in the router's per-worker state (mirror/): they
+ * outlive their streams, so the worker ends them before its pools go. */
+static void router_worker_close(struct tn_worker *w, void *state)
+{
+    (void)w;
+    tn_mirror_worker_close(state);
+}
+
 const struct tn_filter_factory tn_router_factory = {
     .name = "envoy.filters.http.router",
     .config_type = &envoy__extensions__filters__http__router__v3__router__descriptor,
@@ -1151,4 +1160,6 @@ const struct tn_filter_factory tn_router_factory = {
     .create_config = create_config,
     .destroy_config = free,
     .ops = &router_ops,
+    .worker_state_size = sizeof(struct tn_mirror_worker),
+    .worker_close = router_worker_close,
 };

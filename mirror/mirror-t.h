@@ -1,5 +1,6 @@
 /* Types of request mirroring that other modules embed (the router's
- * per-request handle, the worker's shadow lists); see mirror.h. */
+ * per-request handle; the worker's shadow lists, the router's per-worker
+ * state in the filter registry); see mirror.h. */
 #ifndef TN_MIRROR_T_H
 #define TN_MIRROR_T_H
 

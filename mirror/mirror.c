@@ -1,5 +1,7 @@
 /* Request mirroring: shadow requests that share the primary's bytes, own
- * their lifetime, and are shed rather than ever slowing the primary. */
+ * their lifetime, and are shed rather than ever slowing the primary. A
+ * worker's shadows (struct tn_mirror_worker) are the router's per-worker
+ * state in the filter registry; the router's worker_close hook ends them. */
 #include "mirror/mirror.h"
 
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "dataplane/upstream.h"
 #include "dataplane/worker.h"
 #include "filters/route.h"
+#include "filters/router.h"
 
 #define SUFFIX     "-shadow"
 #define SUFFIX_LEN 7
@@ -33,8 +36,9 @@ struct tn_shadow {
     struct tn_shadow *next, **pprev;   /* the request's set; pprev NULL once detached */
     struct tn_shadow *wnext, **wpprev; /* the worker's live list, or its free list */
     struct tn_worker *w;
-    struct tn_cluster *cluster; /* reference */
-    struct tn_host *host;       /* reference */
+    struct tn_mirror_worker *mw; /* w's shadows (the router's state on w) */
+    struct tn_cluster *cluster;  /* reference */
+    struct tn_host *host;        /* reference */
     /* The head as the primary's head slices: head[0], then "-shadow" when
      * `suffix`, then head[1] (empty when the head is sent whole). */
     struct tn_slice head[2];
@@ -98,7 +102,7 @@ static const struct tn_ureq_ops shadow_ops;
 
 static struct tn_shadow *shadow_get(struct tn_worker *w)
 {
-    struct tn_mirror_worker *mw = &w->mirror;
+    struct tn_mirror_worker *mw = tn_worker_filter_state(w, &tn_router_factory);
     struct tn_shadow *sh = mw->free;
     if (sh) {
         mw->free = sh->wnext;
@@ -113,6 +117,7 @@ static struct tn_shadow *shadow_get(struct tn_worker *w)
         tn_slices_init(&sh->body);
     }
     sh->w = w;
+    sh->mw = mw;
     tn_timer_init(&sh->timeout, on_timeout);
     sh->wnext = mw->live;
     if (mw->live)
@@ -139,7 +144,7 @@ static void unlink_request(struct tn_shadow *sh)
 static void shadow_end(struct tn_shadow *sh, enum shadow_end why, const char *reason)
 {
     struct tn_worker *w = sh->w;
-    struct tn_mirror_worker *mw = &w->mirror;
+    struct tn_mirror_worker *mw = sh->mw;
     if (why == END_DROPPED)
         tn_stat_inc(w->shard, sh->st_dropped);
     else if (why == END_FAILED)
@@ -201,7 +206,7 @@ static void shadow_end(struct tn_shadow *sh, enum shadow_end why, const char *re
 static size_t track_queued(struct tn_shadow *sh)
 {
     size_t q = sh->ureq.uc ? tn_uconn_write_queued(sh->ureq.uc) : sh->body.bytes;
-    sh->w->mirror.queued += q - sh->queued;
+    sh->mw->queued += q - sh->queued;
     sh->queued = q;
     return q;
 }
@@ -210,7 +215,7 @@ static bool shed_if_above(struct tn_shadow *sh)
 {
     size_t limit = sh->cluster->per_connection_buffer_limit;
     size_t q = track_queued(sh);
-    if (q <= limit || (q <= SHADOW_BUFFERS * limit && sh->w->mirror.queued <= WORKER_BUDGET))
+    if (q <= limit || (q <= SHADOW_BUFFERS * limit && sh->mw->queued <= WORKER_BUDGET))
         return false;
     shadow_end(sh, END_DROPPED, "the mirror's write side is above its high watermark");
     return true;
@@ -540,9 +545,8 @@ void tn_mirror_detach(struct tn_mirror *m)
     }
 }
 
-void tn_mirror_worker_close(struct tn_worker *w)
+void tn_mirror_worker_close(struct tn_mirror_worker *mw)
 {
-    struct tn_mirror_worker *mw = &w->mirror;
     mw->closed = true;
     while (mw->live)
         shadow_end(mw->live, END_RESET, "the worker stops");

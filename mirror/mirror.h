@@ -59,8 +59,8 @@ void tn_mirror_body(struct tn_mirror *m, const struct tn_slice *data, bool end_s
  * afterwards. */
 void tn_mirror_detach(struct tn_mirror *m);
 
-/* The worker stops: every shadow in flight is cancelled and the free list
- * freed. */
-void tn_mirror_worker_close(struct tn_worker *w);
+/* The worker stops (the router's worker_close hook, with its state on that
+ * worker): every shadow in flight is cancelled and the free list freed. */
+void tn_mirror_worker_close(struct tn_mirror_worker *mw);
 
 #endif
