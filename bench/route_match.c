@@ -8,9 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "dataplane/buf.h"
+#include "dataplane/core/buf.h"
 #include "filters/route_match.h"
-#include "xds/pbconv.h"
+#include "api/pb/pbconv.h"
 
 #define N_VHOSTS   2000
 #define N_ROUTES   50

@@ -13,8 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "dataplane/matcher.h"
-#include "dataplane/pool.h"
+#include "dataplane/core/matcher.h"
+#include "dataplane/core/pool.h"
 #include "filters/filter.h"
 
 /* Durations are milliseconds; TN_CACHE_UNSET marks an optional one left out. */

@@ -2,13 +2,13 @@
  * (?path=, ?hostname=), and Kong's proxy-cache API: GET/DELETE
  * /proxy-cache/<key>, DELETE /proxy-cache. Listed in the cache's factory
  * (tn_cache_admin_endpoints); the admin calls them through
- * dataplane/admin_handler.h, all of the admin they see. Main thread. */
+ * dataplane/admin/admin_handler.h, all of the admin they see. Main thread. */
 #include <string.h>
 
 #include "cache/cache_int.h"
 #include "cache/store.h"
-#include "dataplane/admin_handler.h"
-#include "xds/pbjson.h"
+#include "dataplane/admin/admin_handler.h"
+#include "api/pb/pbjson.h"
 
 static void totals(void *arg, const char *name, struct tn_cache_store *st)
 {

@@ -10,7 +10,7 @@
 #include "envoy/extensions/filters/http/cache/v3/cache.pb-c.h"
 #include "envoy/extensions/http/cache/simple_http_cache/v3/config.pb-c.h"
 #include "tern/extensions/filters/http/cache/v1/cache.pb-c.h"
-#include "xds/types.h"
+#include "api/pb/types.h"
 
 typedef Envoy__Extensions__Filters__Http__Cache__V3__CacheConfig pb_envoy_config;
 typedef Tern__Extensions__Filters__Http__Cache__V1__CacheConfig pb_tern_config;

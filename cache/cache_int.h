@@ -6,8 +6,8 @@
 
 #include "cache/cache.h"
 #include "cache/store.h"
-#include "dataplane/admin_handler.h"
-#include "dataplane/stats.h"
+#include "dataplane/admin/admin_handler.h"
+#include "dataplane/stats/stats.h"
 
 extern const struct tn_filter_ops tn_cache_ops;
 

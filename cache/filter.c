@@ -12,9 +12,9 @@
 #include "cache/cache_int.h"
 #include "cache/policy.h"
 #include "cache/store.h"
-#include "dataplane/log.h"
-#include "dataplane/stream.h"
-#include "dataplane/worker.h"
+#include "dataplane/core/log.h"
+#include "dataplane/http/stream.h"
+#include "dataplane/server/worker.h"
 #include "filters/route.h"
 #include "filters/route_match.h"
 

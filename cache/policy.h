@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "dataplane/http.h"
+#include "dataplane/http/http.h"
 
 #define TN_CC_ABSENT (-1) /* a delta-seconds directive that was not given */
 

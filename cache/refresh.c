@@ -11,12 +11,12 @@
 #include "cache/cache_int.h"
 #include "cache/policy.h"
 #include "cache/store.h"
-#include "dataplane/cluster.h"
-#include "dataplane/h1.h"
-#include "dataplane/log.h"
-#include "dataplane/pool.h"
-#include "dataplane/upstream.h"
-#include "dataplane/worker.h"
+#include "dataplane/upstream/cluster.h"
+#include "dataplane/http/h1.h"
+#include "dataplane/core/log.h"
+#include "dataplane/core/pool.h"
+#include "dataplane/upstream/conn_pool.h"
+#include "dataplane/server/worker.h"
 
 #define REFRESH_TIMEOUT_MS 15000
 #define MAX_REFRESHES      64 /* in flight per worker */

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "cache/policy.h"
-#include "dataplane/http.h"
+#include "dataplane/http/http.h"
 
 #define TN_CACHE_MAX_READERS 128 /* threads that look entries up (workers) */
 

@@ -9,7 +9,7 @@
 #include "cache/cache.h"
 #include "filters/health_check.h"
 #include "filters/router.h"
-#include "xds/types.h"
+#include "api/pb/types.h"
 
 /* Every HTTP filter tern has. Listed by hand: a static library's linker
  * would drop self-registering constructors nothing references. */

@@ -20,8 +20,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "dataplane/err.h"
-#include "dataplane/slice.h"
+#include "dataplane/core/err.h"
+#include "dataplane/core/slice.h"
 
 struct tn_stream;
 struct tn_response;
@@ -106,7 +106,7 @@ struct tn_filter_factory {
     /* per worker */
     /* Bytes of per-worker state: zeroed, allocated before the worker's thread
      * starts, freed after it is joined; each worker hook gets it, and the
-     * filter finds it with tn_worker_filter_state (dataplane/worker.h). 0: none
+     * filter finds it with tn_worker_filter_state (dataplane/server/worker.h). 0: none
      * (hooks then get NULL). */
     size_t worker_state_size;
     /* On the worker's thread, before its loop runs. */
@@ -136,7 +136,7 @@ struct tn_filter_factory {
      * lives as long as the process (the cache's stores). */
     void (*main_exit)(void);
 
-    /* Admin endpoints the filter serves (dataplane/admin_handler.h), ended
+    /* Admin endpoints the filter serves (dataplane/admin/admin_handler.h), ended
      * by one with a NULL path; NULL: none. The admin lists them in /help
      * before its own and finds them by path after its own. */
     const struct tn_admin_endpoint *admin_endpoints;

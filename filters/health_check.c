@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/host.h"
-#include "dataplane/pool.h"
-#include "dataplane/server.h"
-#include "dataplane/stream.h"
-#include "dataplane/worker.h"
+#include "dataplane/upstream/host.h"
+#include "dataplane/core/pool.h"
+#include "dataplane/server/server.h"
+#include "dataplane/http/stream.h"
+#include "dataplane/server/worker.h"
 #include "envoy/extensions/filters/http/health_check/v3/health_check.pb-c.h"
 #include "filters/route.h"
 #include "filters/route_match.h"

@@ -6,12 +6,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "dataplane/log.h"
+#include "dataplane/core/file.h"
+#include "dataplane/core/log.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
 #include "filters/filter.h"
-#include "xds/bootstrap.h"
-#include "xds/types.h"
-#include "xds/unsupported.h"
+#include "api/pb/types.h"
+#include "api/pb/unsupported.h"
 
 typedef Envoy__Config__Route__V3__VirtualHost pb_vhost;
 typedef Envoy__Config__Route__V3__Route pb_route;

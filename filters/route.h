@@ -13,10 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/err.h"
-#include "dataplane/http.h"
-#include "dataplane/matcher.h"
-#include "dataplane/pool.h"
+#include "dataplane/core/err.h"
+#include "dataplane/http/http.h"
+#include "dataplane/core/matcher.h"
+#include "dataplane/core/pool.h"
 #include "envoy/config/route/v3/route.pb-c.h"
 
 typedef Envoy__Config__Route__V3__RouteConfiguration tn_pb_route_config;

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/http.h"
+#include "dataplane/http/http.h"
 #include "filters/route.h"
 
 /* What the builders below return when the result (plus its NUL) does not fit

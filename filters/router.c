@@ -15,14 +15,14 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 
-#include "dataplane/cluster.h"
-#include "dataplane/h1.h"
-#include "dataplane/listener.h"
-#include "dataplane/log.h"
-#include "dataplane/outlier.h"
-#include "dataplane/stream.h"
-#include "dataplane/upstream.h"
-#include "dataplane/worker.h"
+#include "dataplane/upstream/cluster.h"
+#include "dataplane/http/h1.h"
+#include "dataplane/server/listener.h"
+#include "dataplane/core/log.h"
+#include "dataplane/upstream/outlier.h"
+#include "dataplane/http/stream.h"
+#include "dataplane/upstream/conn_pool.h"
+#include "dataplane/server/worker.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "filters/route_match.h"
 #include "mirror/mirror.h"

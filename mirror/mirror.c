@@ -10,13 +10,13 @@
 
 #include <llhttp.h>
 
-#include "dataplane/cluster.h"
-#include "dataplane/h1.h"
-#include "dataplane/listener.h"
-#include "dataplane/log.h"
-#include "dataplane/stream.h"
-#include "dataplane/upstream.h"
-#include "dataplane/worker.h"
+#include "dataplane/upstream/cluster.h"
+#include "dataplane/http/h1.h"
+#include "dataplane/server/listener.h"
+#include "dataplane/core/log.h"
+#include "dataplane/http/stream.h"
+#include "dataplane/upstream/conn_pool.h"
+#include "dataplane/server/worker.h"
 #include "filters/route.h"
 #include "filters/router.h"
 

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataplane/slice.h"
+#include "dataplane/core/slice.h"
 #include "mirror/mirror-t.h"
 
 struct tn_stream;

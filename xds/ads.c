@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/log.h"
+#include "dataplane/core/log.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 
 typedef Envoy__Service__Discovery__V3__DiscoveryRequest pb_req;

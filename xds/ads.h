@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "dataplane/err.h"
+#include "dataplane/core/err.h"
 #include "envoy/config/core/v3/base.pb-c.h"
 
 #define TN_TYPE_LISTENER "type.googleapis.com/envoy.config.listener.v3.Listener"

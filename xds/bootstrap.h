@@ -4,7 +4,7 @@
 #ifndef TN_BOOTSTRAP_H
 #define TN_BOOTSTRAP_H
 
-#include "dataplane/err.h"
+#include "dataplane/core/err.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
 
 typedef Envoy__Config__Bootstrap__V3__Bootstrap tn_pb_bootstrap;
@@ -15,8 +15,5 @@ typedef Envoy__Config__Bootstrap__V3__Bootstrap tn_pb_bootstrap;
  * file name. */
 tn_pb_bootstrap *tn_bootstrap_load(const char *path, const char *overlay_yaml, struct tn_err *err);
 void tn_bootstrap_free(tn_pb_bootstrap *b);
-
-/* Reads a whole file (at most 64 MiB) into a NUL-terminated malloc'd buffer. */
-char *tn_read_file(const char *path, size_t *len, struct tn_err *err);
 
 #endif

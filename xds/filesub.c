@@ -6,11 +6,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "dataplane/log.h"
+#include "dataplane/core/file.h"
+#include "dataplane/core/log.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "xds/bootstrap.h"
-#include "xds/pbconv.h"
-#include "xds/unsupported.h"
+#include "api/pb/pbconv.h"
+#include "api/pb/unsupported.h"
 
 typedef Envoy__Service__Discovery__V3__DiscoveryResponse pb_response;
 

@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "dataplane/err.h"
+#include "dataplane/core/err.h"
 #include "xds/ads.h"
 
 struct tn_filesub;

@@ -3,7 +3,7 @@
  *
  * A source is the aggregated stream of dynamic_resources.ads_config, a
  * type's own gRPC service (state of the world or incremental) or a file
- * (dataplane/source.h says which). The consumer (dataplane/xds.c) opens
+ * (dataplane/server/source.h says which). The consumer (dataplane/server/xds.c) opens
  * them as resources name them and says which resources it wants of each;
  * every response is decoded here (its Any payloads into Listener,
  * RouteConfiguration, Cluster or ClusterLoadAssignment messages) and handed
@@ -23,8 +23,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "dataplane/err.h"
-#include "dataplane/source.h"
+#include "dataplane/core/err.h"
+#include "dataplane/server/source.h"
 #include "envoy/config/core/v3/base.pb-c.h"
 
 struct tn_sub;

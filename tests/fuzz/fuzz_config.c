@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/buf.h"
-#include "dataplane/config.h"
-#include "dataplane/log.h"
-#include "xds/pbconv.h"
-#include "xds/pbjson.h"
+#include "dataplane/core/buf.h"
+#include "dataplane/server/config.h"
+#include "dataplane/core/log.h"
+#include "api/pb/pbconv.h"
+#include "api/pb/pbjson.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

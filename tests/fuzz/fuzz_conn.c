@@ -12,12 +12,12 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
-#include "dataplane/config.h"
-#include "dataplane/dp_stats.h"
-#include "dataplane/stats.h"
-#include "dataplane/conn.h"
-#include "dataplane/host.h"
-#include "dataplane/worker.h"
+#include "dataplane/server/config.h"
+#include "dataplane/stats/dp_stats.h"
+#include "dataplane/stats/stats.h"
+#include "dataplane/http/conn.h"
+#include "dataplane/upstream/host.h"
+#include "dataplane/server/worker.h"
 #include "xds/bootstrap.h"
 
 static const char CONFIG[] =

@@ -9,10 +9,10 @@
 
 #include <llhttp.h>
 
-#include "dataplane/h1.h"
+#include "dataplane/http/h1.h"
 #include "filters/route.h"
 #include "filters/route_match.h"
-#include "xds/pbconv.h"
+#include "api/pb/pbconv.h"
 
 static const char ROUTES[] =
     "virtual_hosts:\n"

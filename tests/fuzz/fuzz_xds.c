@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/cluster.h"
-#include "dataplane/listener.h"
-#include "dataplane/log.h"
+#include "dataplane/upstream/cluster.h"
+#include "dataplane/server/listener.h"
+#include "dataplane/core/log.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"

@@ -9,11 +9,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "dataplane/accesslog.h"
-#include "dataplane/buf.h"
-#include "dataplane/stream_info.h"
+#include "dataplane/accesslog/accesslog.h"
+#include "dataplane/core/buf.h"
+#include "dataplane/http/stream_info.h"
 #include "suites.h"
-#include "xds/pbconv.h"
+#include "api/pb/pbconv.h"
 
 static struct tn_pool pool;
 static struct tn_err err;

@@ -11,9 +11,9 @@
 
 #include <uv.h>
 
-#include "dataplane/admin.h"
-#include "dataplane/buf.h"
-#include "dataplane/log.h"
+#include "dataplane/admin/admin.h"
+#include "dataplane/core/buf.h"
+#include "dataplane/core/log.h"
 #include "suites.h"
 #include "xds/bootstrap.h"
 

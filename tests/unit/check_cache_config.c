@@ -10,7 +10,7 @@
 #include "filters/router.h"
 #include "suites.h"
 #include "tern/extensions/filters/http/cache/v1/cache.pb-c.h"
-#include "xds/pbconv.h"
+#include "api/pb/pbconv.h"
 
 #define ENVOY_CFG (&envoy__extensions__filters__http__cache__v3__cache_config__descriptor)
 #define TERN_CFG  (&tern__extensions__filters__http__cache__v1__cache_config__descriptor)

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/buf.h"
-#include "dataplane/cm.h"
-#include "dataplane/config.h"
-#include "dataplane/outlier.h"
+#include "dataplane/core/buf.h"
+#include "dataplane/upstream/cm.h"
+#include "dataplane/server/config.h"
+#include "dataplane/upstream/outlier.h"
 #include "suites.h"
 #include "xds/bootstrap.h"
 

@@ -1,12 +1,12 @@
 /* The compiler: route tables, clusters, listeners, whole bootstraps. */
 #include <string.h>
 
-#include "dataplane/buf.h"
-#include "dataplane/config.h"
+#include "dataplane/core/buf.h"
+#include "dataplane/server/config.h"
 #include "filters/filter.h"
 #include "filters/router.h"
 #include "suites.h"
-#include "xds/pbconv.h"
+#include "api/pb/pbconv.h"
 
 static struct tn_err err;
 

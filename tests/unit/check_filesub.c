@@ -17,7 +17,7 @@
 #include "suites.h"
 #include "xds/ads.h"
 #include "xds/filesub.h"
-#include "xds/types.h"
+#include "api/pb/types.h"
 
 typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment pb_cla;
 

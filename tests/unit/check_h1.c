@@ -6,9 +6,9 @@
 #include <llhttp.h>
 #include <uv.h>
 
-#include "dataplane/h1.h"
-#include "dataplane/slice.h"
-#include "dataplane/timer.h"
+#include "dataplane/http/h1.h"
+#include "dataplane/core/slice.h"
+#include "dataplane/core/timer.h"
 #include "suites.h"
 
 /* Feeds a request to llhttp in pieces of `step` bytes and collects its

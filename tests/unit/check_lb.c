@@ -3,9 +3,9 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "dataplane/cluster.h"
-#include "dataplane/host.h"
-#include "dataplane/lb.h"
+#include "dataplane/upstream/cluster.h"
+#include "dataplane/upstream/host.h"
+#include "dataplane/upstream/lb.h"
 #include "suites.h"
 
 #define NOW  1000000ull

@@ -3,17 +3,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataplane/buf.h"
+#include "dataplane/core/buf.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "suites.h"
 #include "xds/bootstrap.h"
-#include "xds/pbconv.h"
-#include "xds/pbjson.h"
-#include "xds/types.h"
-#include "xds/unsupported.h"
+#include "api/pb/pbconv.h"
+#include "api/pb/pbjson.h"
+#include "api/pb/types.h"
+#include "api/pb/unsupported.h"
 
 typedef Envoy__Config__Cluster__V3__Cluster pb_cluster;
 

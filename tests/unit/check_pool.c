@@ -6,11 +6,11 @@
 
 #include <uv.h>
 
-#include "dataplane/config.h"
-#include "dataplane/dp_stats.h"
-#include "dataplane/stats.h"
-#include "dataplane/upstream.h"
-#include "dataplane/worker.h"
+#include "dataplane/server/config.h"
+#include "dataplane/stats/dp_stats.h"
+#include "dataplane/stats/stats.h"
+#include "dataplane/upstream/conn_pool.h"
+#include "dataplane/server/worker.h"
 #include "suites.h"
 #include "xds/bootstrap.h"
 

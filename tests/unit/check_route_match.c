@@ -5,7 +5,7 @@
 
 #include "filters/route_match.h"
 #include "suites.h"
-#include "xds/pbconv.h"
+#include "api/pb/pbconv.h"
 
 static struct tn_err err;
 

@@ -2,9 +2,9 @@
 #include <check.h>
 #include <string.h>
 
-#include "dataplane/config.h"
-#include "dataplane/dp_stats.h"
-#include "dataplane/stats.h"
+#include "dataplane/server/config.h"
+#include "dataplane/stats/dp_stats.h"
+#include "dataplane/stats/stats.h"
 #include "suites.h"
 #include "xds/bootstrap.h"
 

@@ -1,0 +1,111 @@
+/* Upstream HTTP/1.1 connections and the per-worker, per-host pools that
+ * keep them alive between requests.
+ *
+ * A request asks its host's pool for a connection (tn_hpool_acquire): an
+ * idle one is handed over at once; otherwise a new connection is opened
+ * (within the cluster's max_connections) or the request waits in the pool's
+ * pending queue (within max_pending_requests). The router then writes the
+ * request with tn_uconn_write and gets the response through its ops. When
+ * the response ends and the request was fully written, the connection goes
+ * back to the pool by itself. */
+#ifndef TN_UPSTREAM_H
+#define TN_UPSTREAM_H
+
+#include <stdbool.h>
+
+#include "dataplane/core/outq.h"
+#include "dataplane/core/slice.h"
+#include "dataplane/http/stream.h"
+#include "dataplane/server/worker.h"
+
+struct tn_uconn;
+struct tn_ureq;
+
+enum tn_pool_failure {
+    TN_POOL_CONNECT_FAILURE = 0,
+    TN_POOL_CONNECT_TIMEOUT,
+    TN_POOL_OVERFLOW,
+};
+
+enum tn_reset_reason {
+    TN_RESET_CONNECTION_TERMINATION = 0, /* the upstream closed or failed mid-exchange */
+    TN_RESET_PROTOCOL_ERROR,             /* the response did not parse */
+};
+
+/* What the pool and the connection tell the request's owner. */
+struct tn_ureq_ops {
+    /* A connection is ready for the request (after tn_hpool_acquire
+     * returned 1). */
+    void (*on_ready)(struct tn_ureq *r, struct tn_uconn *uc);
+    /* No connection could be had; the request is no longer queued. */
+    void (*on_failure)(struct tn_ureq *r, enum tn_pool_failure why);
+    /* Response head (1xx are not passed on). */
+    void (*on_headers)(struct tn_ureq *r, struct tn_response *resp);
+    /* A response body slice (reference passed over); end: the response is
+     * complete and the connection no longer belongs to the request. */
+    void (*on_data)(struct tn_ureq *r, struct tn_slice *data, bool end);
+    /* The response's trailers (chunked), just before on_data(end); the
+     * headers live until the call returns. May be NULL. */
+    void (*on_trailers)(struct tn_ureq *r, const struct tn_header *h, size_t n);
+    /* The connection failed before the response completed; it is gone. */
+    void (*on_reset)(struct tn_ureq *r, enum tn_reset_reason why);
+    /* The connection's write side drained below its low watermark. */
+    void (*on_write_low)(struct tn_ureq *r);
+    /* An interim (1xx) answer before the final one (101 only for an
+     * upgrade, as its final answer, through on_headers); the headers live
+     * until the call returns. May be NULL (they are dropped). */
+    void (*on_interim)(struct tn_ureq *r, const struct tn_response *resp);
+};
+
+struct tn_ureq {
+    const struct tn_ureq_ops *ops;
+    struct tn_ureq *next; /* pending queue */
+    struct tn_hpool *pool;
+    struct tn_uconn *uc;
+    bool pending;
+    bool head;    /* a HEAD request: the response has no body */
+    bool upgrade; /* asks for an upgrade: a 101 is its final answer, after which the connection is a tunnel
+                     (written with tn_uconn_write, read through on_data until either side closes) */
+};
+
+struct tn_hpool {
+    struct tn_host *host; /* reference */
+    struct tn_wcluster *wc;
+    struct tn_uconn *idle; /* idle connections, most recently used first */
+    struct tn_ureq *pend_head, *pend_tail;
+    unsigned n_conns, n_pending, n_connecting;
+    unsigned refcnt; /* the cluster's pool table and each connection */
+    bool retired;    /* the host left the set: connections close when done */
+};
+
+/* A pool for host h of wc, NULL when out of memory. */
+struct tn_hpool *tn_hpool_new(struct tn_wcluster *wc, struct tn_host *h);
+/* Drops the cluster's reference: idle connections close, busy ones finish
+ * their request first. */
+void tn_hpool_retire(struct tn_hpool *p);
+
+/* Asks for a connection for r. Returns 0 with r->uc set (no callback),
+ * 1 when r waits (on_ready or on_failure follows), or -1 on overflow
+ * (circuit breakers; nothing follows). */
+int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r);
+
+/* Gives up a request: leaves the pending queue, or closes its connection
+ * when an exchange is under way (a response whose head had end_stream set is
+ * read to its end first and the connection kept). No callback follows. */
+void tn_ureq_cancel(struct tn_ureq *r);
+
+/* Writes request bytes (see tn_outq_write); 0 or a negative uv error. */
+int tn_uconn_write(struct tn_uconn *uc, const char *pre, size_t pre_len, struct tn_slice *s, unsigned n,
+                   const char *post, size_t post_len);
+bool tn_uconn_write_above(struct tn_uconn *uc);
+/* Bytes written but not yet taken by the kernel (what the watermarks watch). */
+size_t tn_uconn_write_queued(const struct tn_uconn *uc);
+/* The whole request has been written (the connection may be reused after
+ * the response). */
+void tn_uconn_request_done(struct tn_uconn *uc);
+/* The connection's local address (family 0 when unknown). */
+const struct sockaddr_storage *tn_uconn_local(const struct tn_uconn *uc);
+/* Stops or resumes reading the response (downstream backpressure). */
+void tn_uconn_read_pause(struct tn_uconn *uc, bool pause);
+
+#endif
