@@ -79,6 +79,8 @@ static const struct {
 static bool word_in(const char *list, const char *w)
 {
     size_t n = strlen(w);
+    if (n == 0)
+        return false; /* strstr finds "" everywhere: the loop would not advance */
     for (const char *p = list; (p = strstr(p, w)) != NULL; p += n)
         if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
             return true;
