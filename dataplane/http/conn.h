@@ -1,5 +1,6 @@
-/* Downstream HTTP/1.1 connections and the HTTP connection manager (Envoy's
- * HCM) that runs a listener's filters on each request. */
+/* Downstream connections: the HTTP connection manager (Envoy's HCM,
+ * conn_manager.c) that runs a listener's filters on each request, over the
+ * HTTP/1.1 codec (codec_h1.c; codec.h is the interface between them). */
 #ifndef TN_CONN_H
 #define TN_CONN_H
 

@@ -78,7 +78,7 @@ struct tn_worker {
     uint64_t date_sec;
     unsigned n_conns;
     struct tn_dconn *conns; /* every open downstream connection (drain walks them) */
-    struct tn_stream *free_streams; /* streams for reuse (dataplane/http/conn.c) */
+    struct tn_stream *free_streams; /* streams for reuse (dataplane/http/conn_manager.c) */
     unsigned n_free_streams;
     unsigned n_freed;   /* connections and streams freed since the last malloc_trim */
     uint64_t last_trim; /* uv_now of the last malloc_trim */
