@@ -77,6 +77,10 @@ static struct refresh *of(struct tn_ureq *q)
 static void on_ready(struct tn_ureq *q, struct tn_uconn *uc)
 {
     struct refresh *f = of(q);
+    if (tn_uconn_is_h2(uc)) {
+        finish(f); /* the request is HTTP/1.1 bytes: an HTTP/2 cluster is not refreshed (yet) */
+        return;
+    }
     struct tn_slice h = tn_slice_of(f->head, f->head->data, f->head_len);
     if (tn_uconn_write(uc, NULL, 0, &h, 1, NULL, 0) == 0 && f->ureq.uc)
         tn_uconn_request_done(uc);

@@ -58,6 +58,11 @@ struct router {
     unsigned attempts;
     bool retry_counted, replayable, req_end, resp_started, done, counted_rq, chunked, head_written, paused_down;
     bool upgrade; /* the client's upgrade is enabled and goes upstream */
+    bool h2;      /* the cluster speaks HTTP/2: the request goes as h2h, its body unframed */
+    bool refused; /* the last try's stream was refused (HTTP/2): never processed */
+    struct tn_header *h2h; /* the request as a header list (stream memory), kept for retries */
+    size_t n_h2h;
+    struct tn_block *h2blk; /* holds the configured headers h2h points into */
     int64_t content_length;
 };
 
@@ -107,6 +112,9 @@ static void cleanup(struct router *r)
         r->retry_counted = false;
     }
     tn_slice_release(&r->head);
+    if (r->h2blk)
+        tn_block_unref(r->h2blk);
+    r->h2blk = NULL;
     tn_slices_dispose(&r->body);
     if (r->set)
         tn_host_set_unref(r->set);
@@ -312,6 +320,68 @@ fail:
     return -1;
 }
 
+/* The request as a header list for an HTTP/2 upstream: the pseudo-headers,
+ * the client's headers less what the route removes, the configured ones,
+ * content-length when known (the body is sent unframed). */
+static int build_h2_headers(struct router *r, const char *host, size_t host_len)
+{
+    struct tn_request *rq = tn_stream_request(r->s);
+    const char *path = rq->path;
+    size_t path_len = rq->path_len;
+    if (r->route->prefix_rewrite || r->route->regex_rewrite) {
+        struct tn_request_view view = {.method = rq->method, .method_len = rq->method_len, .path = rq->path,
+                                       .path_len = rq->path_len, .host = rq->host, .host_len = rq->host_len,
+                                       .scheme = rq->scheme, .headers = rq->headers, .n_headers = rq->n_headers};
+        size_t pcap = rq->path_len * 4 + 1024;
+        char *p = tn_stream_alloc(r->s, pcap);
+        if (p == NULL)
+            return -1;
+        size_t pl = tn_route_rewrite_path(r->route, &view, p, pcap);
+        if (pl && pl <= pcap) {
+            path = p;
+            path_len = pl;
+        }
+    }
+    size_t max = rq->n_headers + 8 + mutations_size(r, true) / 4;
+    struct tn_header *h = tn_stream_alloc(r->s, max * sizeof(*h));
+    struct tn_block *b = tn_block_new(64 + mutations_size(r, true));
+    if (h == NULL || b == NULL) {
+        if (b)
+            tn_block_unref(b);
+        return -1;
+    }
+    size_t n = 0, pos = 0, start = 0;
+    h[n++] = (struct tn_header){.name = ":method", .name_len = 7, .value = rq->method, .value_len = rq->method_len};
+    h[n++] = (struct tn_header){.name = ":scheme", .name_len = 7, .value = "http", .value_len = 4};
+    h[n++] = (struct tn_header){.name = ":authority", .name_len = 10, .value = host, .value_len = host_len};
+    h[n++] = (struct tn_header){.name = ":path", .name_len = 5, .value = path, .value_len = path_len};
+    for (size_t i = 0; i < rq->n_headers; i++)
+        if (!header_overridden(r, &rq->headers[i], true))
+            h[n++] = rq->headers[i];
+    if (add_configured(r, b, &pos, true, rq->headers, rq->n_headers))
+        goto fail;
+    while (start < pos && n + 1 < max) {
+        char *line = b->data + start, *colon = memchr(line, ':', pos - start), *eol = memchr(line, '\r', pos - start);
+        if (colon == NULL || eol == NULL)
+            break;
+        h[n++] = (struct tn_header){.name = line, .name_len = colon - line, .value = colon + 2,
+                                    .value_len = eol - colon - 2};
+        start = (size_t)(eol - b->data) + 2;
+    }
+    if (rq->content_length >= 0 && n < max && pos + 24 <= b->cap) {
+        char *v = b->data + pos;
+        size_t vl = tn_h1_u64(v, (uint64_t)rq->content_length);
+        h[n++] = (struct tn_header){.name = "content-length", .name_len = 14, .value = v, .value_len = (uint32_t)vl};
+    }
+    r->h2h = h;
+    r->n_h2h = n;
+    r->h2blk = b;
+    return 0;
+fail:
+    tn_block_unref(b);
+    return -1;
+}
+
 /* The authority sent upstream: rewritten (literal or the host's name) or
  * the client's. */
 static void upstream_authority(struct router *r, const char **h, size_t *len)
@@ -338,7 +408,7 @@ static void write_body_slices(struct router *r)
         struct tn_slice *sl = tn_slices_at(&r->body, r->body_written);
         struct tn_slice copy = tn_slice_of(sl->blk, sl->p, sl->len);
         int rc;
-        if (r->chunked) {
+        if (r->chunked && !r->h2) {
             char pre[24];
             size_t pl = tn_h1_chunk_size(pre, sl->len);
             rc = tn_uconn_write(uc, pre, (size_t)pl, &copy, 1, "\r\n", 2);
@@ -358,11 +428,13 @@ static void write_body_slices(struct router *r)
         }
     }
     if (uc && r->req_end && r->body_written == r->body.n) {
-        if (r->chunked)
+        if (r->chunked && !r->h2)
             tn_uconn_write(uc, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
         tn_uconn_request_done(uc);
     }
 }
+
+static void fail(struct router *r, int status, const char *body, uint32_t flags, const char *details);
 
 static void send_request(struct router *r)
 {
@@ -371,8 +443,16 @@ static void send_request(struct router *r)
     r->body_written = 0;
     r->try_start = tn_worker_now(W(r));
     tn_stream_info(r->s)->upstream_local = *tn_uconn_local(uc);
-    if (tn_uconn_write(uc, NULL, 0, &h, 1, NULL, 0))
+    if (r->h2) {
+        tn_slice_release(&h);
+        if (tn_uconn_send_headers(uc, r->h2h, r->n_h2h, r->req_end && r->body.n == 0)) {
+            fail(r, 503, RESET_BODY_PREFIX "protocol error", TN_RF_UPSTREAM_PROTOCOL_ERROR,
+                 "upstream_reset_before_response_started{protocol_error}");
+            return;
+        }
+    } else if (tn_uconn_write(uc, NULL, 0, &h, 1, NULL, 0)) {
         return;
+    }
     if (r->ureq.uc)
         write_body_slices(r);
     /* the body waiting for this connection is now the connection's to
@@ -417,6 +497,8 @@ static bool retry_on(struct router *r, int status, bool connect_failure)
 {
     const struct tn_retry_policy *p = &r->retry;
     if (status == 0) {
+        if (r->refused && (p->retry_on & TN_RETRY_ON_REFUSED_STREAM))
+            return true;
         if (p->retry_on & (TN_RETRY_ON_5XX | TN_RETRY_ON_GATEWAY_ERROR | TN_RETRY_ON_RESET))
             return true;
         return connect_failure && (p->retry_on & TN_RETRY_ON_CONNECT_FAILURE);
@@ -513,9 +595,14 @@ static void on_reset(struct tn_ureq *q, enum tn_reset_reason why)
     else
         tn_stat_inc(CS(r, upstream_rq_rx_reset));
     report_outlier(r, 0, tn_worker_now(W(r)));
+    r->refused = why == TN_RESET_REFUSED_STREAM;
     if (!r->resp_started && maybe_retry(r, 0, false))
         return;
-    if (why == TN_RESET_PROTOCOL_ERROR)
+    if (why == TN_RESET_REMOTE_RESET || why == TN_RESET_REFUSED_STREAM)
+        fail(r, 503, RESET_BODY_PREFIX "remote reset", TN_RF_UPSTREAM_REMOTE_RESET,
+             why == TN_RESET_REFUSED_STREAM ? "upstream_reset_before_response_started{remote_refused_stream_reset}"
+                                            : "upstream_reset_before_response_started{remote_reset}");
+    else if (why == TN_RESET_PROTOCOL_ERROR)
         fail(r, 503, RESET_BODY_PREFIX "protocol error", TN_RF_UPSTREAM_PROTOCOL_ERROR,
              "upstream_reset_before_response_started{protocol_error}");
     else
@@ -783,7 +870,7 @@ static void start_try(struct router *r)
         const char *auth;
         size_t al;
         upstream_authority(r, &auth, &al);
-        if (build_head(r, auth, al)) {
+        if (build_head(r, auth, al) || (r->h2 && build_h2_headers(r, auth, al))) {
             fail(r, 500, "request head too large", TN_RF_LOCAL_RESET, "router_head_failed");
             return;
         }
@@ -1041,6 +1128,7 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
     }
     tn_wcluster_ref(r->wc); /* a cluster removed meanwhile stays for this request */
     r->cluster = tn_cluster_ref(r->wc->c);
+    r->h2 = r->cluster->http2;
     si->upstream_cluster = r->cluster->name;
     if (atomic_load(&r->cluster->rc_rq) >= r->cluster->thresholds[0].max_requests) {
         /* Envoy counts the requests breaker's overflow here too */
@@ -1062,6 +1150,11 @@ static enum tn_filter_status on_request_headers(struct tn_stream *s, void *confi
             remove_request_header(rq, "upgrade");
             rq->upgrade = NULL;
             r->req_end = end_stream = true;
+        } else if (r->h2) {
+            /* an upgrade over HTTP/2 is extended CONNECT, which tern does not speak upstream */
+            respond(r, 503, RESET_BODY_PREFIX "protocol error", TN_RF_UPSTREAM_PROTOCOL_ERROR,
+                    "upgrade_over_http2_upstream_unsupported");
+            return TN_FILTER_STOP;
         } else {
             r->replayable = false; /* the tunnel's bytes are not kept for a retry */
         }

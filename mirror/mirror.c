@@ -243,6 +243,12 @@ static void end_request(struct tn_shadow *sh)
 /* The connection is ours: the head, what body waited, the end if known. */
 static void send_all(struct tn_shadow *sh)
 {
+    if (tn_uconn_is_h2(sh->ureq.uc)) {
+        /* shadows carry their request as HTTP/1.1 bytes: an HTTP/2 cluster
+         * needs the header list (tn_uconn_send_headers), not done yet */
+        shadow_end(sh, END_FAILED, "HTTP/2 shadow clusters are not supported yet");
+        return;
+    }
     struct tn_slice h[2] = {tn_slice_of(sh->head[0].blk, sh->head[0].p, sh->head[0].len)};
     unsigned n = 1;
     if (sh->head[1].blk)

@@ -797,14 +797,10 @@ static void on_signal(uv_signal_t *h, int signum)
 }
 
 /* What the configuration asks for that this data plane does not speak yet:
- * said once at start, so nobody wonders why HTTP/2 never happens. */
+ * said once at start, so nobody wonders why HTTP/2 never happens downstream
+ * (clusters that ask for HTTP/2 get it: upstream/h2_pool.c). */
 static void warn_unsupported(const struct tn_config *cfg)
 {
-    for (size_t i = 0; i < cfg->n_clusters; i++)
-        if (cfg->clusters[i]->http2 && !(cfg->ads_cluster && strcmp(cfg->ads_cluster, cfg->clusters[i]->name) == 0))
-            TN_LOG(TN_LOG_WARN, upstream,
-                   "cluster '%s' asks for HTTP/2 upstream; tern speaks HTTP/1.1 to upstreams until HTTP/2 arrives",
-                   cfg->clusters[i]->name);
     for (size_t i = 0; i < cfg->n_listeners; i++)
         if (cfg->listeners[i]->hcm.codec == TN_CODEC_HTTP2)
             TN_LOG(TN_LOG_WARN, http, "listener '%s' has codec_type HTTP2; tern serves HTTP/1.1 until HTTP/2 arrives",

@@ -26,6 +26,7 @@ static const struct stat_row cluster_rows[] = {
     {"upstream_cx_total", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, upstream_cx_total)},
     {"upstream_cx_active", TN_STAT_GAUGE, offsetof(struct tn_cluster_stats, upstream_cx_active)},
     {"upstream_cx_http1_total", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, upstream_cx_http1_total)},
+    {"upstream_cx_http2_total", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, upstream_cx_http2_total)},
     {"upstream_cx_connect_fail", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, upstream_cx_connect_fail)},
     {"upstream_cx_connect_timeout", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, upstream_cx_connect_timeout)},
     {"upstream_cx_destroy", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, upstream_cx_destroy)},

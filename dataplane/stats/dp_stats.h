@@ -62,6 +62,7 @@ struct tn_cluster;
     X(upstream_cx_total, COUNTER)                                                                                      \
     X(upstream_cx_active, GAUGE)                                                                                       \
     X(upstream_cx_http1_total, COUNTER)                                                                                \
+    X(upstream_cx_http2_total, COUNTER)                                                                                \
     X(upstream_cx_connect_fail, COUNTER)                                                                               \
     X(upstream_cx_connect_timeout, COUNTER)                                                                            \
     X(upstream_cx_destroy, COUNTER)                                                                                    \
@@ -124,7 +125,7 @@ struct tn_listener_stats {
 #undef TN_STAT_FIELD
 
 struct tn_cluster_stats {
-    uint32_t upstream_cx_total, upstream_cx_active, upstream_cx_http1_total, upstream_cx_connect_fail,
+    uint32_t upstream_cx_total, upstream_cx_active, upstream_cx_http1_total, upstream_cx_http2_total, upstream_cx_connect_fail,
         upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_destroy_remote, upstream_cx_destroy_local,
         upstream_cx_overflow, upstream_cx_idle_timeout, upstream_cx_protocol_error, upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total,
         upstream_rq_total, upstream_rq_active, upstream_rq_completed, upstream_rq_pending_total,

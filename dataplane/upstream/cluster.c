@@ -203,13 +203,46 @@ static int compile_common_options(const Envoy__Config__Core__V3__HttpProtocolOpt
     return 0;
 }
 
+/* http2_protocol_options (the Cluster's, deprecated, or explicit_http_config's):
+ * the settings tern sends and the streams it opens per connection. */
+static int compile_h2_options(const Envoy__Config__Core__V3__Http2ProtocolOptions *o, struct tn_cluster *c,
+                              struct tn_err *err)
+{
+    c->http2 = true;
+    c->h2.max_concurrent_streams = U32(o->max_concurrent_streams, c->h2.max_concurrent_streams);
+    c->h2.initial_stream_window_size = U32(o->initial_stream_window_size, c->h2.initial_stream_window_size);
+    c->h2.initial_connection_window_size = U32(o->initial_connection_window_size, c->h2.initial_connection_window_size);
+    c->h2.hpack_table_size = U32(o->hpack_table_size, c->h2.hpack_table_size);
+    size_t mark = tn_err_push(err, ".http2_protocol_options");
+    if (c->h2.max_concurrent_streams < 1 || c->h2.max_concurrent_streams > 2147483647u) {
+        tn_err_push(err, ".max_concurrent_streams");
+        return tn_err_fail(err, "must be in 1..2147483647");
+    }
+    if (c->h2.initial_stream_window_size < 65535 || c->h2.initial_stream_window_size > 2147483647u) {
+        tn_err_push(err, ".initial_stream_window_size");
+        return tn_err_fail(err, "must be in 65535..2147483647");
+    }
+    if (c->h2.initial_connection_window_size < 65535 || c->h2.initial_connection_window_size > 2147483647u) {
+        tn_err_push(err, ".initial_connection_window_size");
+        return tn_err_fail(err, "must be in 65535..2147483647");
+    }
+    if (o->allow_connect)
+        return tn_err_fail(err, "allow_connect is not supported upstream");
+    tn_err_pop(err, mark);
+    return 0;
+}
+
 static int compile_protocol_options(const tn_pb_cluster *pb, struct tn_cluster *c, struct tn_err *err)
 {
+    c->h2.max_concurrent_streams = 2147483647u;
+    c->h2.initial_stream_window_size = 268435456u;
+    c->h2.initial_connection_window_size = 268435456u;
+    c->h2.hpack_table_size = 4096;
     c->idle_timeout_ms = 3600 * 1000;
     c->max_headers_count = 100;
     c->max_response_headers_kb = 60;
-    if (pb->http2_protocol_options)
-        c->http2 = true;
+    if (pb->http2_protocol_options && compile_h2_options(pb->http2_protocol_options, c, err))
+        return -1;
     if (pb->common_http_protocol_options && compile_common_options(pb->common_http_protocol_options, c, err))
         return -1;
     for (size_t i = 0; i < pb->n_typed_extension_protocol_options; i++) {
@@ -225,10 +258,19 @@ static int compile_protocol_options(const tn_pb_cluster *pb, struct tn_cluster *
         if (o == NULL)
             return -1;
         int rc = o->common_http_protocol_options ? compile_common_options(o->common_http_protocol_options, c, err) : 0;
-        if (o->upstream_protocol_options_case ==
-            ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG)
-            c->http2 = o->explicit_http_config->protocol_config_case ==
-                       ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
+        if (rc == 0 && o->upstream_protocol_options_case ==
+                           ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG) {
+            const Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__ExplicitHttpConfig *x =
+                o->explicit_http_config;
+            c->http2 = false;
+            if (x->protocol_config_case ==
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS) {
+                size_t xm = tn_err_push(err, ".explicit_http_config");
+                rc = compile_h2_options(x->http2_protocol_options, c, err);
+                if (rc == 0)
+                    tn_err_pop(err, xm);
+            }
+        }
         protobuf_c_message_free_unpacked((ProtobufCMessage *)o, NULL);
         if (rc)
             return -1;

@@ -83,7 +83,13 @@ struct tn_cluster {
     uint64_t idle_timeout_ms;             /* upstream connection idle timeout, Envoy's 1 h default */
     uint32_t max_headers_count;           /* per response (and its trailers), Envoy's 100 */
     uint32_t max_response_headers_kb;     /* the response head, status line to the empty line, Envoy's 60 */
-    bool http2;                           /* upstream speaks HTTP/2 (explicit_http_config) */
+    bool http2;                           /* upstream speaks HTTP/2, h2c with prior knowledge */
+    struct {
+        uint32_t max_concurrent_streams;         /* per connection, Envoy's 2^31-1 */
+        uint32_t initial_stream_window_size;     /* Envoy's 256 MiB */
+        uint32_t initial_connection_window_size; /* Envoy's 256 MiB */
+        uint32_t hpack_table_size;               /* Envoy's 4096 */
+    } h2;
     uint32_t least_request_choices;
     uint64_t ring_min, ring_max;
     uint64_t maglev_table_size;

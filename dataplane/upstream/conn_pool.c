@@ -1,4 +1,5 @@
 #include "dataplane/upstream/conn_pool.h"
+#include "dataplane/upstream/conn_pool_int.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@ enum uc_state {
 };
 
 struct tn_uconn {
+    struct tn__uhandle base; /* h2 false: first */
     uv_tcp_t tcp;
     uv_connect_t connect;
     struct tn_hpool *pool;
@@ -48,7 +50,7 @@ static struct tn_worker *worker_of(struct tn_hpool *p)
     return p->wc->w;
 }
 
-static void pool_unref(struct tn_hpool *p)
+void tn__hpool_unref(struct tn_hpool *p)
 {
     if (--p->refcnt)
         return;
@@ -66,6 +68,7 @@ struct tn_hpool *tn_hpool_new(struct tn_wcluster *wc, struct tn_host *h)
     p->wc = wc;
     tn_wcluster_ref(wc);
     p->refcnt = 1;
+    p->h2 = wc->c->http2;
     return p;
 }
 
@@ -77,7 +80,7 @@ static void on_closed(uv_handle_t *h)
     struct tn_hpool *p = uc->pool;
     tn_h1_head_dispose(&uc->head);
     free(uc);
-    pool_unref(p);
+    tn__hpool_unref(p);
 }
 
 static void remove_idle(struct tn_uconn *uc)
@@ -145,8 +148,7 @@ static void uc_fail(struct tn_uconn *uc, enum tn_reset_reason why)
     }
 }
 
-/* The first waiting request, taken off the queue; NULL if none. */
-static struct tn_ureq *pend_pop(struct tn_hpool *p)
+struct tn_ureq *tn__hpool_pend_pop(struct tn_hpool *p)
 {
     struct tn_ureq *r = p->pend_head;
     if (r == NULL)
@@ -166,7 +168,7 @@ static struct tn_ureq *pend_pop(struct tn_hpool *p)
 static void fail_waiting(struct tn_hpool *p, enum tn_pool_failure why)
 {
     while (p->pend_head && p->n_connecting < p->n_pending) {
-        struct tn_ureq *r = pend_pop(p);
+        struct tn_ureq *r = tn__hpool_pend_pop(p);
         r->ops->on_failure(r, why);
     }
 }
@@ -220,7 +222,7 @@ static void uc_release(struct tn_uconn *uc)
         return;
     }
     if (p->pend_head) {
-        struct tn_ureq *r = pend_pop(p);
+        struct tn_ureq *r = tn__hpool_pend_pop(p);
         uc_begin(uc, r);
         read_start(uc);
         r->ops->on_ready(r, uc);
@@ -535,6 +537,8 @@ static int on_message_complete(llhttp_t *p)
 
 const struct sockaddr_storage *tn_uconn_local(const struct tn_uconn *uc)
 {
+    if (tn__is_h2(uc))
+        return tn__h2_local((const struct tn__h2s *)uc);
     return &uc->local;
 }
 
@@ -628,6 +632,8 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r)
     r->pool = p;
     r->uc = NULL;
     r->pending = false;
+    if (p->h2)
+        return tn__h2_acquire(p, r);
     if (p->idle) {
         struct tn_uconn *uc = p->idle;
         p->idle = uc->next_idle;
@@ -646,7 +652,13 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r)
             return -1;
         }
     }
-    atomic_fetch_add(&c->rc_pending, 1);
+    tn__hpool_pend_push(p, r);
+    return 1;
+}
+
+void tn__hpool_pend_push(struct tn_hpool *p, struct tn_ureq *r)
+{
+    atomic_fetch_add(&p->wc->c->rc_pending, 1);
     tn_stat_inc(US(p, upstream_rq_pending_total));
     tn_stat_inc(US(p, upstream_rq_pending_active));
     r->pending = true;
@@ -657,7 +669,6 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r)
         p->pend_head = r;
     p->pend_tail = r;
     p->n_pending++;
-    return 1;
 }
 
 void tn_ureq_cancel(struct tn_ureq *r)
@@ -679,7 +690,9 @@ void tn_ureq_cancel(struct tn_ureq *r)
         }
         r->pending = false;
     }
-    if (r->uc) {
+    if (r->uc && tn__is_h2(r->uc)) {
+        tn__h2_cancel(r);
+    } else if (r->uc) {
         struct tn_uconn *uc = r->uc;
         uc->req = NULL;
         r->uc = NULL;
@@ -693,14 +706,24 @@ void tn_ureq_cancel(struct tn_ureq *r)
 void tn_hpool_retire(struct tn_hpool *p)
 {
     p->retired = true;
+    if (p->h2)
+        tn__h2_retire(p);
     while (p->idle)
         uc_close(p->idle);
-    pool_unref(p);
+    tn__hpool_unref(p);
 }
 
 int tn_uconn_write(struct tn_uconn *uc, const char *pre, size_t pre_len, struct tn_slice *s, unsigned n,
                    const char *post, size_t post_len)
 {
+    if (tn__is_h2(uc)) {
+        if (pre_len || post_len) {
+            for (unsigned i = 0; i < n; i++)
+                tn_slice_release(&s[i]);
+            return UV_EINVAL; /* HTTP/1.1 framing has no place on a stream */
+        }
+        return tn__h2_write((struct tn__h2s *)uc, s, n);
+    }
     uint64_t bytes = pre_len + post_len;
     for (unsigned i = 0; i < n; i++)
         bytes += s[i].len;
@@ -712,21 +735,33 @@ int tn_uconn_write(struct tn_uconn *uc, const char *pre, size_t pre_len, struct 
 
 bool tn_uconn_write_above(struct tn_uconn *uc)
 {
+    if (tn__is_h2(uc))
+        return tn__h2_write_above((struct tn__h2s *)uc);
     return tn_outq_above(&uc->out);
 }
 
 size_t tn_uconn_write_queued(const struct tn_uconn *uc)
 {
+    if (tn__is_h2(uc))
+        return tn__h2_write_queued((const struct tn__h2s *)uc);
     return uc->out.inflight;
 }
 
 void tn_uconn_request_done(struct tn_uconn *uc)
 {
+    if (tn__is_h2(uc)) {
+        tn__h2_request_done((struct tn__h2s *)uc);
+        return;
+    }
     uc->req_written = true;
 }
 
 void tn_uconn_read_pause(struct tn_uconn *uc, bool pause)
 {
+    if (tn__is_h2(uc)) {
+        tn__h2_read_pause((struct tn__h2s *)uc, pause);
+        return;
+    }
     uc->read_paused = pause;
     if (pause) {
         if (uc->reading)
@@ -735,6 +770,64 @@ void tn_uconn_read_pause(struct tn_uconn *uc, bool pause)
     } else {
         read_start(uc);
     }
+}
+
+bool tn_uconn_is_h2(const struct tn_uconn *uc)
+{
+    return tn__is_h2(uc);
+}
+
+static bool is_name(const struct tn_header *h, const char *name)
+{
+    return h->name_len == strlen(name) && memcmp(h->name, name, h->name_len) == 0;
+}
+
+/* HTTP/1.1: the request line from :method and :path, Host from
+ * :authority, then the headers, in one block. */
+int tn_uconn_send_headers(struct tn_uconn *uc, const struct tn_header *h, size_t n, bool end_stream)
+{
+    if (tn__is_h2(uc))
+        return tn__h2_send_headers((struct tn__h2s *)uc, h, n, end_stream);
+    const struct tn_header *method = NULL, *path = NULL, *auth = NULL;
+    size_t cap = 32;
+    for (size_t i = 0; i < n; i++) {
+        cap += h[i].name_len + h[i].value_len + 4;
+        if (is_name(&h[i], ":method"))
+            method = &h[i];
+        else if (is_name(&h[i], ":path"))
+            path = &h[i];
+        else if (is_name(&h[i], ":authority"))
+            auth = &h[i];
+    }
+    if (method == NULL || path == NULL)
+        return UV_EINVAL;
+    struct tn_block *b = tn_block_new(cap);
+    if (b == NULL)
+        return UV_ENOMEM;
+    size_t pos = 0;
+    memcpy(b->data, method->value, method->value_len);
+    pos += method->value_len;
+    b->data[pos++] = ' ';
+    memcpy(b->data + pos, path->value, path->value_len);
+    pos += path->value_len;
+    memcpy(b->data + pos, " HTTP/1.1\r\n", 11);
+    pos += 11;
+    int rc = auth ? tn_h1_put_header(b->data, b->cap, &pos, "host", 4, auth->value, auth->value_len) : 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (h[i].name_len && h[i].name[0] != ':')
+            rc = tn_h1_put_header(b->data, b->cap, &pos, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
+    if (rc == 0 && pos + 2 <= b->cap) {
+        memcpy(b->data + pos, "\r\n", 2);
+        pos += 2;
+        struct tn_slice sl = tn_slice_of(b, b->data, pos);
+        rc = tn_uconn_write(uc, NULL, 0, &sl, 1, NULL, 0);
+        if (rc == 0 && end_stream)
+            tn_uconn_request_done(uc);
+    } else {
+        rc = UV_E2BIG;
+    }
+    tn_block_unref(b);
+    return rc;
 }
 
 static const llhttp_settings_t settings = {

@@ -1,5 +1,7 @@
 /* Upstream HTTP/1.1 connections and the per-worker, per-host pools that
- * keep them alive between requests.
+ * keep them alive between requests; for a cluster that asks for HTTP/2,
+ * HTTP/2 connections whose streams the requests share (h2_pool.c), behind
+ * the same interface: there a `struct tn_uconn` is the request's stream.
  *
  * A request asks its host's pool for a connection (tn_hpool_acquire): an
  * idle one is handed over at once; otherwise a new connection is opened
@@ -19,6 +21,7 @@
 #include "dataplane/server/worker.h"
 
 struct tn_uconn;
+struct tn__h2conn;
 struct tn_ureq;
 
 enum tn_pool_failure {
@@ -30,6 +33,8 @@ enum tn_pool_failure {
 enum tn_reset_reason {
     TN_RESET_CONNECTION_TERMINATION = 0, /* the upstream closed or failed mid-exchange */
     TN_RESET_PROTOCOL_ERROR,             /* the response did not parse */
+    TN_RESET_REMOTE_RESET,               /* HTTP/2: the origin reset the stream */
+    TN_RESET_REFUSED_STREAM,             /* HTTP/2: refused, or above a GOAWAY's last stream: never processed */
 };
 
 /* What the pool and the connection tell the request's owner. */
@@ -76,6 +81,8 @@ struct tn_hpool {
     unsigned n_conns, n_pending, n_connecting;
     unsigned refcnt; /* the cluster's pool table and each connection */
     bool retired;    /* the host left the set: connections close when done */
+    bool h2;         /* the cluster speaks HTTP/2: h2conns, not idle */
+    struct tn__h2conn *h2conns;
 };
 
 /* A pool for host h of wc, NULL when out of memory. */
@@ -94,7 +101,21 @@ int tn_hpool_acquire(struct tn_hpool *p, struct tn_ureq *r);
  * read to its end first and the connection kept). No callback follows. */
 void tn_ureq_cancel(struct tn_ureq *r);
 
-/* Writes request bytes (see tn_outq_write); 0 or a negative uv error. */
+/* Sends the request's head as a header list: the pseudo-headers :method,
+ * :scheme, :authority, :path first (in any order among themselves), then
+ * the headers, without hop-by-hop ones; end_stream: no body follows. An
+ * HTTP/1.1 connection serializes it (the caller adds content-length or
+ * transfer-encoding, and frames the body itself); an HTTP/2 stream submits
+ * it, and its body then goes by tn_uconn_write (plain slices) ended by
+ * tn_uconn_request_done. The list is copied. 0 or a negative uv error. */
+int tn_uconn_send_headers(struct tn_uconn *uc, const struct tn_header *h, size_t n, bool end_stream);
+/* Whether the connection takes the request as headers only (HTTP/2):
+ * serialized HTTP/1.1 bytes are refused there. */
+bool tn_uconn_is_h2(const struct tn_uconn *uc);
+
+/* Writes request bytes (see tn_outq_write); 0 or a negative uv error. On an
+ * HTTP/2 stream, after tn_uconn_send_headers: body slices only (pre and
+ * post must be empty), sent as DATA as flow control allows. */
 int tn_uconn_write(struct tn_uconn *uc, const char *pre, size_t pre_len, struct tn_slice *s, unsigned n,
                    const char *post, size_t post_len);
 bool tn_uconn_write_above(struct tn_uconn *uc);

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""An HTTP/2 origin (h2c, prior knowledge) on python3-h2 for upstream_h2.sh.
+
+Every answer carries x-conn (the connection's number, from 1) and
+x-stream (its stream id). The query steers it:
+  delay_ms=N     answer after N ms
+  reset=1        reset the stream (RST_STREAM INTERNAL_ERROR) instead
+  close=1        close the connection (GOAWAY, then the socket) instead
+  trailers=1     end the response with trailers (x-checksum: the body's sha256)
+  bytes=N        answer with N bytes (else: the request body echoed; for an
+                 empty body, a JSON line with method, path and headers)
+Answers carry x-body-sha256 and x-body-len of the request body.
+
+  h2_origin.py --port PORT [--max-streams N]
+"""
+import argparse
+import asyncio
+import hashlib
+import json
+import urllib.parse
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.settings
+
+CONNS = 0
+
+
+class Conn:
+    def __init__(self, reader, writer, max_streams):
+        global CONNS
+        CONNS += 1
+        self.n = CONNS
+        self.r, self.w = reader, writer
+        cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        self.h2 = h2.connection.H2Connection(config=cfg)
+        self.streams = {}
+        self.flow = {}  # stream id -> event set when the window opens
+        self.max_streams = max_streams
+        self.closed = False
+
+    def flush(self):
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            self.w.write(data)
+
+    async def run(self):
+        self.h2.initiate_connection()
+        self.h2.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
+        self.flush()
+        try:
+            while not self.closed:
+                data = await self.r.read(65536)
+                if not data:
+                    break
+                for ev in self.h2.receive_data(data):
+                    self.event(ev)
+                self.flush()
+        except Exception:
+            pass
+        self.closed = True
+        self.w.close()
+
+    def event(self, ev):
+        if isinstance(ev, h2.events.RequestReceived):
+            self.streams[ev.stream_id] = {"headers": dict(ev.headers), "body": bytearray()}
+        elif isinstance(ev, h2.events.DataReceived):
+            st = self.streams.get(ev.stream_id)
+            if st is not None:
+                st["body"] += ev.data
+            self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.StreamEnded):  # also after a request without body
+            asyncio.ensure_future(self.answer(ev.stream_id))
+        elif isinstance(ev, (h2.events.WindowUpdated,)):
+            for e in list(self.flow.values()):
+                e.set()
+        elif isinstance(ev, h2.events.StreamReset):
+            self.streams.pop(ev.stream_id, None)
+            e = self.flow.pop(ev.stream_id, None)
+            if e:
+                e.set()
+
+    async def send_body(self, sid, body, end):
+        while body:
+            if sid not in self.streams or self.closed:
+                return False
+            n = min(len(body), self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size)
+            if n <= 0:
+                e = self.flow[sid] = asyncio.Event()
+                self.flush()
+                await e.wait()
+                continue
+            last = end and n == len(body)
+            self.h2.send_data(sid, body[:n], end_stream=last)
+            body = body[n:]
+            self.flush()
+            if last:
+                return True
+            await self.w.drain()
+        if end:
+            self.h2.end_stream(sid)
+        return True
+
+    async def answer(self, sid):
+        st = self.streams.get(sid)
+        if st is None:
+            return
+        hd = st["headers"]
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(hd.get(":path", "/")).query)
+        arg = lambda k: q.get(k, [None])[0]
+        if arg("delay_ms"):
+            await asyncio.sleep(int(arg("delay_ms")) / 1000)
+        if self.closed or sid not in self.streams:
+            return
+        if arg("reset"):
+            self.h2.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.flush()
+            return
+        if arg("close"):
+            self.h2.close_connection()
+            self.flush()
+            self.closed = True
+            self.w.close()
+            return
+        reqbody = bytes(st["body"])
+        if arg("bytes"):
+            body = b"x" * int(arg("bytes"))
+        elif reqbody:
+            body = reqbody
+        else:
+            info = {"method": hd.get(":method"), "path": hd.get(":path"), "authority": hd.get(":authority"),
+                    "headers": {k: v for k, v in hd.items() if not k.startswith(":")}}
+            body = (json.dumps(info) + "\n").encode()
+        trailers = bool(arg("trailers"))
+        headers = [(":status", "200"), ("content-type", "application/octet-stream"),
+                   ("x-conn", str(self.n)), ("x-stream", str(sid)),
+                   ("x-body-sha256", hashlib.sha256(reqbody).hexdigest()), ("x-body-len", str(len(reqbody)))]
+        if not trailers:
+            headers.append(("content-length", str(len(body))))
+        self.h2.send_headers(sid, headers)
+        self.flush()
+        if not await self.send_body(sid, body, not trailers):
+            return
+        if trailers:
+            self.h2.send_headers(sid, [("x-checksum", hashlib.sha256(body).hexdigest())], end_stream=True)
+        self.flush()
+        self.streams.pop(sid, None)
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--max-streams", type=int, default=100)
+    a = ap.parse_args()
+
+    async def serve(reader, writer):
+        await Conn(reader, writer, a.max_streams).run()
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", a.port)
+    async with srv:
+        await srv.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
