@@ -156,6 +156,21 @@ static int compile_hcm(struct tn_listener *l, const pb_hcm *pb, struct tn_err *e
         }
         h->n_upgrades = pb->n_upgrade_configs;
     }
+    if (pb->http2_protocol_options) {
+        /* tern speaks HTTP/1.1 to clients until the downstream HTTP/2 codec
+         * lands: these would change nothing, so they are refused */
+        const Envoy__Config__Core__V3__Http2ProtocolOptions *o = pb->http2_protocol_options;
+        const char *set = o->hpack_table_size               ? "hpack_table_size"
+                          : o->max_concurrent_streams         ? "max_concurrent_streams"
+                          : o->initial_stream_window_size     ? "initial_stream_window_size"
+                          : o->initial_connection_window_size ? "initial_connection_window_size"
+                          : o->allow_connect                  ? "allow_connect"
+                                                              : NULL;
+        if (set) {
+            tn_err_push(err, ".http2_protocol_options.%s", set);
+            return tn_err_fail(err, "not supported by tern yet (tern serves HTTP/1.1 to clients; HTTP/2 to clusters)");
+        }
+    }
     h->allow_absolute_url = true;
     if (pb->http_protocol_options) {
         const Envoy__Config__Core__V3__Http1ProtocolOptions *o = pb->http_protocol_options;
