@@ -20,7 +20,7 @@ sed "s/port_value: 18000/port_value: $front/; s/port_value: 18001/port_value: $o
     bench/tern.yaml >"$tmp/tern.yaml"
 "${PYTHON:-/usr/bin/python3}" tests/origin/origin.py --port "$origin" --name origin >"$tmp/origin.log" 2>&1 &
 opid=$!
-"$tern" -c "$tmp/tern.yaml" --concurrency 1 -l warning 2>"$tmp/tern.log" &
+"$tern" -c "$tmp/tern.yaml" --concurrency 1 -l warning --component-log-level pool:debug 2>"$tmp/tern.log" &
 tpid=$!
 "${PYTHON:-/usr/bin/python3}" - "$front" <<'PY'
 import socket, sys, time
@@ -32,4 +32,8 @@ for _ in range(100):
 PY
 # a few requests first, so the pools, blocks and buffers of one request exist
 for i in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$front/"; done
-"${PYTHON:-/usr/bin/python3}" bench/idle_conns.py "$tpid" "$front" "$n"
+"${PYTHON:-/usr/bin/python3}" bench/idle_conns.py "$tpid" "$front" "$n" || {
+    echo "tern's log:" >&2
+    tail -20 "$tmp/tern.log" >&2
+    exit 1
+}

@@ -43,9 +43,9 @@
 /* Streams a worker keeps for reuse beyond those in use; more are freed. */
 #define FREE_STREAMS_MAX 256
 /* What the free lists keep when memory is given back after many closes. */
-#define FREE_STREAMS_AFTER_BURST 16
-#define FREE_BLOCKS_AFTER_BURST  8
-#define FREE_WRITES_AFTER_BURST  16
+#define FREE_STREAMS_AFTER_BURST 4
+#define FREE_BLOCKS_AFTER_BURST  2
+#define FREE_WRITES_AFTER_BURST  4
 
 #define HS(c, f) TN_HS(c, f)
 #define LS(c, f) (c)->w->shard, (c)->l->stats.f
