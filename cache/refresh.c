@@ -3,7 +3,8 @@
  * entry's validators, and its answer refreshes the store (a 304 renews the
  * entry, a storable 200 replaces it). It owns itself: the stream that
  * started it may be long gone. At most one refresh per key runs (the fill
- * claim), and a worker's refreshes are bounded. */
+ * claim), and a worker's refreshes are bounded. An HTTP/2 cluster gets
+ * the same request as a header list (tn_uconn_send_h1_head). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +79,10 @@ static void on_ready(struct tn_ureq *q, struct tn_uconn *uc)
 {
     struct refresh *f = of(q);
     if (tn_uconn_is_h2(uc)) {
-        finish(f); /* the request is HTTP/1.1 bytes: an HTTP/2 cluster is not refreshed (yet) */
+        /* the same GET as a header list, no body */
+        uv_buf_t part = uv_buf_init(f->head->data, f->head_len);
+        if (tn_uconn_send_h1_head(uc, &part, 1, true))
+            finish(f);
         return;
     }
     struct tn_slice h = tn_slice_of(f->head, f->head->data, f->head_len);

@@ -49,6 +49,7 @@ struct tn_shadow {
     size_t queued;                  /* bytes queued at the last look (the worker's sum has them) */
     char tag[40];                   /* the stream's "[C12][S3]", for logs after it is gone */
     bool suffix, chunked, req_end, sent, counted_rq;
+    bool h2; /* the connection is an HTTP/2 stream: the head goes as a header list, the body unframed */
 };
 
 /* Cluster stats on the worker's shard. */
@@ -226,7 +227,7 @@ static bool shed_if_above(struct tn_shadow *sh)
 static int write_body(struct tn_shadow *sh, const struct tn_slice *sl)
 {
     struct tn_slice copy = tn_slice_of(sl->blk, sl->p, sl->len);
-    if (!sh->chunked)
+    if (!sh->chunked || sh->h2)
         return tn_uconn_write(sh->ureq.uc, NULL, 0, &copy, 1, NULL, 0);
     char pre[24];
     size_t pl = tn_h1_chunk_size(pre, sl->len);
@@ -235,7 +236,7 @@ static int write_body(struct tn_shadow *sh, const struct tn_slice *sl)
 
 static void end_request(struct tn_shadow *sh)
 {
-    if (sh->chunked)
+    if (sh->chunked && !sh->h2)
         tn_uconn_write(sh->ureq.uc, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     tn_uconn_request_done(sh->ureq.uc);
 }
@@ -243,30 +244,44 @@ static void end_request(struct tn_shadow *sh)
 /* The connection is ours: the head, what body waited, the end if known. */
 static void send_all(struct tn_shadow *sh)
 {
-    if (tn_uconn_is_h2(sh->ureq.uc)) {
-        /* shadows carry their request as HTTP/1.1 bytes: an HTTP/2 cluster
-         * needs the header list (tn_uconn_send_headers), not done yet */
-        shadow_end(sh, END_FAILED, "HTTP/2 shadow clusters are not supported yet");
-        return;
-    }
     struct tn_slice h[2] = {tn_slice_of(sh->head[0].blk, sh->head[0].p, sh->head[0].len)};
     unsigned n = 1;
     if (sh->head[1].blk)
         h[n++] = tn_slice_of(sh->head[1].blk, sh->head[1].p, sh->head[1].len);
     sh->start = tn_worker_now(sh->w);
     sh->sent = true;
-    int rc = tn_uconn_write(sh->ureq.uc, NULL, 0, &h[0], 1, sh->suffix ? SUFFIX : NULL, sh->suffix ? SUFFIX_LEN : 0);
-    if (rc == 0 && n == 2)
-        rc = tn_uconn_write(sh->ureq.uc, NULL, 0, &h[1], 1, NULL, 0);
-    else if (n == 2)
-        tn_slice_release(&h[1]);
-    while (rc == 0 && sh->body.n) {
+    int rc;
+    if (tn_uconn_is_h2(sh->ureq.uc)) {
+        /* the same head as a header list: the host line (with its suffix)
+         * becomes :authority */
+        sh->h2 = true;
+        uv_buf_t parts[3] = {uv_buf_init((char *)h[0].p, h[0].len)};
+        unsigned k = 1;
+        if (sh->suffix)
+            parts[k++] = uv_buf_init(SUFFIX, SUFFIX_LEN);
+        if (n == 2)
+            parts[k++] = uv_buf_init((char *)h[1].p, h[1].len);
+        rc = tn_uconn_send_h1_head(sh->ureq.uc, parts, k, sh->req_end && sh->body.n == 0);
+        for (unsigned i = 0; i < n; i++)
+            tn_slice_release(&h[i]);
+        if (rc) {
+            shadow_end(sh, END_FAILED, "the head could not be sent as HTTP/2");
+            return;
+        }
+    } else {
+        rc = tn_uconn_write(sh->ureq.uc, NULL, 0, &h[0], 1, sh->suffix ? SUFFIX : NULL, sh->suffix ? SUFFIX_LEN : 0);
+        if (rc == 0 && n == 2)
+            rc = tn_uconn_write(sh->ureq.uc, NULL, 0, &h[1], 1, NULL, 0);
+        else if (n == 2)
+            tn_slice_release(&h[1]);
+    }
+    while (rc == 0 && sh->ureq.uc && sh->body.n) {
         struct tn_slice sl = tn_slices_shift(&sh->body);
         rc = write_body(sh, &sl);
         tn_slice_release(&sl);
     }
     tn_slices_clear(&sh->body);
-    if (rc == 0 && sh->req_end)
+    if (rc == 0 && sh->ureq.uc && sh->req_end)
         end_request(sh);
     track_queued(sh);
 }

@@ -782,6 +782,60 @@ static bool is_name(const struct tn_header *h, const char *name)
     return h->name_len == strlen(name) && memcmp(h->name, name, h->name_len) == 0;
 }
 
+/* The pieces joined, then taken apart line by line: the header list
+ * points into the joined copy, which lives until nghttp2 has copied it. */
+int tn_uconn_send_h1_head(struct tn_uconn *uc, const uv_buf_t *parts, unsigned n, bool end_stream)
+{
+    if (!tn__is_h2(uc))
+        return UV_EINVAL;
+    size_t len = 0, lines = 0;
+    for (unsigned i = 0; i < n; i++)
+        len += parts[i].len;
+    char *buf = malloc(len ? len : 1);
+    if (buf == NULL)
+        return UV_ENOMEM;
+    for (unsigned i = 0, at = 0; i < n; at += parts[i].len, i++)
+        memcpy(buf + at, parts[i].base, parts[i].len);
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    struct tn_header *h = malloc((lines + 4) * sizeof(*h));
+    int rc = UV_EINVAL;
+    if (h == NULL) {
+        rc = UV_ENOMEM;
+        goto out;
+    }
+    char *p = buf, *end = buf + len;
+    char *eol = memchr(p, '\n', len), *sp1 = memchr(p, ' ', len), *sp2;
+    if (eol == NULL || sp1 == NULL || sp1 > eol || (sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1))) == NULL)
+        goto out;
+    size_t k = 0;
+    h[k++] = (struct tn_header){.name = ":method", .name_len = 7, .value = p, .value_len = (uint32_t)(sp1 - p)};
+    h[k++] = (struct tn_header){.name = ":scheme", .name_len = 7, .value = "http", .value_len = 4};
+    h[k++] = (struct tn_header){.name = ":path", .name_len = 5, .value = sp1 + 1, .value_len = (uint32_t)(sp2 - sp1 - 1)};
+    for (p = eol + 1; p < end && (eol = memchr(p, '\n', (size_t)(end - p))) != NULL; p = eol + 1) {
+        char *le = eol > p && eol[-1] == '\r' ? eol - 1 : eol, *colon = memchr(p, ':', (size_t)(le - p));
+        if (le == p)
+            break; /* the blank line */
+        if (colon == NULL || colon == p)
+            goto out;
+        char *v = colon + 1;
+        while (v < le && (*v == ' ' || *v == '\t'))
+            v++;
+        for (char *c = p; c < colon; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        struct tn_header f = {.name = p, .name_len = (uint32_t)(colon - p), .value = v, .value_len = (uint32_t)(le - v)};
+        if (is_name(&f, "host"))
+            f.name = ":authority", f.name_len = 10;
+        h[k++] = f;
+    }
+    rc = tn__h2_send_headers((struct tn__h2s *)uc, h, k, end_stream);
+out:
+    free(h);
+    free(buf);
+    return rc;
+}
+
 /* HTTP/1.1: the request line from :method and :path, Host from
  * :authority, then the headers, in one block. */
 int tn_uconn_send_headers(struct tn_uconn *uc, const struct tn_header *h, size_t n, bool end_stream)

@@ -109,6 +109,16 @@ void tn_ureq_cancel(struct tn_ureq *r);
  * it, and its body then goes by tn_uconn_write (plain slices) ended by
  * tn_uconn_request_done. The list is copied. 0 or a negative uv error. */
 int tn_uconn_send_headers(struct tn_uconn *uc, const struct tn_header *h, size_t n, bool end_stream);
+/* Sends a request head serialized as HTTP/1.1 (request line, header
+ * lines, blank line), given as n pieces that join into it, as
+ * tn_uconn_send_headers would the same request: the request line gives
+ * :method and :path, the host line :authority, names go lower-case and
+ * framing (transfer-encoding) is dropped; the body then goes unframed. For
+ * owners that keep only the serialized head (mirror shadows, cache
+ * refreshes) on an HTTP/2 stream; an HTTP/1.1 connection is refused
+ * (write the bytes). Nothing is kept. 0 or a negative uv error (UV_EINVAL:
+ * not HTTP/2, or not a head). */
+int tn_uconn_send_h1_head(struct tn_uconn *uc, const uv_buf_t *parts, unsigned n, bool end_stream);
 /* Whether the connection takes the request as headers only (HTTP/2):
  * serialized HTTP/1.1 bytes are refused there. */
 bool tn_uconn_is_h2(const struct tn_uconn *uc);
