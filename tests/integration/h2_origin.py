@@ -9,9 +9,18 @@ x-stream (its stream id). The query steers it:
   trailers=1     end the response with trailers (x-checksum: the body's sha256)
   bytes=N        answer with N bytes (else: the request body echoed; for an
                  empty body, a JSON line with method, path and headers)
+  cc=V           answer with cache-control: V
+  etag=E         answer with etag: "E"; a request whose if-none-match is
+                 that gets 304
+  goaway_ms=N    after N ms send GOAWAY (NO_ERROR) whose last stream is this
+                 one, then answer it; streams above it are never answered,
+                 and the connection closes when the client closes it
 Answers carry x-body-sha256 and x-body-len of the request body.
+With --log FILE, every request (its stream ended, or refused by a GOAWAY)
+appends a JSON line: conn, stream, method, path, authority, headers,
+body_len, body_sha256, answered (false for those above a GOAWAY).
 
-  h2_origin.py --port PORT [--max-streams N]
+  h2_origin.py --port PORT [--max-streams N] [--log FILE]
 """
 import argparse
 import asyncio
@@ -24,8 +33,10 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.settings
+import hyperframe.frame
 
 CONNS = 0
+LOG = None
 
 
 class Conn:
@@ -40,6 +51,7 @@ class Conn:
         self.flow = {}  # stream id -> event set when the window opens
         self.max_streams = max_streams
         self.closed = False
+        self.last = None  # the last stream of our GOAWAY
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -103,6 +115,16 @@ class Conn:
             self.h2.end_stream(sid)
         return True
 
+    def log(self, sid, st, answered):
+        if LOG is None:
+            return
+        hd, body = st["headers"], bytes(st["body"])
+        rec = {"conn": self.n, "stream": sid, "method": hd.get(":method"), "path": hd.get(":path"),
+               "authority": hd.get(":authority"), "headers": {k: v for k, v in hd.items() if not k.startswith(":")},
+               "body_len": len(body), "body_sha256": hashlib.sha256(body).hexdigest(), "answered": answered}
+        with open(LOG, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
     async def answer(self, sid):
         st = self.streams.get(sid)
         if st is None:
@@ -110,10 +132,24 @@ class Conn:
         hd = st["headers"]
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(hd.get(":path", "/")).query)
         arg = lambda k: q.get(k, [None])[0]
+        if arg("goaway_ms"):
+            await asyncio.sleep(int(arg("goaway_ms")) / 1000)
+            if self.closed:
+                return
+            self.flush()
+            ga = hyperframe.frame.GoAwayFrame(0)
+            ga.last_stream_id = sid
+            ga.error_code = 0
+            self.last = sid
+            self.w.write(ga.serialize())
         if arg("delay_ms"):
             await asyncio.sleep(int(arg("delay_ms")) / 1000)
+        if self.last is not None and sid > self.last:
+            self.log(sid, st, False)
+            return
         if self.closed or sid not in self.streams:
             return
+        self.log(sid, st, True)
         if arg("reset"):
             self.h2.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
             self.flush()
@@ -134,9 +170,19 @@ class Conn:
                     "headers": {k: v for k, v in hd.items() if not k.startswith(":")}}
             body = (json.dumps(info) + "\n").encode()
         trailers = bool(arg("trailers"))
+        extra = []
+        if arg("cc"):
+            extra.append(("cache-control", arg("cc")))
+        if arg("etag"):
+            extra.append(("etag", '"%s"' % arg("etag")))
+            if hd.get("if-none-match") == '"%s"' % arg("etag"):
+                self.h2.send_headers(sid, [(":status", "304"), ("x-conn", str(self.n))] + extra, end_stream=True)
+                self.flush()
+                self.streams.pop(sid, None)
+                return
         headers = [(":status", "200"), ("content-type", "application/octet-stream"),
                    ("x-conn", str(self.n)), ("x-stream", str(sid)),
-                   ("x-body-sha256", hashlib.sha256(reqbody).hexdigest()), ("x-body-len", str(len(reqbody)))]
+                   ("x-body-sha256", hashlib.sha256(reqbody).hexdigest()), ("x-body-len", str(len(reqbody)))] + extra
         if not trailers:
             headers.append(("content-length", str(len(body))))
         self.h2.send_headers(sid, headers)
@@ -153,7 +199,10 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--max-streams", type=int, default=100)
+    ap.add_argument("--log")
     a = ap.parse_args()
+    global LOG
+    LOG = a.log
 
     async def serve(reader, writer):
         await Conn(reader, writer, a.max_streams).run()
