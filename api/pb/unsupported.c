@@ -69,7 +69,7 @@ static const struct {
      "enforcing_failure_percentage_local_origin failure_percentage_minimum_hosts failure_percentage_request_volume "
      "max_ejection_time_jitter successful_active_health_check_uneject_host monitors always_eject_one_host"},
     {"envoy.config.core.v3.HealthCheck",
-     "grpc_health_check custom_health_check event_logger tls_options transport_socket_match_criteria"},
+     "custom_health_check event_logger tls_options transport_socket_match_criteria"},
     {"envoy.config.core.v3.Address", "envoy_internal_address"},
     {"envoy.config.core.v3.ConfigSource", "authorities"},
     {"envoy.config.core.v3.ApiConfigSource", "config_validators"},
@@ -229,7 +229,7 @@ static const struct unacted {
     {"envoy.config.core.v3.HealthCheck", "event_log_path", NULL, NULL},
     {"envoy.config.core.v3.HealthCheck.HttpHealthCheck", "receive", NULL, NULL},
     {"envoy.config.core.v3.HealthCheck.HttpHealthCheck", "retriable_statuses", NULL, NULL},
-    {"envoy.config.core.v3.HealthCheck.HttpHealthCheck", "codec_client_type", NULL, "only HTTP1 is"},
+    {"envoy.config.core.v3.HealthCheck.GrpcHealthCheck", "initial_metadata", NULL, NULL},
     {"envoy.config.core.v3.HealthCheck.TcpHealthCheck", "receive", NULL, NULL},
     {"envoy.config.core.v3.HealthCheck.Payload", "binary", NULL, "use text (hex)"},
     {"envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", "drop_overloads", NULL, NULL},

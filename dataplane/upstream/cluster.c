@@ -343,8 +343,19 @@ static int compile_health_checks(const tn_pb_cluster *pb, struct tn_cluster *c, 
                 o->expected[0][1] = 300;
                 o->n_expected = 1;
             }
+            if (hh->codec_client_type == ENVOY__TYPE__V3__CODEC_CLIENT_TYPE__HTTP3) {
+                tn_err_push(err, ".http_health_check.codec_client_type");
+                return tn_err_fail(err, "HTTP3 is not supported by tern (HTTP1 and HTTP2 are)");
+            }
+            o->h2 = hh->codec_client_type == ENVOY__TYPE__V3__CODEC_CLIENT_TYPE__HTTP2;
+        } else if (h->health_checker_case == ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_GRPC_HEALTH_CHECK) {
+            const Envoy__Config__Core__V3__HealthCheck__GrpcHealthCheck *g = h->grpc_health_check;
+            o->h2 = o->grpc = true;
+            o->path = "/grpc.health.v1.Health/Check";
+            o->service_name = tn_pool_strdup(&c->pool, g->service_name);
+            o->authority = *g->authority ? tn_pool_strdup(&c->pool, g->authority) : NULL;
         } else if (h->health_checker_case != ENVOY__CONFIG__CORE__V3__HEALTH_CHECK__HEALTH_CHECKER_TCP_HEALTH_CHECK) {
-            return tn_err_fail(err, "one of http_health_check, tcp_health_check is required");
+            return tn_err_fail(err, "one of http_health_check, tcp_health_check, grpc_health_check is required");
         }
         tn_err_pop(err, mark);
     }

@@ -58,6 +58,10 @@ struct tn_health_check {
     uint64_t timeout_ms, interval_ms;
     uint32_t unhealthy_threshold, healthy_threshold;
     const char *path, *host; /* HTTP check; path NULL for a TCP check */
+    bool h2;                 /* over HTTP/2 (codec_client_type HTTP2, or gRPC) */
+    bool grpc;               /* grpc.health.v1.Health/Check: SERVING is healthy */
+    const char *service_name; /* gRPC: the HealthCheckRequest's service, "" for the server */
+    const char *authority;    /* gRPC: :authority, NULL for the cluster's name */
     int64_t (*expected)[2]; /* [start, end) ranges; default 200-299 */
     size_t n_expected;
 };

@@ -8,6 +8,7 @@
 
 #include <llhttp.h>
 #include <netdb.h>
+#include <nghttp2/nghttp2.h>
 #include <netinet/in.h>
 
 #include "dataplane/core/log.h"
@@ -22,8 +23,14 @@ struct hc_attempt {
     llhttp_t parser;
     struct hc_session *s;     /* NULL once the result is recorded */
     struct hc_session *owner; /* released when the connection is closed */
-    char *request;
+    char *request; /* HTTP/1.1: the request; gRPC: the request message, framed */
+    size_t req_len, req_sent;
     int status; /* response status once the headers are in, else 0 */
+    nghttp2_session *ng; /* HTTP/2 and gRPC checks: one client session per connection */
+    int32_t sid;
+    int grpc_status;        /* grpc-status (headers or trailers), -1 until seen */
+    unsigned char msg[64];  /* gRPC: the response's first bytes (prefix and HealthCheckResponse) */
+    size_t msg_len;
     char rbuf[2048];
 };
 
@@ -211,6 +218,8 @@ static void on_attempt_closed(uv_handle_t *h)
 {
     struct hc_attempt *a = h->data;
     struct hc_session *owner = a->owner;
+    if (a->ng)
+        nghttp2_session_del(a->ng);
     free(a->request);
     free(a);
     session_release(owner);
@@ -370,6 +379,253 @@ static int send_request(struct hc_attempt *a, struct hc_session *s)
     return e ? e : uv_read_start((uv_stream_t *)&a->tcp, on_hc_alloc, on_hc_read);
 }
 
+/* ---- HTTP/2 and gRPC checks: one nghttp2 client session per connection ---------- */
+
+struct h2_write {
+    uv_write_t req;
+    char data[];
+};
+
+static void on_h2_written(uv_write_t *w, int status)
+{
+    struct hc_attempt *a = w->handle->data;
+    free(w);
+    if (a->s && status < 0)
+        finish_check(a->s, HC_NETWORK, uv_strerror(status));
+}
+
+/* Whatever nghttp2 has to send, in one write. 0 or a negative uv error. */
+static int h2_flush(struct hc_attempt *a)
+{
+    const uint8_t *p;
+    size_t len = 0, cap = 0;
+    struct h2_write *w = NULL;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(a->ng, &p)) > 0) {
+        if (len + (size_t)n > cap) {
+            cap = (len + (size_t)n) * 2;
+            struct h2_write *g = realloc(w, sizeof(*w) + cap);
+            if (g == NULL) {
+                free(w);
+                return UV_ENOMEM;
+            }
+            w = g;
+        }
+        memcpy(w->data + len, p, (size_t)n);
+        len += (size_t)n;
+    }
+    if (n < 0) {
+        free(w);
+        return UV_EPROTO;
+    }
+    if (len == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int e = uv_write(&w->req, (uv_stream_t *)&a->tcp, &b, 1, on_h2_written);
+    if (e)
+        free(w);
+    return e;
+}
+
+static ssize_t grpc_body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                              nghttp2_data_source *source, void *ud)
+{
+    struct hc_attempt *a = ud;
+    (void)ng;
+    (void)id;
+    (void)source;
+    size_t n = a->req_len - a->req_sent < length ? a->req_len - a->req_sent : length;
+    memcpy(buf, a->request + a->req_sent, n);
+    a->req_sent += n;
+    if (a->req_sent == a->req_len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static int h2_on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                        const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+    struct hc_attempt *a = ud;
+    (void)ng;
+    (void)flags;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->hd.stream_id != a->sid)
+        return 0;
+    int v = 0;
+    for (size_t i = 0; i < valuelen && i < 6; i++)
+        v = value[i] >= '0' && value[i] <= '9' ? v * 10 + (value[i] - '0') : -1000000;
+    if (namelen == 7 && memcmp(name, ":status", 7) == 0)
+        a->status = v;
+    else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+        a->grpc_status = v < 0 ? 2 : v;
+    return 0;
+}
+
+static int h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *ud)
+{
+    struct hc_attempt *a = ud;
+    (void)ng;
+    (void)flags;
+    if (id == a->sid && a->msg_len < sizeof(a->msg)) {
+        size_t n = len < sizeof(a->msg) - a->msg_len ? len : sizeof(a->msg) - a->msg_len;
+        memcpy(a->msg + a->msg_len, data, n);
+        a->msg_len += n;
+    }
+    return 0;
+}
+
+/* HealthCheckResponse.status from the first gRPC message, or -1. */
+static int grpc_serving_status(const struct hc_attempt *a)
+{
+    if (a->msg_len < 5 || a->msg[0] != 0)
+        return -1; /* no message, or compressed */
+    size_t len = (size_t)a->msg[1] << 24 | (size_t)a->msg[2] << 16 | (size_t)a->msg[3] << 8 | a->msg[4];
+    const unsigned char *p = a->msg + 5, *e = p + (len < a->msg_len - 5 ? len : a->msg_len - 5);
+    int status = 0; /* proto3: absent is UNKNOWN */
+    while (p < e) {
+        unsigned key = *p++;
+        uint64_t v = 0;
+        for (unsigned sh = 0; p < e && sh < 64; sh += 7) {
+            v |= (uint64_t)(*p & 0x7f) << sh;
+            if ((*p++ & 0x80) == 0)
+                break;
+        }
+        if (key == 0x08)
+            status = (int)v;
+        else if ((key & 7) == 2)
+            p += v < (uint64_t)(e - p) ? v : (uint64_t)(e - p);
+        else if ((key & 7) != 0)
+            return -1;
+    }
+    return status;
+}
+
+/* The stream's end: HTTP by its status (as HTTP/1.1), gRPC healthy only
+ * for a 200 whose grpc-status is 0 and whose answer is SERVING. */
+static void h2_result(struct hc_attempt *a)
+{
+    struct hc_session *s = a->s;
+    if (!s->hc->grpc) {
+        finish_with_status(s, a->status);
+        return;
+    }
+    char why[64];
+    int st = grpc_serving_status(a);
+    if (a->status != 200)
+        snprintf(why, sizeof(why), "gRPC: status %d", a->status);
+    else if (a->grpc_status != 0)
+        snprintf(why, sizeof(why), "gRPC: grpc-status %d", a->grpc_status);
+    else if (st != 1)
+        snprintf(why, sizeof(why), "gRPC: %s", st == 2 ? "NOT_SERVING" : st == 3 ? "SERVICE_UNKNOWN" : st == 0 ? "UNKNOWN" : "malformed answer");
+    else
+        snprintf(why, sizeof(why), "gRPC: SERVING");
+    finish_check(s, st == 1 && a->status == 200 && a->grpc_status == 0 ? HC_OK : HC_BAD_STATUS, why);
+}
+
+static int h2_on_frame(nghttp2_session *ng, const nghttp2_frame *frame, void *ud)
+{
+    struct hc_attempt *a = ud;
+    (void)ng;
+    if (a->s == NULL || frame->hd.stream_id != a->sid)
+        return 0;
+    bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (frame->hd.type == NGHTTP2_HEADERS && a->status >= 100 && a->status < 200 && !end)
+        a->status = 0; /* an interim answer */
+    else if (frame->hd.type == NGHTTP2_HEADERS && !a->s->hc->grpc && a->status >= 200)
+        h2_result(a); /* the head is enough */
+    else if (end && (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA))
+        h2_result(a);
+    return 0;
+}
+
+static int h2_on_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *ud)
+{
+    struct hc_attempt *a = ud;
+    (void)ng;
+    if (a->s && id == a->sid)
+        finish_check(a->s, HC_NETWORK, error_code ? nghttp2_http2_strerror(error_code) : "stream closed early");
+    return 0;
+}
+
+static void on_h2_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct hc_attempt *a = stream->data;
+    if (a->s == NULL || nread == 0)
+        return;
+    if (nread < 0) {
+        finish_check(a->s, HC_NETWORK, nread == UV_EOF ? "connection closed before a response" : uv_strerror((int)nread));
+        return;
+    }
+    ssize_t rv = nghttp2_session_mem_recv(a->ng, (const uint8_t *)buf->base, (size_t)nread);
+    if (a->s == NULL)
+        return; /* decided: the connection is closing */
+    int e = rv < 0 ? UV_EPROTO : h2_flush(a);
+    if (e && a->s)
+        finish_check(a->s, HC_NETWORK, rv < 0 ? nghttp2_strerror((int)rv) : uv_strerror(e));
+}
+
+/* The gRPC request message: HealthCheckRequest{service = 1}, framed. */
+static int grpc_request(struct hc_attempt *a, const char *service)
+{
+    size_t sl = strlen(service), vl = 1;
+    for (size_t v = sl; v > 0x7f; v >>= 7)
+        vl++;
+    size_t ml = sl ? 1 + vl + sl : 0;
+    if (sl >= (1u << 28) || (a->request = malloc(5 + ml)) == NULL)
+        return UV_ENOMEM;
+    unsigned char *p = (unsigned char *)a->request;
+    p[0] = 0;
+    p[1] = (unsigned char)(ml >> 24), p[2] = (unsigned char)(ml >> 16), p[3] = (unsigned char)(ml >> 8);
+    p[4] = (unsigned char)ml;
+    size_t at = 5;
+    if (sl) {
+        p[at++] = 0x0a;
+        for (size_t v = sl; ; v >>= 7) {
+            p[at++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+            if (v <= 0x7f)
+                break;
+        }
+        memcpy(p + at, service, sl);
+        at += sl;
+    }
+    a->req_len = at;
+    return 0;
+}
+
+static int send_h2_request(struct hc_attempt *a, struct hc_session *s)
+{
+    const struct tn_health_check *hc = s->hc;
+    nghttp2_session_callbacks *cbs;
+    if (nghttp2_session_callbacks_new(&cbs))
+        return UV_ENOMEM;
+    nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_on_frame);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_close);
+    int rv = nghttp2_session_client_new(&a->ng, cbs, a);
+    nghttp2_session_callbacks_del(cbs);
+    if (rv)
+        return UV_ENOMEM;
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
+    if (nghttp2_submit_settings(a->ng, NGHTTP2_FLAG_NONE, iv, 1))
+        return UV_ENOMEM;
+    const char *auth = hc->grpc ? (hc->authority ? hc->authority : s->cc->c->name)
+                                : (hc->host && *hc->host ? hc->host : s->cc->c->name);
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+    nghttp2_nv nv[] = {NV(":method", hc->grpc ? "POST" : "GET"), NV(":scheme", "http"), NV(":authority", auth),
+                       NV(":path", hc->path), NV("user-agent", "Envoy/HC"), NV("content-type", "application/grpc"),
+                       NV("te", "trailers")};
+#undef NV
+    nghttp2_data_provider prd = {.read_callback = grpc_body_read};
+    a->grpc_status = -1;
+    if (hc->grpc && grpc_request(a, hc->service_name ? hc->service_name : ""))
+        return UV_ENOMEM;
+    a->sid = nghttp2_submit_request(a->ng, NULL, nv, hc->grpc ? 7 : 5, hc->grpc ? &prd : NULL, NULL);
+    if (a->sid < 0)
+        return UV_EPROTO;
+    int e = h2_flush(a);
+    return e ? e : uv_read_start((uv_stream_t *)&a->tcp, on_hc_alloc, on_h2_read);
+}
+
 static void on_hc_connected(uv_connect_t *req, int status)
 {
     struct hc_attempt *a = req->handle->data;
@@ -381,7 +637,7 @@ static void on_hc_connected(uv_connect_t *req, int status)
         finish_check(s, HC_NETWORK, uv_strerror(status));
     else if (s->hc->path == NULL)
         finish_check(s, HC_OK, "connected");
-    else if ((e = send_request(a, s)) != 0)
+    else if ((e = s->hc->h2 ? send_h2_request(a, s) : send_request(a, s)) != 0 && a->s)
         finish_check(s, HC_NETWORK, uv_strerror(e));
 }
 
