@@ -9,6 +9,7 @@ x-stream (its stream id). The query steers it:
   trailers=1     end the response with trailers (x-checksum: the body's sha256)
   bytes=N        answer with N bytes (else: the request body echoed; for an
                  empty body, a JSON line with method, path and headers)
+  status=N       answer with status N
   cc=V           answer with cache-control: V
   etag=E         answer with etag: "E"; a request whose if-none-match is
                  that gets 304
@@ -180,7 +181,7 @@ class Conn:
                 self.flush()
                 self.streams.pop(sid, None)
                 return
-        headers = [(":status", "200"), ("content-type", "application/octet-stream"),
+        headers = [(":status", arg("status") or "200"), ("content-type", "application/octet-stream"),
                    ("x-conn", str(self.n)), ("x-stream", str(sid)),
                    ("x-body-sha256", hashlib.sha256(reqbody).hexdigest()), ("x-body-len", str(len(reqbody)))] + extra
         if not trailers:
