@@ -60,20 +60,20 @@ rid() { json_get headers.x-request-id <"$TN_TMP/b"; }
 LM='Mon, 01 Jan 2024 00:00:00 GMT'
 
 # --- stored now, used once they are stale ----------------------------------------------------
-# max-age 2 and 3.2 s later: Date has whole seconds
-RV="$E/rv?etag=r1&lm=1&date=1&hdr=cache-control:max-age%3D2"
+# max-age 4 and 5.2 s later (Date has whole seconds; a refreshed entry stays fresh for at least 3 s, room for a slow ASan run)
+RV="$E/rv?etag=r1&lm=1&date=1&hdr=cache-control:max-age%3D4"
 get "$RV"
 rv_id=$(rid) rv_date=$(hdr date)
 check "Envoy's config: first GET reaches the origin" "200 1" "$(status) $(hits_of /rv)"
-TR="$T/trv?etag=t1&date=1&hdr=cache-control:max-age%3D2"
+TR="$T/trv?etag=t1&date=1&hdr=cache-control:max-age%3D4"
 get "$TR"
 trv_id=$(rid)
-CT="$T/ct?etag=c1&ctype=text/x-old&hdr304=content-type:text/x-new&hdr=cache-control:max-age%3D2"
+CT="$T/ct?etag=c1&ctype=text/x-old&hdr304=content-type:text/x-new&hdr=cache-control:max-age%3D4"
 get "$CT"
 check "Content-Type as first sent" text/x-old "$(hdr content-type)"
-CB="$T/ctb?etag=b1&ctype=text/x-old&hdr304=content-type:text/x-new&hdr=cache-control:max-age%3D2,%20stale-while-revalidate%3D60"
+CB="$T/ctb?etag=b1&ctype=text/x-old&hdr304=content-type:text/x-new&hdr=cache-control:max-age%3D4,%20stale-while-revalidate%3D60"
 get "$CB"
-sleep 3.2
+sleep 5.2
 
 # --- Envoy's config revalidates an expired entry --------------------------------------------------
 get "$RV"
