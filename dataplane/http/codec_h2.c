@@ -61,6 +61,8 @@ struct h2_stream {
     struct tn_slices body;  /* response bytes not framed yet (kept across reuse) */
     /* cleared when a stream begins, from here */
     struct tn_stream *held_next;
+    struct tn_block *trailers; /* the response's trailers: nghttp2_nv[n_trailers], then their bytes */
+    size_t n_trailers;
     size_t unconsumed; /* request bytes the filters took while the stream was paused */
     int32_t id;
     bool in_trailers, remote_end, local_end, end_sent, rst_sent, deferred, paused, ng_closed, held, want_low;
@@ -92,6 +94,9 @@ static void stream_done(struct tn_dconn *c, struct tn_stream *s)
 {
     struct h2_stream *hs = h2s(s);
     tn_slices_clear(&hs->body);
+    if (hs->trailers)
+        tn_block_unref(hs->trailers);
+    hs->trailers = NULL;
     if (hs->counted)
         tn_stat_dec(H2S(c, streams_active));
     hs->counted = false;
@@ -223,8 +228,6 @@ static ssize_t data_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
 {
     struct tn_stream *s = source->ptr;
     struct h2_stream *hs = h2s(s);
-    (void)ng;
-    (void)id;
     (void)buf;
     (void)ud;
     size_t n = hs->body.bytes < length ? hs->body.bytes : length;
@@ -233,8 +236,16 @@ static ssize_t data_read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
         return NGHTTP2_ERR_DEFERRED;
     }
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (hs->local_end && n == hs->body.bytes)
+    if (hs->local_end && n == hs->body.bytes) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        /* trailers end the stream after the last DATA (submitted here, so
+         * that they cannot overtake it); nghttp2 copies them */
+        if (hs->trailers && nghttp2_submit_trailer(ng, id, (nghttp2_nv *)hs->trailers->data, hs->n_trailers) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (hs->trailers)
+            tn_block_unref(hs->trailers);
+        hs->trailers = NULL;
+    }
     return (ssize_t)n;
 }
 
@@ -919,6 +930,40 @@ fail:
     return 0;
 }
 
+/* The upstream's trailers (the router keeps them in the stream info, for
+ * the access log), kept in a block for the last DATA: HTTP/2 carries them
+ * to the client as Envoy's HTTP/2 codec does. */
+static void keep_trailers(struct tn_stream *s)
+{
+    struct h2_stream *hs = h2s(s);
+    const struct tn_header *t = s->si.resp_trailers;
+    size_t n = s->si.n_resp_trailers, bytes = n * sizeof(nghttp2_nv);
+    for (size_t i = 0; i < n; i++)
+        bytes += t[i].name_len + t[i].value_len;
+    if (n == 0 || s->head_request || (hs->trailers = tn_block_new(bytes)) == NULL)
+        return;
+    nghttp2_nv *nv = (nghttp2_nv *)hs->trailers->data;
+    char *p = hs->trailers->data + n * sizeof(nghttp2_nv);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (connection_specific(&t[i]) || t[i].name_len == 0 || t[i].name[0] == ':')
+            continue;
+        nv[k] = (nghttp2_nv){.name = (uint8_t *)p, .namelen = t[i].name_len, .flags = NGHTTP2_NV_FLAG_NONE};
+        for (size_t j = 0; j < t[i].name_len; j++)
+            p[j] = (char)(t[i].name[j] >= 'A' && t[i].name[j] <= 'Z' ? t[i].name[j] - 'A' + 'a' : t[i].name[j]);
+        p += t[i].name_len;
+        memcpy(p, t[i].value, t[i].value_len);
+        nv[k].value = (uint8_t *)p;
+        nv[k++].valuelen = t[i].value_len;
+        p += t[i].value_len;
+    }
+    hs->n_trailers = k;
+    if (k == 0) {
+        tn_block_unref(hs->trailers);
+        hs->trailers = NULL;
+    }
+}
+
 static int h2_encode_data(struct tn_stream *s, struct tn_slice *data, bool end_stream)
 {
     struct tn_dconn *c = s->conn;
@@ -927,8 +972,10 @@ static int h2_encode_data(struct tn_stream *s, struct tn_slice *data, bool end_s
         return -1;
     if (hs->local_end)
         return 0; /* a HEAD answer's body, or after a headers-only end */
-    if (end_stream)
+    if (end_stream) {
         hs->local_end = true;
+        keep_trailers(s);
+    }
     if (hs->deferred && !hs->ng_closed) {
         hs->deferred = false;
         nghttp2_session_resume_data(h2(c)->ng, hs->id);

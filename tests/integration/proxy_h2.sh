@@ -4,7 +4,8 @@
 # python3-h2 client (h2_client.py). codec_type AUTO (the preface chooses),
 # HTTP1 (the preface is a bad request) and HTTP2; GET, a 10 MB POST (sha256
 # checked by the origin) through the default windows and through 64 KB
-# ones, many streams on one connection, cookie crumbs joined, a client
+# ones, many streams on one connection, cookie crumbs joined, the origin's
+# trailers, http2_protocol_options in SETTINGS, a client
 # reset cancelling the upstream request, too many headers (RST_STREAM),
 # the access log's %PROTOCOL%, Envoy's stats, GOAWAY on SIGTERM with a
 # request in flight that finishes.
@@ -110,6 +111,12 @@ fi
 if command -v nghttp >/dev/null; then
     out=$(nghttp -n -s "$base/n1" "$base/n2" "$base/n3" "$base/n4" 2>&1)
     check "nghttp: four URLs, four 200 streams" 4 "$(printf '%s\n' "$out" | grep -c ' 200 ')"
+fi
+# the origin's trailers (chunked HTTP/1.1) reach the HTTP/2 client after the last DATA
+if command -v nghttp >/dev/null; then
+    out=$(nghttp -nv "$base/tr?trailer=x-checksum:abc&size=100000" 2>&1 | tr -d '\n')
+    check_match "trailers: x-checksum in a HEADERS frame that ends the stream, after the body" \
+        "recv DATA frame <length=[0-9]*, flags=0x00.*x-checksum: abc.*recv HEADERS frame <length=[0-9]*, flags=0x05" "$out"
 fi
 # max_concurrent_streams 10 on the HTTP2 listener: SETTINGS say so
 if command -v nghttp >/dev/null; then
