@@ -373,11 +373,12 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     /* Envoy resets the stream (the library answers RST_STREAM) */
     TN_LOG(TN_LOG_DEBUG, http, "%s request headers over the limit (%s)", tn_stream_tag(s),
            rc == TN_H1_TOO_MANY ? "count" : "size");
+    /* Envoy counts both as header_overflow; too_many_headers tells the count apart */
+    tn_stat_inc(H2S(c, header_overflow));
     if (rc == TN_H1_TOO_MANY) {
         tn_stat_inc(H2S(c, too_many_headers));
         s->si.response_code_details = "http2.too_many_headers";
     } else {
-        tn_stat_inc(H2S(c, header_overflow));
         s->si.response_code_details = "http2.headers_too_large";
     }
     tn_stat_inc(TN_HS(c, downstream_rq_too_large));

@@ -9,9 +9,11 @@
  *
  * The connection stays here rather than in the codec because nothing of it
  * depends on the protocol: HTTP/1.1 and HTTP/2 read the same socket into
- * the same blocks and write the same queue. The codec (codec_h1.c) turns
- * bytes into streams and responses into bytes, and decides what the wire
- * format decides (framing, keep-alive, pipelining, the upgrade tunnel).
+ * the same blocks and write the same queue. The codec (codec_h1.c,
+ * codec_h2.c; codec_type AUTO picks by the client preface) turns bytes into
+ * streams and responses into bytes, and decides what the wire format
+ * decides (framing, keep-alive, pipelining, the upgrade tunnel; with
+ * HTTP/2, streams that end or reset alone and GOAWAY on drain).
  *
  * A connection without a request in flight holds no stream, no head buffer
  * and no read block: a stream (with its codec's per-stream state and its

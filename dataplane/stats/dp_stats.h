@@ -58,8 +58,9 @@ struct tn_cluster;
 
 /* The downstream HTTP/2 codec's, rooted at "http2." as Envoy roots them
  * (one set shared by every listener): streams reset by the client and by
- * tern, requests refused for the size or count of their headers, streams
- * open. */
+ * tern (RST_STREAM frames sent), requests refused for the size or count of
+ * their headers (header_overflow counts both, as Envoy's; too_many_headers
+ * the count alone), streams open. */
 #define TN_HTTP2_STATS(X)                                                                                              \
     X(rx_reset, COUNTER) X(tx_reset, COUNTER) X(header_overflow, COUNTER) X(too_many_headers, COUNTER)                 \
         X(streams_active, GAUGE)
