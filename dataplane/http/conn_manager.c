@@ -181,6 +181,14 @@ static void on_idle_timer(struct tn_timer *t)
     struct tn_dconn *c = (struct tn_dconn *)((char *)t - offsetof(struct tn_dconn, timer));
     TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] idle timeout", c->id);
     tn_stat_inc(HS(c, downstream_cx_idle_timeout));
+    if (c->codec->drain) {
+        /* HTTP/2 says GOAWAY first, as Envoy does */
+        c->drain = true;
+        c->codec->drain(c);
+        if (!c->closing)
+            close_after_flush(c);
+        return;
+    }
     conn_close(c);
 }
 

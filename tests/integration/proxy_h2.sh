@@ -31,7 +31,7 @@ rc=$(it_rc "$(it_vhost all '"*"' "$routes")")
 L=$(it_listener front "$f" "$rc" "$(it_alog "$alog" '%PROTOCOL% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%')")
 L1=$(it_listener h1only "$f1" "$rc" "codec_type: HTTP1,")
 L2=$(it_listener h2only "$f2" "$rc" \
-    "codec_type: HTTP2, max_request_headers_kb: 8, http2_protocol_options: {max_concurrent_streams: 10, initial_stream_window_size: 65535, initial_connection_window_size: 65535, hpack_table_size: 0},")
+    "codec_type: HTTP2, max_request_headers_kb: 8, common_http_protocol_options: {idle_timeout: 0.5s}, http2_protocol_options: {max_concurrent_streams: 10, initial_stream_window_size: 65535, initial_connection_window_size: 65535, hpack_table_size: 0},")
 printf '{admin: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}, static_resources: {listeners: [%s], clusters: [%s]}}\n' \
     "$admin" "$L, $L1, $L2" "$(it_cluster web "127.0.0.1:$o")" >"$TN_TMP/h2.yaml"
 # one worker: the stats of one connection are the listener's
@@ -178,6 +178,10 @@ check "headers over max_request_headers_kb: http2.header_overflow (with the coun
 if "$TN_PYTHON" -c 'import h2' 2>/dev/null; then
     out=$("$TN_PYTHON" "$TN_SRC/tests/integration/h2_client.py" --port "$f" get /conn-specific --header "te:gzip" 2>&1)
     check_contains "TE other than trailers: the stream is reset (PROTOCOL_ERROR)" "reset 1" "$out"
+    out=$("$TN_PYTHON" "$TN_SRC/tests/integration/h2_client.py" --port "$f2" get /idle 2>&1)
+    check "idle timeout: GOAWAY (NO_ERROR, last stream 1) after the request" "status 200
+goaway 1 0" "$out"
+    check "idle timeout: counted" 1 "$(stat http.h2only.downstream_cx_idle_timeout)"
 fi
 
 # ---- stats and the access log ------------------------------------------------------------
