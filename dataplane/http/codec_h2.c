@@ -66,7 +66,8 @@ struct h2_stream {
     size_t unconsumed; /* request bytes the filters took while the stream was paused */
     int32_t id;
     bool in_trailers, remote_end, local_end, end_sent, rst_sent, deferred, paused, ng_closed, held, want_low;
-    bool counted; /* in http2.streams_active */
+    bool counted;    /* in http2.streams_active */
+    bool peer_reset; /* RST_STREAM came from the client */
 };
 
 _Static_assert(sizeof(struct h2_conn) <= TN_CODEC_CONN_MEM, "h2_conn fits codec_state");
@@ -529,6 +530,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     struct h2_stream *hs = h2s(s);
     if (end)
         hs->remote_end = true;
+    if (frame->hd.type == NGHTTP2_RST_STREAM)
+        hs->peer_reset = true;
     if (!s->active)
         return 0;
     switch (frame->hd.type) {
@@ -622,11 +625,13 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
     /* the client reset it (or a stream error): the filters go, the router
      * lets its upstream request go */
     TN_LOG(TN_LOG_DEBUG, http, "%s stream reset (%s)", tn_stream_tag(s), nghttp2_http2_strerror(error_code));
-    uint32_t flags = 0;
-    if (!s->resp_done && !(s->si.response_flags & TN_RF_DOWNSTREAM_PROTOCOL_ERROR)) {
+    uint32_t flags = TN_RF_DOWNSTREAM_PROTOCOL_ERROR; /* nghttp2 refused what the client sent */
+    if (hs->peer_reset) {
         tn_stat_inc(TN_HS(c, downstream_rq_rx_reset));
         tn_stat_inc(H2S(c, rx_reset));
         flags = TN_RF_DOWNSTREAM_CONNECTION_TERMINATION;
+    } else if (s->si.response_code_details == NULL) {
+        s->si.response_code_details = "http2.stream_error";
     }
     tn__cm_stream_destroy(s, flags);
     return 0;

@@ -190,6 +190,7 @@ n=$(stat http.front.downstream_rq_http2_total)
 if [ "${n:-0}" -ge 200 ]; then tn_pass "downstream_rq_http2_total counts HTTP/2 requests ($n)"; else tn_fail "downstream_rq_http2_total" "$n"; fi
 check "downstream_cx_http2_active: none left" 0 "$(stat http.front.downstream_cx_http2_active)"
 check "http2.tx_reset counts RST_STREAM sent (three refusals)" 3 "$(stat http2.tx_reset)"
+check "http2.rx_reset counts only the client's reset" 1 "$(stat http2.rx_reset)"
 n=0
 while [ $n -lt 50 ] && ! grep -q '/hello?x=1' "$alog" 2>/dev/null; do sleep 0.1; n=$((n + 1)); done
 check "access log: %PROTOCOL% is HTTP/2" "HTTP/2 GET /hello?x=1 200 -" "$(grep -F '/hello?x=1' "$alog" | head -n 1)"
