@@ -5,7 +5,7 @@
 # HTTP1 (the preface is a bad request) and HTTP2; GET, a 10 MB POST (sha256
 # checked by the origin) through the default windows and through 64 KB
 # ones, many streams on one connection, cookie crumbs joined, the origin's
-# trailers, http2_protocol_options in SETTINGS, a client
+# trailers and 103 Early Hints, http2_protocol_options in SETTINGS, a client
 # reset cancelling the upstream request, too many headers (RST_STREAM),
 # the access log's %PROTOCOL%, Envoy's stats, GOAWAY on SIGTERM with a
 # request in flight that finishes.
@@ -21,19 +21,21 @@ if ! curl --version | grep -q HTTP2; then
     tn_summary
 fi
 
-set -- $(free_port 5)
-o=$1 f=$2 f1=$3 f2=$4 admin=$5
+set -- $(free_port 6)
+o=$1 f=$2 f1=$3 f2=$4 admin=$5 bad=$6
 start_origin web "$o" || { tn_fail "origin starts" "see above"; tn_summary; }
+tn_spawn "$TN_TMP/bad_origin" "$TN_PYTHON" "$TN_SRC/tests/origin/bad_origin.py" "$bad"
+wait_port "$bad" || { tn_fail "bad_origin starts" "not listening on $bad"; tn_summary; }
 alog=$TN_TMP/access.log
 
-routes="$(it_route_direct /direct 200 direct), $(it_route_cluster / web)"
+routes="$(it_route_direct /direct 200 direct), $(it_route_cluster /bad/ bad 'prefix_rewrite: "/",'), $(it_route_cluster / web)"
 rc=$(it_rc "$(it_vhost all '"*"' "$routes")")
 L=$(it_listener front "$f" "$rc" "$(it_alog "$alog" '%PROTOCOL% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%')")
 L1=$(it_listener h1only "$f1" "$rc" "codec_type: HTTP1,")
 L2=$(it_listener h2only "$f2" "$rc" \
     "codec_type: HTTP2, max_request_headers_kb: 8, common_http_protocol_options: {idle_timeout: 0.5s}, http2_protocol_options: {max_concurrent_streams: 10, initial_stream_window_size: 65535, initial_connection_window_size: 65535, hpack_table_size: 0},")
 printf '{admin: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}, static_resources: {listeners: [%s], clusters: [%s]}}\n' \
-    "$admin" "$L, $L1, $L2" "$(it_cluster web "127.0.0.1:$o")" >"$TN_TMP/h2.yaml"
+    "$admin" "$L, $L1, $L2" "$(it_cluster web "127.0.0.1:$o"), $(it_cluster bad "127.0.0.1:$bad")" >"$TN_TMP/h2.yaml"
 # one worker: the stats of one connection are the listener's
 it_start "$TN_TMP/h2.yaml" "$f" --concurrency 1
 wait_port "$f2" || tn_fail "HTTP2 listener" "not listening on $f2"
@@ -117,6 +119,12 @@ if command -v nghttp >/dev/null; then
     out=$(nghttp -nv "$base/tr?trailer=x-checksum:abc&size=100000" 2>&1 | tr -d '\n')
     check_match "trailers: x-checksum in a HEADERS frame that ends the stream, after the body" \
         "recv DATA frame <length=[0-9]*, flags=0x00.*x-checksum: abc.*recv HEADERS frame <length=[0-9]*, flags=0x05" "$out"
+fi
+# 103 Early Hints from the origin: an interim HEADERS before the answer
+if command -v nghttp >/dev/null; then
+    out=$(nghttp -v "$base/bad/early" 2>&1 | tr -d '\n')
+    check_match "103 Early Hints: interim HEADERS with its link, then 200" \
+        ":status: 103.*link: </style.css>; rel=preload.*:status: 200" "$out"
 fi
 # max_concurrent_streams 10 on the HTTP2 listener: SETTINGS say so
 if command -v nghttp >/dev/null; then
