@@ -40,7 +40,7 @@
 /* What a codec keeps per connection and per stream, inline (no allocation
  * per connection or per request). */
 #define TN_CODEC_CONN_MEM   192
-#define TN_CODEC_STREAM_MEM 128
+#define TN_CODEC_STREAM_MEM 192
 
 struct tn_dconn;
 struct tn_stream;
@@ -79,9 +79,26 @@ struct tn_codec_ops {
     void (*read_pause)(struct tn_stream *s, bool pause);
     /* Frees what s->codec_mem points to (the stream memory is freed). */
     void (*stream_free)(struct tn_stream *s);
+
+    /* The rest is for codecs that carry many streams on one connection
+     * (HTTP/2); NULL / false for HTTP/1.1. */
+    bool multiplexed; /* a stream ends or fails alone; keep-alive is the codec's business */
+    /* The manager destroyed s (filters gone, s->active false): true when
+     * the codec still needs s->codec_mem (frames not sent yet) and hands
+     * the stream back later with tn__cm_stream_release. */
+    bool (*stream_hold)(struct tn_stream *s);
+    /* The connection drains: tell the client (GOAWAY), close when the
+     * streams in flight are over. */
+    void (*drain)(struct tn_dconn *c);
+    /* The write queue fell below its low watermark. */
+    void (*write_low)(struct tn_dconn *c);
+    /* Whether s's own response bytes wait above the watermark (beside the
+     * connection's write queue). */
+    bool (*stream_above)(struct tn_stream *s);
 };
 
 extern const struct tn_codec_ops tn_codec_h1;
+extern const struct tn_codec_ops tn_codec_h2;
 
 /* --- the downstream connection -------------------------------------------------- */
 
@@ -100,6 +117,8 @@ struct tn_dconn {
     uint64_t n_streams;        /* streams begun (the last stream's id) */
     bool remote_closed, closing, reading, drain;
     bool upgraded; /* a stream became a tunnel (counted as an active upgrade) */
+    bool sniff;    /* codec_type AUTO: the first bytes choose the codec */
+    bool codec_counted; /* downstream_cx_http1/2 counted for c->codec */
     /* The connection may serve another request after the current ones:
      * the codec clears it by the protocol's rules, the manager when it
      * answers with a close (protocol error, timeout) or drains. */
@@ -179,6 +198,18 @@ void tn__cm_upgraded(struct tn_stream *s);
 
 /* Closes the connection now (its streams are destroyed). */
 void tn__cm_close(struct tn_dconn *c);
+/* Closes it once what is written so far has left. */
+void tn__cm_close_after_flush(struct tn_dconn *c);
+
+/* Multiplexing codecs: the stream ends alone, now (reset by the client or
+ * by tern: the filters are destroyed, the router lets its upstream request
+ * go); flags go to the access log. */
+void tn__cm_stream_destroy(struct tn_stream *s, uint32_t flags);
+/* A stream the codec held (stream_hold) goes back to the free list. */
+void tn__cm_stream_release(struct tn_stream *s);
+/* s's response bytes went below the watermark: its filters may produce
+ * again (on_downstream_drained). */
+void tn__cm_stream_drained(struct tn_stream *s);
 
 /* Starts / stops reading the socket (bytes come to ops->dispatch). */
 void tn__cm_read_start(struct tn_dconn *c);

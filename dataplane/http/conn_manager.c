@@ -9,9 +9,11 @@
  *
  * The connection stays here rather than in the codec because nothing of it
  * depends on the protocol: HTTP/1.1 and HTTP/2 read the same socket into
- * the same blocks and write the same queue. The codec (codec_h1.c) turns
- * bytes into streams and responses into bytes, and decides what the wire
- * format decides (framing, keep-alive, pipelining, the upgrade tunnel).
+ * the same blocks and write the same queue. The codec (codec_h1.c,
+ * codec_h2.c; codec_type AUTO picks by the client preface) turns bytes into
+ * streams and responses into bytes, and decides what the wire format
+ * decides (framing, keep-alive, pipelining, the upgrade tunnel; with
+ * HTTP/2, streams that end or reset alone and GOAWAY on drain).
  *
  * A connection without a request in flight holds no stream, no head buffer
  * and no read block: a stream (with its codec's per-stream state and its
@@ -68,7 +70,9 @@ static void on_closed(uv_handle_t *h)
     tn_stat_dec(LS(c, downstream_cx_active));
     tn_stat_inc(LS(c, downstream_cx_destroy));
     tn_stat_dec(HS(c, downstream_cx_active));
-    tn_stat_dec(HS(c, downstream_cx_http1_active));
+    if (c->codec_counted)
+        tn_stat_dec(c->w->shard, c->codec->multiplexed ? c->l->hcm.stats.downstream_cx_http2_active
+                                                       : c->l->hcm.stats.downstream_cx_http1_active);
     tn_stat_inc(HS(c, downstream_cx_destroy));
     tn_stat_inc(c->w->shard, c->remote_closed ? c->l->hcm.stats.downstream_cx_destroy_remote
                                               : c->l->hcm.stats.downstream_cx_destroy_local);
@@ -107,6 +111,13 @@ void tn__cm_close(struct tn_dconn *c)
     conn_close(c);
 }
 
+static void close_after_flush(struct tn_dconn *c);
+
+void tn__cm_close_after_flush(struct tn_dconn *c)
+{
+    close_after_flush(c);
+}
+
 /* Closes once everything written so far has left. */
 static void close_after_flush(struct tn_dconn *c)
 {
@@ -140,6 +151,11 @@ static void on_out_low(struct tn_outq *q)
 {
     struct tn_dconn *c = q->data;
     const struct tn_hcm *hcm = &c->l->hcm;
+    if (c->codec->write_low) {
+        c->codec->write_low(c); /* frames that waited for room go first */
+        if (c->closing)
+            return;
+    }
     struct tn_stream *s = c->streams, *next;
     for (; s; s = next) {
         next = s->next;
@@ -165,6 +181,14 @@ static void on_idle_timer(struct tn_timer *t)
     struct tn_dconn *c = (struct tn_dconn *)((char *)t - offsetof(struct tn_dconn, timer));
     TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] idle timeout", c->id);
     tn_stat_inc(HS(c, downstream_cx_idle_timeout));
+    if (c->codec->drain) {
+        /* HTTP/2 says GOAWAY first, as Envoy does */
+        c->drain = true;
+        c->codec->drain(c);
+        if (!c->closing)
+            close_after_flush(c);
+        return;
+    }
     conn_close(c);
 }
 
@@ -177,6 +201,38 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     if (c->rblk == NULL)
         c->rblk = tn_block_new(TN_BLOCK_SIZE);
     *buf = c->rblk ? uv_buf_init(c->rblk->data, c->rblk->cap) : uv_buf_init(NULL, 0);
+}
+
+/* Counts the connection under its codec (Envoy counts on the first bytes
+ * when the codec is AUTO). */
+static void count_codec(struct tn_dconn *c)
+{
+    c->codec_counted = true;
+    if (c->codec->multiplexed) {
+        tn_stat_inc(HS(c, downstream_cx_http2_total));
+        tn_stat_inc(HS(c, downstream_cx_http2_active));
+    } else {
+        tn_stat_inc(HS(c, downstream_cx_http1_total));
+        tn_stat_inc(HS(c, downstream_cx_http1_active));
+    }
+}
+
+/* codec_type AUTO: HTTP/2 when the connection starts with the client
+ * preface (prior knowledge; as Envoy, no h2c Upgrade), else HTTP/1.1. A
+ * first read shorter than "PRI * HTTP/2" that matches it so far is HTTP/2:
+ * HTTP/1.1 has no method PRI, and nghttp2 checks the rest of the preface. */
+static void choose_codec(struct tn_dconn *c, const char *p, size_t n)
+{
+    static const char preface[] = "PRI * HTTP/2";
+    size_t k = n < sizeof(preface) - 1 ? n : sizeof(preface) - 1;
+    c->sniff = false;
+    if (memcmp(p, preface, k) == 0) {
+        c->codec->dispose(c);
+        memset(c->codec_state, 0, sizeof(c->codec_state));
+        c->codec = &tn_codec_h2;
+        c->codec->init(c);
+    }
+    count_codec(c);
 }
 
 static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
@@ -202,6 +258,8 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     /* the block may be kept by slices; the next read takes a fresh one */
     struct tn_block *blk = c->rblk;
     c->rblk = NULL;
+    if (c->sniff)
+        choose_codec(c, blk->data, (size_t)n);
     c->codec->dispatch(c, blk, blk->data, (size_t)n);
     tn_block_unref(blk);
 }
@@ -286,6 +344,14 @@ static void stream_destroy(struct tn_stream *s)
     if (s->next)
         s->next->prev = s->prev;
     s->next = s->prev = NULL;
+    if (c->codec->stream_hold && c->codec->stream_hold(s))
+        return; /* the codec hands it back (tn__cm_stream_release) */
+    tn__cm_stream_release(s);
+}
+
+void tn__cm_stream_release(struct tn_stream *s)
+{
+    struct tn_dconn *c = s->conn;
     s->next_free = c->w->free_streams;
     c->w->free_streams = s;
     c->w->n_free_streams++;
@@ -361,6 +427,17 @@ static void stream_maybe_done(struct tn_stream *s)
     struct tn_dconn *c = s->conn;
     if (!s->active || !s->resp_done)
         return;
+    if (c->codec->multiplexed) {
+        /* the stream ends alone; the codec ends what is left of the
+         * request on the wire (RST_STREAM) and decides about the connection */
+        stream_destroy(s);
+        if (c->closing)
+            return;
+        if (c->streams == NULL)
+            arm_idle(c);
+        c->codec->resume(c);
+        return;
+    }
     if (!s->req_done) {
         /* answered before the request ended: the rest cannot be trusted */
         c->keepalive = false;
@@ -379,6 +456,40 @@ static void stream_maybe_done(struct tn_stream *s)
     if (c->streams == NULL)
         arm_idle(c);
     c->codec->resume(c);
+}
+
+/* Ends a stream whose response cannot finish cleanly: HTTP/1.1 closes
+ * the connection, a multiplexing codec resets the stream alone. */
+static void stream_abort(struct tn_stream *s)
+{
+    struct tn_dconn *c = s->conn;
+    if (c->codec->multiplexed) {
+        tn_stat_inc(HS(c, downstream_rq_tx_reset));
+        c->codec->reset_stream(s);
+    } else {
+        conn_close(c);
+    }
+}
+
+void tn__cm_stream_destroy(struct tn_stream *s, uint32_t flags)
+{
+    struct tn_dconn *c = s->conn;
+    if (!s->active)
+        return;
+    s->si.response_flags |= flags;
+    stream_destroy(s);
+    if (c->streams == NULL && !c->closing)
+        arm_idle(c);
+}
+
+void tn__cm_stream_drained(struct tn_stream *s)
+{
+    const struct tn_hcm *hcm = &s->conn->l->hcm;
+    for (unsigned i = s->n_filters; i-- > 0 && s->active;) {
+        const struct tn_filter_ops *ops = hcm->filters[i].factory->ops;
+        if (ops && ops->on_downstream_drained)
+            ops->on_downstream_drained(s, hcm->filters[i].config, s->fctx[i]);
+    }
 }
 
 static void on_stream_timer(struct tn_timer *t)
@@ -401,7 +512,7 @@ static void on_stream_timer(struct tn_timer *t)
     tn_stat_inc(HS(c, downstream_rq_idle_timeout));
     if (s->resp_started) {
         s->si.response_flags |= TN_RF_STREAM_IDLE_TIMEOUT;
-        conn_close(c);
+        stream_abort(s);
         return;
     }
     local_reply(s, 408, "stream timeout", TN_RF_STREAM_IDLE_TIMEOUT, "stream_idle_timeout", true);
@@ -681,7 +792,8 @@ int tn__cm_headers(struct tn_stream *s)
         return -1;
     }
     tn_stat_inc(HS(c, downstream_rq_total));
-    tn_stat_inc(HS(c, downstream_rq_http1_total)); /* HTTP/1.1 is the only codec yet */
+    tn_stat_inc(c->w->shard, c->codec->multiplexed ? hcm->stats.downstream_rq_http2_total
+                                                   : hcm->stats.downstream_rq_http1_total);
     tn_stat_inc(HS(c, downstream_rq_active));
     s->counted = true;
     s->si.req_headers = s->rq.headers;
@@ -857,14 +969,14 @@ static void local_reply(struct tn_stream *s, int status, const char *body, uint3
         return;
     s->si.response_flags |= flags;
     s->si.response_code_details = details;
-    if (close)
+    if (c->codec->multiplexed)
+        close = false; /* the stream ends alone */
+    else if (close || !s->req_done)
         c->keepalive = false;
     if (s->resp_started) {
-        conn_close(c); /* too late for a clean answer */
+        stream_abort(s); /* too late for a clean answer */
         return;
     }
-    if (close || !s->req_done)
-        c->keepalive = false;
     size_t bl = body ? strlen(body) : 0;
     struct tn_header h[1] = {{.name = "content-type", .name_len = 12, .value = "text/plain", .value_len = 10}};
     struct tn_response r = {
@@ -990,7 +1102,8 @@ void tn_stream_reset(struct tn_stream *s, uint32_t flags)
 
 bool tn_stream_downstream_above(struct tn_stream *s)
 {
-    return tn_outq_above(&s->conn->out);
+    const struct tn_codec_ops *codec = s->conn->codec;
+    return tn_outq_above(&s->conn->out) || (codec->stream_above && codec->stream_above(s));
 }
 
 void tn_stream_request_pause(struct tn_stream *s, bool pause)
@@ -1037,8 +1150,6 @@ static void conn_start(struct tn_dconn *c, struct tn_wlistener *wl)
     tn_stat_inc(LS(c, downstream_cx_active));
     tn_stat_inc(HS(c, downstream_cx_total));
     tn_stat_inc(HS(c, downstream_cx_active));
-    tn_stat_inc(HS(c, downstream_cx_http1_total)); /* HTTP/1.1 is the only codec yet */
-    tn_stat_inc(HS(c, downstream_cx_http1_active));
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -1048,8 +1159,11 @@ static void conn_start(struct tn_dconn *c, struct tn_wlistener *wl)
     len = sizeof(c->local);
     uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &len);
     uv_tcp_nodelay(&c->tcp, 1);
-    c->codec = &tn_codec_h1;
-    c->codec->init(c);
+    enum tn_codec kind = c->l->hcm.codec;
+    c->codec = kind == TN_CODEC_HTTP2 ? &tn_codec_h2 : &tn_codec_h1;
+    c->sniff = kind == TN_CODEC_AUTO;
+    if (!c->sniff)
+        count_codec(c);
     tn_outq_init(&c->out, (uv_stream_t *)&c->tcp, c->l->per_connection_buffer_limit, c);
     c->out.on_low = on_out_low;
     c->out.on_error = on_out_error;
@@ -1058,6 +1172,7 @@ static void conn_start(struct tn_dconn *c, struct tn_wlistener *wl)
     tn_timer_init(&c->timer, on_idle_timer);
     c->keepalive = true;
     c->drain = w->draining;
+    c->codec->init(c); /* after the queue: HTTP/2 writes its SETTINGS there */
     arm_idle(c);
     tn__cm_read_start(c);
     TN_LOG(TN_LOG_DEBUG, connection, "[C%" PRIu64 "] new connection", c->id);
@@ -1108,7 +1223,9 @@ void tn_conn_drain_all(struct tn_worker *w)
     for (; c; c = next) {
         next = c->next;
         c->drain = true;
-        if (c->streams == NULL)
+        if (c->codec->drain)
+            c->codec->drain(c);
+        else if (c->streams == NULL)
             conn_close(c);
     }
 }
@@ -1121,7 +1238,11 @@ void tn_conn_drain_listener(struct tn_worker *w, const struct tn_listener *l, bo
         if (c->l != l)
             continue;
         c->drain = true;
-        if (now || c->streams == NULL)
+        if (now)
+            conn_close(c);
+        else if (c->codec->drain)
+            c->codec->drain(c);
+        else if (c->streams == NULL)
             conn_close(c);
     }
 }

@@ -156,20 +156,36 @@ static int compile_hcm(struct tn_listener *l, const pb_hcm *pb, struct tn_err *e
         }
         h->n_upgrades = pb->n_upgrade_configs;
     }
+    /* Envoy's defaults for the downstream HTTP/2 codec's SETTINGS */
+    h->h2.max_concurrent_streams = 2147483647u;
+    h->h2.initial_stream_window_size = 268435456u;
+    h->h2.initial_connection_window_size = 268435456u;
+    h->h2.hpack_table_size = 4096;
     if (pb->http2_protocol_options) {
-        /* tern speaks HTTP/1.1 to clients until the downstream HTTP/2 codec
-         * lands: these would change nothing, so they are refused */
+        /* allow_connect is refused with the fields tern lacks (api/pb/unsupported.c) */
         const Envoy__Config__Core__V3__Http2ProtocolOptions *o = pb->http2_protocol_options;
-        const char *set = o->hpack_table_size               ? "hpack_table_size"
-                          : o->max_concurrent_streams         ? "max_concurrent_streams"
-                          : o->initial_stream_window_size     ? "initial_stream_window_size"
-                          : o->initial_connection_window_size ? "initial_connection_window_size"
-                          : o->allow_connect                  ? "allow_connect"
-                                                              : NULL;
-        if (set) {
-            tn_err_push(err, ".http2_protocol_options.%s", set);
-            return tn_err_fail(err, "not supported by tern yet (tern serves HTTP/1.1 to clients; HTTP/2 to clusters)");
+        size_t hmark = tn_err_push(err, ".http2_protocol_options");
+        if (o->max_concurrent_streams)
+            h->h2.max_concurrent_streams = o->max_concurrent_streams->value;
+        if (o->initial_stream_window_size)
+            h->h2.initial_stream_window_size = o->initial_stream_window_size->value;
+        if (o->initial_connection_window_size)
+            h->h2.initial_connection_window_size = o->initial_connection_window_size->value;
+        if (o->hpack_table_size)
+            h->h2.hpack_table_size = o->hpack_table_size->value;
+        if (h->h2.max_concurrent_streams < 1 || h->h2.max_concurrent_streams > 2147483647u) {
+            tn_err_push(err, ".max_concurrent_streams");
+            return tn_err_fail(err, "must be in 1..2147483647");
         }
+        if (h->h2.initial_stream_window_size < 65535 || h->h2.initial_stream_window_size > 2147483647u) {
+            tn_err_push(err, ".initial_stream_window_size");
+            return tn_err_fail(err, "must be in 65535..2147483647");
+        }
+        if (h->h2.initial_connection_window_size < 65535 || h->h2.initial_connection_window_size > 2147483647u) {
+            tn_err_push(err, ".initial_connection_window_size");
+            return tn_err_fail(err, "must be in 65535..2147483647");
+        }
+        tn_err_pop(err, hmark);
     }
     h->allow_absolute_url = true;
     if (pb->http_protocol_options) {

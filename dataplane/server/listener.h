@@ -64,6 +64,10 @@ struct tn_hcm {
     bool allow_chunked_length; /* http_protocol_options: Content-Length beside chunked is dropped, not 400 */
     const char *default_host_for_http_10;
     const char *via;
+    struct { /* http2_protocol_options: the SETTINGS the HTTP/2 codec sends */
+        uint32_t max_concurrent_streams, initial_stream_window_size, initial_connection_window_size;
+        uint32_t hpack_table_size;
+    } h2;
     struct tn_http_stats stats; /* slots, set before workers share the listener */
 };
 

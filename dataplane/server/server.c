@@ -796,17 +796,6 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_timer_start(&srv->drain_timer, on_drain_timeout, (uint64_t)srv->opts.drain_time_s * 1000, 0);
 }
 
-/* What the configuration asks for that this data plane does not speak yet:
- * said once at start, so nobody wonders why HTTP/2 never happens downstream
- * (clusters that ask for HTTP/2 get it: upstream/h2_pool.c). */
-static void warn_unsupported(const struct tn_config *cfg)
-{
-    for (size_t i = 0; i < cfg->n_listeners; i++)
-        if (cfg->listeners[i]->hcm.codec == TN_CODEC_HTTP2)
-            TN_LOG(TN_LOG_WARN, http, "listener '%s' has codec_type HTTP2; tern serves HTTP/1.1 until HTTP/2 arrives",
-                   cfg->listeners[i]->name);
-}
-
 /* --- what the admin API asks of the server ---------------------------------- */
 
 static const char *admin_state(void *arg)
@@ -913,7 +902,6 @@ int tn_server_run(struct tn_config *cfg, const struct tn_server_options *opts)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
-    warn_unsupported(cfg);
     if (bind_all(&srv)) {
         srv.exit_code = 1;
         goto out;

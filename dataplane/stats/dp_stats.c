@@ -21,6 +21,8 @@ struct stat_row {
 
 #define MIRROR_ROW(name) {"mirror." #name, TN_STAT_COUNTER, offsetof(struct tn_http_stats, mirror_##name)},
 static const struct stat_row http_rows[] = {TN_HTTP_STATS(HTTP_ROW) TN_HTTP_MIRROR_STATS(MIRROR_ROW)};
+#define HTTP2_ROW(name, kind) {"http2." #name, TN_STAT_##kind, offsetof(struct tn_http_stats, http2_##name)},
+static const struct stat_row http2_rows[] = {TN_HTTP2_STATS(HTTP2_ROW)};
 static const struct stat_row listener_rows[] = {TN_LISTENER_STATS(LISTENER_ROW)};
 static const struct stat_row cluster_rows[] = {
     {"upstream_cx_total", TN_STAT_COUNTER, offsetof(struct tn_cluster_stats, upstream_cx_total)},
@@ -181,7 +183,8 @@ int tn_dp_stats_register_listener(struct tn_stats *st, struct tn_listener *l)
     if (add_rows(st, TN_SCOPE_LISTENER, l->stat_prefix, listener_rows, sizeof(listener_rows) / sizeof(listener_rows[0]),
                  &l->stats) ||
         add_rows(st, TN_SCOPE_HTTP, l->hcm.stat_prefix, http_rows, sizeof(http_rows) / sizeof(http_rows[0]),
-                 &l->hcm.stats))
+                 &l->hcm.stats) ||
+        add_rows(st, TN_SCOPE_NONE, NULL, http2_rows, sizeof(http2_rows) / sizeof(http2_rows[0]), &l->hcm.stats))
         return -1;
     if (l->hcm.rds_name && rds_stats(st, &l->hcm))
         return -1;

@@ -19,6 +19,8 @@ struct tn_cluster;
     X(downstream_cx_destroy_local, COUNTER)                                                                            \
     X(downstream_cx_http1_total, COUNTER)                                                                              \
     X(downstream_cx_http1_active, GAUGE)                                                                               \
+    X(downstream_cx_http2_total, COUNTER)                                                                              \
+    X(downstream_cx_http2_active, GAUGE)                                                                               \
     X(downstream_cx_protocol_error, COUNTER)                                                                           \
     X(downstream_cx_idle_timeout, COUNTER)                                                                             \
     X(downstream_cx_upgrades_total, COUNTER)                                                                           \
@@ -27,6 +29,7 @@ struct tn_cluster;
     X(downstream_cx_tx_bytes_total, COUNTER)                                                                           \
     X(downstream_rq_total, COUNTER)                                                                                    \
     X(downstream_rq_http1_total, COUNTER)                                                                              \
+    X(downstream_rq_http2_total, COUNTER)                                                                              \
     X(downstream_rq_active, GAUGE)                                                                                     \
     X(downstream_rq_1xx, COUNTER)                                                                                      \
     X(downstream_rq_2xx, COUNTER)                                                                                      \
@@ -52,6 +55,15 @@ struct tn_cluster;
  * that could not be kept), no_cluster (cluster_header absent or naming no
  * cluster), failed (connect failure, reset, timeout, no healthy host). */
 #define TN_HTTP_MIRROR_STATS(X) X(requests) X(dropped) X(no_cluster) X(failed)
+
+/* The downstream HTTP/2 codec's, rooted at "http2." as Envoy roots them
+ * (one set shared by every listener): streams reset by the client and by
+ * tern (RST_STREAM frames sent), requests refused for the size or count of
+ * their headers (header_overflow counts both, as Envoy's; too_many_headers
+ * the count alone), streams open. */
+#define TN_HTTP2_STATS(X)                                                                                              \
+    X(rx_reset, COUNTER) X(tx_reset, COUNTER) X(header_overflow, COUNTER) X(too_many_headers, COUNTER)                 \
+        X(streams_active, GAUGE)
 
 #define TN_LISTENER_STATS(X)                                                                                           \
     X(downstream_cx_total, COUNTER)                                                                                    \
@@ -114,10 +126,13 @@ struct tn_cluster;
 /* Slots by stat; the X-macro names with '.' become '_' in the field. */
 #define TN_STAT_FIELD(name, kind) uint32_t name;
 #define TN_MIRROR_FIELD(name) uint32_t mirror_##name;
+#define TN_HTTP2_FIELD(name, kind) uint32_t http2_##name;
 struct tn_http_stats {
     TN_HTTP_STATS(TN_STAT_FIELD)
     TN_HTTP_MIRROR_STATS(TN_MIRROR_FIELD)
+    TN_HTTP2_STATS(TN_HTTP2_FIELD)
 };
+#undef TN_HTTP2_FIELD
 #undef TN_MIRROR_FIELD
 struct tn_listener_stats {
     TN_LISTENER_STATS(TN_STAT_FIELD)
