@@ -301,3 +301,24 @@ fail:
         tn_slice_release(&s[i]);
     return rc;
 }
+
+ssize_t tn_outq_copy(struct tn_outq *q, struct tn_block **blk, size_t *pos, const void *data, size_t n)
+{
+    struct tn_block *b = *blk;
+    if (b == NULL || *pos + 1 > b->cap) {
+        if (b)
+            tn_block_unref(b);
+        *blk = b = tn_block_new(TN_BLOCK_SIZE);
+        *pos = 0;
+        if (b == NULL)
+            return -1;
+    }
+    if (n > b->cap - *pos)
+        n = b->cap - *pos;
+    memcpy(b->data + *pos, data, n);
+    struct tn_slice sl = tn_slice_of(b, b->data + *pos, n);
+    *pos += n;
+    if (tn_outq_write(q, NULL, 0, &sl, 1, NULL, 0))
+        return -1;
+    return (ssize_t)n;
+}

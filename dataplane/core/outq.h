@@ -6,6 +6,7 @@
 #define TN_OUTQ_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "dataplane/core/slice.h"
@@ -74,6 +75,14 @@ static inline bool tn_outq_above(const struct tn_outq *q)
 {
     return q->above;
 }
+
+/* Queues a copy of up to n bytes of borrowed memory (nghttp2's frames):
+ * they are copied into *blk at *pos, a block the caller keeps between calls
+ * (replaced by a fresh one when full, its old reference dropped), and the
+ * copy is queued as a slice. Returns the bytes queued (maybe fewer than n:
+ * call again for the rest), or -1 when out of memory or the write failed.
+ * The caller drops *blk when done with it. */
+ssize_t tn_outq_copy(struct tn_outq *q, struct tn_block **blk, size_t *pos, const void *data, size_t n);
 
 /* Frees all but `keep` write requests of this thread's free list. */
 void tn_outq_cache_trim(unsigned keep);

@@ -170,23 +170,8 @@ static ssize_t send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int
     (void)flags;
     if (tn_outq_above(&c->out))
         return NGHTTP2_ERR_WOULDBLOCK;
-    size_t n = len;
-    if (h->wblk == NULL || h->wpos + 1 > h->wblk->cap) {
-        if (h->wblk)
-            tn_block_unref(h->wblk);
-        h->wblk = tn_block_new(TN_BLOCK_SIZE);
-        h->wpos = 0;
-        if (h->wblk == NULL)
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-    }
-    if (n > h->wblk->cap - h->wpos)
-        n = h->wblk->cap - h->wpos;
-    memcpy(h->wblk->data + h->wpos, data, n);
-    struct tn_slice sl = tn_slice_of(h->wblk, h->wblk->data + h->wpos, n);
-    h->wpos += n;
-    if (tn_outq_write(&c->out, NULL, 0, &sl, 1, NULL, 0))
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    return (ssize_t)n;
+    ssize_t n = tn_outq_copy(&c->out, &h->wblk, &h->wpos, data, len);
+    return n < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : n;
 }
 
 /* A DATA frame: its 9-byte header copied, the payload by reference. */

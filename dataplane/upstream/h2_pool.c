@@ -161,24 +161,11 @@ static ssize_t send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int
     (void)flags;
     if (tn_outq_above(&c->out))
         return NGHTTP2_ERR_WOULDBLOCK;
-    size_t n = len;
-    if (c->wblk == NULL || c->wpos + 1 > c->wblk->cap) {
-        if (c->wblk)
-            tn_block_unref(c->wblk);
-        c->wblk = tn_block_new(TN_BLOCK_SIZE);
-        c->wpos = 0;
-        if (c->wblk == NULL)
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-    }
-    if (n > c->wblk->cap - c->wpos)
-        n = c->wblk->cap - c->wpos;
-    memcpy(c->wblk->data + c->wpos, data, n);
-    struct tn_slice sl = tn_slice_of(c->wblk, c->wblk->data + c->wpos, n);
-    c->wpos += n;
-    if (tn_outq_write(&c->out, NULL, 0, &sl, 1, NULL, 0))
+    ssize_t n = tn_outq_copy(&c->out, &c->wblk, &c->wpos, data, len);
+    if (n < 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
-    tn_stat_add(US(c->pool, upstream_cx_tx_bytes_total), n);
-    return (ssize_t)n;
+    tn_stat_add(US(c->pool, upstream_cx_tx_bytes_total), (uint64_t)n);
+    return n;
 }
 
 /* A DATA frame: its 9-byte header copied, the payload by reference. */
