@@ -322,3 +322,28 @@ ssize_t tn_outq_copy(struct tn_outq *q, struct tn_block **blk, size_t *pos, cons
         return -1;
     return (ssize_t)n;
 }
+
+int tn_outq_write_from(struct tn_outq *q, const char *pre, size_t pre_len, struct tn_slices *src, size_t length)
+{
+    struct tn_slice v[8];
+    do {
+        unsigned k = 0;
+        while (length && k < 8) {
+            struct tn_slice *f = tn_slices_at(src, 0);
+            if (f->len <= length) {
+                v[k] = tn_slices_shift(src);
+                length -= v[k++].len;
+            } else {
+                v[k++] = tn_slice_of(f->blk, f->p, length);
+                f->p += length;
+                f->len -= length;
+                src->bytes -= length;
+                length = 0;
+            }
+        }
+        if (tn_outq_write(q, pre, pre_len, v, k, NULL, 0))
+            return -1;
+        pre_len = 0;
+    } while (length);
+    return 0;
+}

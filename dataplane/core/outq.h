@@ -76,6 +76,12 @@ static inline bool tn_outq_above(const struct tn_outq *q)
     return q->above;
 }
 
+/* Queues pre (copied) then the first `length` bytes of src, taken off it
+ * (references move over; a slice longer than what is left is split): an
+ * HTTP/2 DATA frame's header and payload. src must hold `length` bytes.
+ * 0, or -1 when a write failed. */
+int tn_outq_write_from(struct tn_outq *q, const char *pre, size_t pre_len, struct tn_slices *src, size_t length);
+
 /* Queues a copy of up to n bytes of borrowed memory (nghttp2's frames):
  * they are copied into *blk at *pos, a block the caller keeps between calls
  * (replaced by a fresh one when full, its old reference dropped), and the

@@ -184,28 +184,8 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     (void)ng;
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
         hs->end_sent = true;
-    struct tn_slice v[8];
-    const char *pre = (const char *)framehd;
-    size_t pre_len = 9;
-    while (length || pre_len) {
-        unsigned k = 0;
-        while (length && k < 8) {
-            struct tn_slice *f = tn_slices_at(&hs->body, 0);
-            if (f->len <= length) {
-                v[k] = tn_slices_shift(&hs->body);
-                length -= v[k++].len;
-            } else {
-                v[k++] = tn_slice_of(f->blk, f->p, length);
-                f->p += length;
-                f->len -= length;
-                hs->body.bytes -= length;
-                length = 0;
-            }
-        }
-        if (tn_outq_write(&c->out, pre, pre_len, v, k, NULL, 0))
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        pre_len = 0;
-    }
+    if (tn_outq_write_from(&c->out, (const char *)framehd, 9, &hs->body, length))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
 }
 

@@ -176,28 +176,9 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     struct tn__h2s *s = source->ptr;
     (void)ng;
     (void)frame;
-    struct tn_slice v[8];
-    const char *pre = (const char *)framehd;
-    size_t pre_len = 9, sent = length + 9;
-    while (length || pre_len) {
-        unsigned k = 0;
-        while (length && k < 8) {
-            struct tn_slice *f = tn_slices_at(&s->body, 0);
-            if (f->len <= length) {
-                v[k] = tn_slices_shift(&s->body);
-                length -= v[k++].len;
-            } else {
-                v[k++] = tn_slice_of(f->blk, f->p, length);
-                f->p += length;
-                f->len -= length;
-                s->body.bytes -= length;
-                length = 0;
-            }
-        }
-        if (tn_outq_write(&c->out, pre, pre_len, v, k, NULL, 0))
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        pre_len = 0;
-    }
+    size_t sent = length + 9;
+    if (tn_outq_write_from(&c->out, (const char *)framehd, 9, &s->body, length))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     tn_stat_add(US(c->pool, upstream_cx_tx_bytes_total), sent);
     return 0;
 }
